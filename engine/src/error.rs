@@ -1,0 +1,35 @@
+//! The one error type of the engine crate.
+
+/// Everything that can fail while loading a model or generating text.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gguf(#[from] infer_gguf::GgufError),
+    #[error(transparent)]
+    Kernel(#[from] infer_kernels::KernelError),
+    #[error("{path}: unsupported architecture \"{arch}\" (supported: llama, gemma3)")]
+    UnknownArchitecture { path: String, arch: String },
+    #[error("{path}: missing tensor \"{name}\" needed by the {arch} architecture")]
+    MissingTensor { path: String, arch: String, name: String },
+    #[error("{path}: tensor \"{name}\" has shape {got:?}, expected {expected:?}")]
+    TensorShape { path: String, name: String, expected: Vec<u64>, got: Vec<u64> },
+    #[error("{path}: bad model configuration: {detail}")]
+    Config { path: String, detail: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the prompt has {n_tokens} tokens but the context holds only {n_ctx}; raise -c/--ctx or shorten the prompt")]
+    PromptTooLong { n_tokens: usize, n_ctx: usize },
+    #[error("the context of {n_ctx} tokens is full; start a new session, raise -c/--ctx, or enable context shift")]
+    ContextFull { n_ctx: usize },
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+/// Shorthand result type of this crate.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Reference dequantization (stub; filled by the dequant work).
