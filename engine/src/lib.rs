@@ -2,9 +2,36 @@
 //!
 //! Model architectures, KV cache, tokenizer, chat templates, sampler and the
 //! session API of infer.
+//!
+//! ```no_run
+//! use infer_engine::{GenerateOptions, Model, ModelOptions, SamplerParams, SessionParams};
+//! let model = Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf", ModelOptions::default())?;
+//! let mut session = model.session(SessionParams::default())?;
+//! let prompt = model.prompt_tokens("Once upon a time")?;
+//! let text: String = session
+//!     .generate(&prompt, SamplerParams::greedy(), GenerateOptions { max_tokens: 8, ..Default::default() })?
+//!     .map(|t| t.map(|t| t.text))
+//!     .collect::<Result<_, _>>()?;
+//! println!("{text}");
+//! # Ok::<(), infer_engine::EngineError>(())
+//! ```
 
+pub mod arch;
+pub mod backend;
 pub mod chat;
 mod error;
+pub mod kv_cache;
+pub mod model;
+pub mod perplexity;
+pub mod sampler;
+pub mod session;
 pub mod tokenizer;
+pub mod weights;
 
+pub use arch::{Logits, ModelConfig};
+pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{EngineError, Result};
+pub use model::{Model, ModelOptions};
+pub use sampler::{Sampler, SamplerParams};
+pub use session::{FinishReason, GenerateOptions, Generation, Session, SessionParams, Timings, Token};
+pub use tokenizer::{StreamDecoder, Tokenizer};

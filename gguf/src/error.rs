@@ -34,18 +34,18 @@ pub enum GgufError {
     DuplicateKey { path: PathBuf, key: String, offset: u64 },
     #[error("{path}: duplicate tensor name \"{name}\" at offset {offset}")]
     DuplicateTensor { path: PathBuf, name: String, offset: u64 },
-    #[error("{path}: general.alignment = {value} is not a power of two")]
-    BadAlignment { path: PathBuf, value: u64 },
+    #[error("{path}: general.alignment = {value} at offset {offset} is not a power of two that fits in u32")]
+    BadAlignment { path: PathBuf, value: String, offset: u64 },
     #[error("{path}: tensor \"{name}\" has {n_dims} dimensions at offset {offset} (at most 4 are allowed)")]
     TooManyDims { path: PathBuf, name: String, n_dims: u32, offset: u64 },
     #[error("{path}: tensor \"{name}\" has dimension {index} = {value} at offset {offset} ({why})")]
     BadDim { path: PathBuf, name: String, index: usize, value: u64, offset: u64, why: &'static str },
     #[error("{path}: tensor \"{name}\" has unknown type id {type_id} at offset {offset}")]
     UnknownTensorType { path: PathBuf, name: String, type_id: u32, offset: u64 },
-    #[error("{path}: tensor \"{name}\" of type {ty} has first dimension {ne0}, not a multiple of its block size {block}")]
-    NotBlockMultiple { path: PathBuf, name: String, ty: &'static str, ne0: u64, block: u64 },
-    #[error("{path}: tensor \"{name}\" data offset {value} is not a multiple of the alignment {alignment}")]
-    MisalignedTensor { path: PathBuf, name: String, value: u64, alignment: u64 },
+    #[error("{path}: tensor \"{name}\" of type {ty} has first dimension {ne0} at offset {offset}, not a multiple of its block size {block}")]
+    NotBlockMultiple { path: PathBuf, name: String, ty: &'static str, ne0: u64, block: u64, offset: u64 },
+    #[error("{path}: tensor \"{name}\" data offset {value} (field at offset {offset}) is not a multiple of the alignment {alignment}")]
+    MisalignedTensor { path: PathBuf, name: String, value: u64, alignment: u64, offset: u64 },
     #[error("{path}: tensor \"{name}\" bytes {start}..{end} reach past the end of the file ({file_len} bytes)")]
     TensorPastEnd { path: PathBuf, name: String, start: u64, end: u64, file_len: u64 },
     #[error("{path}: tensor \"{name}\" bytes {start}..{end} overlap tensor \"{other}\"")]

@@ -21,6 +21,11 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_ARRAY_DEPTH: usize = 8;
 /// The most dimensions a tensor may have.
 pub const MAX_DIMS: usize = 4;
+/// Pre-allocation cap for counts read from the file: a count that passed the
+/// bytes-left check can still claim far more memory than the file's size once
+/// each entry becomes a `Value` or `TensorInfo`, so vectors grow past this
+/// only as entries are actually parsed.
+const MAX_PREALLOC: usize = 4096;
 
 /// One entry of the tensor table.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +49,8 @@ impl TensorInfo {
     }
     /// Row length (`dims[0]`) and number of rows (product of the rest).
     pub fn rows_cols(&self) -> (usize, usize) {
-        let cols = self.dims[0] as usize;
-        let rows = self.dims[1..].iter().product::<u64>() as usize;
+        let cols = self.dims.first().copied().unwrap_or(1) as usize;
+        let rows = self.dims.get(1..).unwrap_or(&[]).iter().product::<u64>() as usize;
         (rows, cols)
     }
 }
@@ -241,7 +246,17 @@ impl Gguf {
     pub fn i32_array(&self, key: &str) -> Result<Vec<i32>> {
         let v = self.require(key)?;
         match v {
-            Value::Array(t, items) if *t != ValueType::String && *t != ValueType::Array && *t != ValueType::Bool => {
+            Value::Array(
+                ValueType::U8
+                | ValueType::I8
+                | ValueType::U16
+                | ValueType::I16
+                | ValueType::U32
+                | ValueType::I32
+                | ValueType::U64
+                | ValueType::I64,
+                items,
+            ) => {
                 items.iter().map(|x| self.int_of(key, x, "i32")).collect()
             }
             v => Err(self.wrong_type(key, "array<i32>", v)),
@@ -312,6 +327,39 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<(Vec<(String, Value)>, Vec<TensorInfo
     Ok((p.metadata, p.tensors))
 }
 
+/// What a cursor read is for, formatted only when an error needs it: building
+/// the text eagerly cost two allocations per vocabulary string.
+#[derive(Clone, Copy)]
+enum What<'k> {
+    /// A fixed field, e.g. "tensor count".
+    Field(&'static str),
+    /// The length prefix of a string field, e.g. "metadata key length".
+    Length(&'static str),
+    /// A string value of metadata key `k`, and its length prefix.
+    StrValue(&'k str),
+    StrValueLength(&'k str),
+    /// The element count of array `k`.
+    ArrayCount(&'k str),
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What::Field(w) => f.write_str(w),
+            What::Length(w) => write!(f, "{w} length"),
+            What::StrValue(k) => write!(f, "string value of \"{k}\""),
+            What::StrValueLength(k) => write!(f, "string value of \"{k}\" length"),
+            What::ArrayCount(k) => write!(f, "element count of array \"{k}\""),
+        }
+    }
+}
+
+impl<'k> From<&'static str> for What<'k> {
+    fn from(s: &'static str) -> Self {
+        What::Field(s)
+    }
+}
+
 struct Cursor<'a> {
     path: &'a Path,
     buf: &'a [u8],
@@ -323,12 +371,12 @@ impl<'a> Cursor<'a> {
         (self.buf.len() - self.pos) as u64
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    fn take<'k>(&mut self, n: usize, what: impl Into<What<'k>>) -> Result<&'a [u8]> {
         if (n as u64) > self.left() {
             return Err(GgufError::Truncated {
                 path: self.path.into(),
                 offset: self.pos as u64,
-                what: what.into(),
+                what: what.into().to_string(),
                 needed: n as u64,
                 left: self.left(),
             });
@@ -338,37 +386,44 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+    fn array<'k, const N: usize>(&mut self, what: impl Into<What<'k>>) -> Result<[u8; N]> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N, what)?);
         Ok(a)
     }
-    fn u8(&mut self, what: &str) -> Result<u8> {
+    fn u8<'k>(&mut self, what: impl Into<What<'k>>) -> Result<u8> {
         Ok(self.array::<1>(what)?[0])
     }
-    fn u16(&mut self, what: &str) -> Result<u16> {
+    fn u16<'k>(&mut self, what: impl Into<What<'k>>) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
-    fn u32(&mut self, what: &str) -> Result<u32> {
+    fn u32<'k>(&mut self, what: impl Into<What<'k>>) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
-    fn u64(&mut self, what: &str) -> Result<u64> {
+    fn u64<'k>(&mut self, what: impl Into<What<'k>>) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
     /// Reads a count and checks that `count * min_each` bytes remain.
-    fn count(&mut self, what: &str, min_each: u64) -> Result<usize> {
+    fn count<'k>(&mut self, what: impl Into<What<'k>>, min_each: u64) -> Result<usize> {
+        let what = what.into();
         let offset = self.pos as u64;
         let n = self.u64(what)?;
         let left = self.left();
         if n.checked_mul(min_each).is_none_or(|b| b > left) {
-            return Err(GgufError::CountTooLarge { path: self.path.into(), offset, what: what.into(), value: n, left });
+            return Err(GgufError::CountTooLarge { path: self.path.into(), offset, what: what.to_string(), value: n, left });
         }
         Ok(n as usize)
     }
 
-    fn string(&mut self, what: &str) -> Result<String> {
-        let len = self.count(&format!("{what} length"), 1)?;
+    /// A length-prefixed UTF-8 string; `what` is `Field` or `StrValue`.
+    fn string(&mut self, what: What<'_>) -> Result<String> {
+        let len_what = match what {
+            What::Field(w) => What::Length(w),
+            What::StrValue(k) => What::StrValueLength(k),
+            other => other,
+        };
+        let len = self.count(len_what, 1)?;
         let offset = self.pos as u64;
         let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::BadUtf8 { path: self.path.into(), offset })
@@ -388,7 +443,7 @@ impl<'a> Cursor<'a> {
             ValueType::F32 => Value::F32(f32::from_bits(self.u32(w)?)),
             ValueType::F64 => Value::F64(f64::from_bits(self.u64(w)?)),
             ValueType::Bool => Value::Bool(self.u8(w)? != 0),
-            ValueType::String => Value::String(self.string(&format!("string value of \"{key}\""))?),
+            ValueType::String => Value::String(self.string(What::StrValue(key))?),
             ValueType::Array => {
                 let offset = self.pos as u64;
                 if depth >= MAX_ARRAY_DEPTH {
@@ -406,8 +461,8 @@ impl<'a> Cursor<'a> {
                     type_id,
                     offset,
                 })?;
-                let n = self.count(&format!("element count of array \"{key}\""), elem.min_encoded_len())?;
-                let mut items = Vec::with_capacity(n);
+                let n = self.count(What::ArrayCount(key), elem.min_encoded_len())?;
+                let mut items = Vec::with_capacity(n.min(MAX_PREALLOC));
                 for _ in 0..n {
                     items.push(self.value(key, elem, depth + 1)?);
                 }
@@ -436,11 +491,12 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
     // Metadata entry = key len + type id + at least one byte of value.
     let n_kv = c.count("metadata count", 8 + 4 + 1)?;
 
-    let mut metadata = Vec::with_capacity(n_kv);
-    let mut seen = HashSet::with_capacity(n_kv);
+    let mut metadata = Vec::with_capacity(n_kv.min(MAX_PREALLOC));
+    let mut seen = HashSet::with_capacity(n_kv.min(MAX_PREALLOC));
+    let mut alignment_offset = 0u64;
     for _ in 0..n_kv {
         let offset = c.pos as u64;
-        let key = c.string("metadata key")?;
+        let key = c.string(What::Field("metadata key"))?;
         if !seen.insert(key.clone()) {
             return Err(GgufError::DuplicateKey { path: path.into(), key, offset });
         }
@@ -452,26 +508,33 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
             type_id,
             offset: type_offset,
         })?;
+        if key == "general.alignment" {
+            alignment_offset = c.pos as u64;
+        }
         let value = c.value(&key, ty, 0)?;
         metadata.push((key, value));
     }
 
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
-        Some((_, v)) => {
-            let a = v.as_i128().unwrap_or(0);
-            if a <= 0 || (a as u64).count_ones() != 1 || a > u32::MAX as i128 {
-                return Err(GgufError::BadAlignment { path: path.into(), value: a.max(0) as u64 });
+        // The spec stores it as u32; any integer type in range is accepted.
+        Some((_, v)) => match v.as_i128().and_then(|a| u32::try_from(a).ok()) {
+            Some(a) if a.is_power_of_two() => a as u64,
+            _ => {
+                let value = match v.as_i128() {
+                    Some(a) => a.to_string(),
+                    None => format!("{v} ({})", v.type_description()),
+                };
+                return Err(GgufError::BadAlignment { path: path.into(), value, offset: alignment_offset });
             }
-            a as u64
-        }
+        },
     };
 
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    let mut tensors = Vec::with_capacity(n_tensors.min(MAX_PREALLOC));
+    let mut names = HashSet::with_capacity(n_tensors.min(MAX_PREALLOC));
     for _ in 0..n_tensors {
         let offset = c.pos as u64;
-        let name = c.string("tensor name")?;
+        let name = c.string(What::Field("tensor name"))?;
         if !names.insert(name.clone()) {
             return Err(GgufError::DuplicateTensor { path: path.into(), name, offset });
         }
@@ -511,6 +574,7 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
                 ty: ty.name(),
                 ne0: dims[0],
                 block: ty.block_size() as u64,
+                offset: dims_offset + 4,
             });
         }
         let n_bytes = ty.bytes_for(n_elements).ok_or_else(|| GgufError::BadDim {
@@ -521,9 +585,16 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
             offset: dims_offset,
             why: "byte size overflows",
         })?;
+        let field_offset = c.pos as u64;
         let data_off = c.u64("tensor data offset")?;
         if data_off % alignment != 0 {
-            return Err(GgufError::MisalignedTensor { path: path.into(), name, value: data_off, alignment });
+            return Err(GgufError::MisalignedTensor {
+                path: path.into(),
+                name,
+                value: data_off,
+                alignment,
+                offset: field_offset,
+            });
         }
         tensors.push(TensorInfo { name, dims, ty, offset: data_off, n_bytes });
     }

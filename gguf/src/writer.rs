@@ -40,7 +40,6 @@ struct PendingTensor {
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
     tensors: Vec<PendingTensor>,
-    alignment: Option<u64>,
 }
 
 impl GgufWriter {
@@ -49,11 +48,9 @@ impl GgufWriter {
     }
 
     /// Adds (or replaces) a metadata entry. `general.alignment` sets the
-    /// alignment used for tensor data.
+    /// alignment used for tensor data. Values are checked when the file is
+    /// written.
     pub fn add_metadata(&mut self, key: &str, value: Value) -> &mut Self {
-        if key == "general.alignment" {
-            self.alignment = value.as_i128().map(|a| a as u64);
-        }
         if let Some(slot) = self.metadata.iter_mut().find(|(k, _)| k == key) {
             slot.1 = value;
         } else {
@@ -112,16 +109,30 @@ impl GgufWriter {
         })
     }
 
+    /// The data alignment, checked the way the reader checks it.
     fn alignment(&self) -> Result<u64> {
-        let a = self.alignment.unwrap_or(DEFAULT_ALIGNMENT);
-        if a == 0 || !a.is_power_of_two() {
-            return Err(GgufError::Write(format!("general.alignment = {a} is not a power of two")));
+        let Some((_, v)) = self.metadata.iter().find(|(k, _)| k == "general.alignment") else {
+            return Ok(DEFAULT_ALIGNMENT);
+        };
+        match v.as_i128().and_then(|a| u32::try_from(a).ok()) {
+            Some(a) if a.is_power_of_two() => Ok(a as u64),
+            _ => Err(GgufError::Write(format!("general.alignment = {v} is not a power of two that fits in u32"))),
         }
-        Ok(a)
+    }
+
+    /// Checks what `write` would otherwise turn into an unreadable file:
+    /// the alignment, and arrays whose elements differ from their declared type.
+    pub fn validate(&self) -> Result<()> {
+        self.alignment()?;
+        for (k, v) in &self.metadata {
+            check_array_types(k, v)?;
+        }
+        Ok(())
     }
 
     /// Writes the file to `path`.
     pub fn write_to_path(self, path: impl AsRef<Path>) -> Result<()> {
+        self.validate()?;
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let f = std::fs::File::create(path).map_err(io)?;
@@ -132,6 +143,7 @@ impl GgufWriter {
 
     /// Writes the file into any byte sink.
     pub fn write<W: Write + Seek>(self, w: &mut W) -> std::io::Result<()> {
+        self.validate().map_err(std::io::Error::other)?;
         let alignment = self.alignment().map_err(std::io::Error::other)?;
         let mut buf = Vec::new();
         buf.extend_from_slice(&GGUF_MAGIC);
@@ -175,6 +187,22 @@ impl GgufWriter {
         }
         Ok(())
     }
+}
+
+fn check_array_types(key: &str, v: &Value) -> Result<()> {
+    if let Value::Array(t, items) = v {
+        for it in items {
+            if it.value_type() != *t {
+                return Err(GgufError::Write(format!(
+                    "metadata \"{key}\": array<{}> holds a {} element",
+                    t.name(),
+                    it.type_description()
+                )));
+            }
+            check_array_types(key, it)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_string(buf: &mut Vec<u8>, s: &str) {

@@ -1,0 +1,143 @@
+//! Options shared by the commands that load a model and generate.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use infer_engine::{ChatMessage, Model, ModelOptions, SamplerParams, SessionParams};
+
+/// The model file (`-m`), defaulting to the project's default model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file
+    #[arg(short = 'm', long = "model", env = "INFER_MODEL", default_value = crate::common::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Threads for the CPU path (default: physical cores)
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    /// Sets up the thread pool and loads the model, with a progress bar on a terminal.
+    pub fn load(&self) -> anyhow::Result<Arc<Model>> {
+        init_threads(self.threads)?;
+        let path = crate::common::resolve_model(&self.model)?;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(100);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {percent}%")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(path.display().to_string());
+            b
+        });
+        let opts = ModelOptions { prefault: true };
+        let model = Model::load_with_progress(&path, opts, |f| {
+            if let Some(b) = &bar {
+                b.set_position((f * 100.0) as u64);
+            }
+        })
+        .with_context(|| format!("loading {}", path.display()))?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(model)
+    }
+}
+
+/// Builds rayon's global pool once with `n` threads (default: physical cores).
+pub fn init_threads(n: Option<usize>) -> anyhow::Result<()> {
+    let n = match n {
+        Some(0) => anyhow::bail!("-t/--threads must be at least 1"),
+        Some(n) => n,
+        None => physical_cores(),
+    };
+    // A second call (tests, repeated commands in one process) keeps the first pool.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    Ok(())
+}
+
+/// Physical cores from /proc/cpuinfo where available, else logical CPUs.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };
+    let mut cores = std::collections::HashSet::new();
+    let mut phys = "";
+    for line in info.lines() {
+        if let Some(v) = line.strip_prefix("physical id") {
+            phys = v.trim_start_matches([' ', '\t', ':']);
+        } else if let Some(v) = line.strip_prefix("core id") {
+            cores.insert((phys.to_string(), v.trim_start_matches([' ', '\t', ':']).to_string()));
+        }
+    }
+    if cores.is_empty() {
+        logical
+    } else {
+        cores.len().min(logical)
+    }
+}
+
+/// Sampling and context options, with llama.cpp's names.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Tokens to generate
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    pub n_predict: usize,
+    /// Context size in tokens (default: min(4096, the model's))
+    #[arg(short = 'c', long = "ctx", visible_alias = "ctx-size", default_value_t = 0)]
+    pub ctx: usize,
+    /// Prompt batch size
+    #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
+    pub batch: usize,
+    /// When the context fills up, drop the oldest half after the system prompt and go on
+    #[arg(long = "context-shift")]
+    pub context_shift: bool,
+    /// Temperature (0 = greedy)
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock)
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+    /// Stop where this text appears (repeatable)
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+impl GenArgs {
+    pub fn sampler(&self) -> SamplerParams {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        }
+    }
+
+    pub fn session(&self) -> SessionParams {
+        SessionParams { n_ctx: self.ctx, n_batch: self.batch, context_shift: self.context_shift }
+    }
+}
+
+/// Reads a `--messages` file: a JSON list of `{role, content}`.
+pub fn read_messages(path: &std::path::Path) -> anyhow::Result<Vec<ChatMessage>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: expected a JSON list of {{\"role\", \"content\"}} objects", path.display()))
+}

@@ -1,0 +1,105 @@
+//! The llama architecture (Llama 2/3, SmolLM, Mistral-style models):
+//! RMSNorm, RoPE with adjacent pairs, grouped-query attention, SwiGLU, an
+//! output head tied to the embeddings when `output.weight` is absent.
+
+use infer_gguf::Gguf;
+
+use super::{check_heads, embed, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
+use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
+use crate::error::Result;
+use crate::weights::WeightTable;
+
+/// Reads `llama.*` hyper-parameters.
+pub fn config(g: &Gguf) -> Result<ModelConfig> {
+    let dim = key_usize(g, "embedding_length")?;
+    let n_heads = key_usize(g, "attention.head_count")?;
+    let n_kv_heads = g.arch_u32_opt("attention.head_count_kv")?.map_or(n_heads, |v| v as usize);
+    let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
+    let n_layers = key_usize(g, "block_count")?;
+    let c = ModelConfig {
+        arch: ArchKind::Llama,
+        n_layers,
+        dim,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        ffn_dim: key_usize(g, "feed_forward_length")?,
+        vocab: vocab_size(g)?,
+        n_ctx_train: g.arch_u32_opt("context_length")?.unwrap_or(4096) as usize,
+        rms_eps: g.arch_f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+        rope_base: g.arch_f32_opt("rope.freq_base")?.unwrap_or(10_000.0),
+        rope_base_swa: 10_000.0,
+        rope_freq_scale: 1.0 / g.arch_f32_opt("rope.scaling.factor")?.filter(|&f| f > 0.0).unwrap_or(1.0),
+        rope_neox: false,
+        sliding_window: 0,
+        swa_layers: vec![false; n_layers],
+        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+    };
+    check_heads(g, &c)?;
+    Ok(c)
+}
+
+/// One forward step over `tokens` at positions `pos0..`.
+pub fn forward(
+    arch: &Arch,
+    bk: &mut Backends,
+    table: &WeightTable,
+    tokens: &[u32],
+    pos0: usize,
+    which: Logits,
+    logits: &mut Vec<f32>,
+) -> Result<()> {
+    let c = &arch.config;
+    let w = &arch.weights;
+    let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+    let rope = |n_heads| RopeParams {
+        n_heads,
+        head_dim: c.head_dim,
+        base: c.rope_base,
+        freq_scale: c.rope_freq_scale,
+        neox: c.rope_neox,
+    };
+    let attn = AttnParams {
+        n_heads: c.n_heads,
+        n_kv_heads: c.n_kv_heads,
+        head_dim: c.head_dim,
+        scale: c.attn_scale,
+        window: 0,
+    };
+
+    // x = token_embd[tokens]                                  [n, dim]
+    let mut x = Vec::new();
+    embed(table, w.token_embd, tokens, dim, &mut x)?;
+    bk.begin(tokens.len(), pos0, &x)?;
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        let mut b = bk.for_layer(l, dim)?;
+        // Attention block: xn = rmsnorm(x); q,k,v projections; RoPE on q, k.
+        b.rmsnorm(Slot::X, lw.attn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
+        b.record(l, "attn_norm", Slot::Xn, dim)?;
+        b.matmul(lw.wq, Slot::Xn, Slot::Q)?; //                  [n, q_dim]
+        b.matmul(lw.wk, Slot::Xn, Slot::K)?; //                  [n, kv_dim]
+        b.matmul(lw.wv, Slot::Xn, Slot::V)?; //                  [n, kv_dim]
+        b.rope(Slot::Q, &rope(c.n_heads))?;
+        b.rope(Slot::K, &rope(c.n_kv_heads))?;
+        b.record(l, "q_rope", Slot::Q, q_dim)?;
+        b.record(l, "k_rope", Slot::K, kv_dim)?;
+        // Causal grouped-query attention over the cache, then the output projection.
+        b.attention(l, Slot::Q, Slot::K, Slot::V, Slot::Att, &attn)?;
+        b.record(l, "attn", Slot::Att, q_dim)?;
+        b.matmul(lw.wo, Slot::Att, Slot::Out)?; //               [n, dim]
+        b.add(Slot::X, Slot::Out, dim)?; //                      x += attn_out
+        b.record(l, "attn_residual", Slot::X, dim)?;
+        // Feed-forward block: x += down(silu(gate(xn)) * up(xn)).
+        b.rmsnorm(Slot::X, lw.ffn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
+        b.matmul(lw.gate, Slot::Xn, Slot::Gate)?; //             [n, ffn]
+        b.matmul(lw.up, Slot::Xn, Slot::Up)?; //                 [n, ffn]
+        b.gated(Slot::Gate, Slot::Up, Activation::SwiGlu, ffn)?;
+        b.matmul(lw.down, Slot::Gate, Slot::Out)?; //            [n, dim]
+        b.add(Slot::X, Slot::Out, dim)?;
+        b.record(l, "ffn_residual", Slot::X, dim)?;
+    }
+
+    // Output head: rmsnorm, then logits = x · outputᵀ           [n_out, vocab]
+    output_head(arch, bk, which, logits)
+}

@@ -1,0 +1,249 @@
+//! The CPU backend: rayon over rows and heads, the kernels crate's quantized
+//! matmul, a KV cache in host memory.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::weights::{WeightId, WeightTable};
+use infer_kernels::ops;
+
+/// Runs ops on the host. Owns its slot buffers (sized for `n_batch` tokens)
+/// and the KV cache of the layers it runs.
+pub struct CpuBackend {
+    weights: Arc<WeightTable>,
+    widths: SlotWidths,
+    bufs: Vec<Vec<f32>>,
+    n_tokens: usize,
+    pos0: usize,
+    kv: KvCache,
+    /// Per-position RoPE angles, recomputed per call (small).
+    thetas: Vec<f32>,
+}
+
+impl CpuBackend {
+    /// `layers[l]` says whether this backend holds layer `l`'s KV cache.
+    pub fn new(weights: Arc<WeightTable>, widths: SlotWidths, n_batch: usize, kv: KvCache) -> Self {
+        let bufs = Slot::ALL
+            .iter()
+            .map(|&s| if s == Slot::Logits { Vec::new() } else { vec![0.0; widths.width(s) * n_batch] })
+            .collect();
+        CpuBackend { weights, widths, bufs, n_tokens: 0, pos0: 0, kv, thetas: Vec::new() }
+    }
+
+    fn buf(&mut self, s: Slot) -> &mut Vec<f32> {
+        &mut self.bufs[s.index()]
+    }
+
+    /// Takes a slot's buffer out to borrow it beside another (put back with `put`).
+    fn take(&mut self, s: Slot) -> Vec<f32> {
+        std::mem::take(&mut self.bufs[s.index()])
+    }
+    fn put(&mut self, s: Slot, v: Vec<f32>) {
+        self.bufs[s.index()] = v;
+    }
+
+    fn ensure(&mut self, s: Slot, len: usize) {
+        let b = self.buf(s);
+        if b.len() < len {
+            b.resize(len, 0.0);
+        }
+    }
+}
+
+fn shape_err(op: &'static str, detail: String) -> EngineError {
+    EngineError::Kernel(infer_kernels::KernelError::Shape { op, detail })
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()> {
+        self.n_tokens = n_tokens;
+        self.pos0 = pos0;
+        for s in Slot::ALL {
+            let need = self.widths.width(s) * n_tokens;
+            if s != Slot::Logits {
+                self.ensure(s, need);
+            }
+        }
+        Ok(())
+    }
+
+    fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    fn load(&mut self, dst: Slot, host: &[f32]) -> Result<()> {
+        self.ensure(dst, host.len());
+        self.buf(dst)[..host.len()].copy_from_slice(host);
+        Ok(())
+    }
+
+    fn read(&mut self, src: Slot, host: &mut [f32]) -> Result<()> {
+        let b = &self.bufs[src.index()];
+        if b.len() < host.len() {
+            return Err(shape_err("read", format!("{src:?} holds {} values, {} asked", b.len(), host.len())));
+        }
+        host.copy_from_slice(&b[..host.len()]);
+        Ok(())
+    }
+
+    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens;
+        if n > 1 {
+            let b = self.buf(slot);
+            b.copy_within((n - 1) * width..n * width, 0);
+            self.pos0 += n - 1;
+            self.n_tokens = 1;
+        }
+        Ok(())
+    }
+
+    fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()> {
+        let weights = self.weights.clone();
+        let m = weights.matrix(w);
+        let n = self.n_tokens;
+        self.ensure(out, m.rows * n);
+        let mut o = self.take(out);
+        let r = infer_kernels::cpu::matmul(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]);
+        self.put(out, o);
+        Ok(r?)
+    }
+
+    fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
+        let weights = self.weights.clone();
+        let wv = weights.f32s(w)?;
+        if wv.len() != dim {
+            return Err(shape_err("rmsnorm", format!("weight has {} values, rows have {dim}", wv.len())));
+        }
+        let n = self.n_tokens * width;
+        if x == out {
+            let b = &mut self.buf(x)[..n];
+            b.par_chunks_mut(dim).for_each(|row| {
+                let tmp = row.to_vec();
+                ops::rmsnorm_ref(&tmp, &wv, eps, row);
+            });
+        } else {
+            let mut o = self.take(out);
+            let xs = &self.bufs[x.index()][..n];
+            o[..n].par_chunks_mut(dim).zip(xs.par_chunks(dim)).for_each(|(orow, xrow)| {
+                ops::rmsnorm_ref(xrow, &wv, eps, orow);
+            });
+            self.put(out, o);
+        }
+        Ok(())
+    }
+
+    fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
+        let width = p.n_heads * p.head_dim;
+        let half = p.head_dim / 2;
+        let (n, pos0) = (self.n_tokens, self.pos0);
+        self.thetas.resize(n * half, 0.0);
+        for t in 0..n {
+            let th = &mut self.thetas[t * half..(t + 1) * half];
+            ops::rope_thetas(pos0 + t, p.head_dim, p.base, th);
+            th.iter_mut().for_each(|v| *v *= p.freq_scale);
+        }
+        let thetas = std::mem::take(&mut self.thetas);
+        let b = &mut self.buf(x)[..n * width];
+        b.par_chunks_mut(width).enumerate().for_each(|(t, tok)| {
+            let th = &thetas[t * half..(t + 1) * half];
+            for head in tok.chunks_exact_mut(p.head_dim) {
+                for (i, &theta) in th.iter().enumerate() {
+                    let (s, c) = theta.sin_cos();
+                    let (a, b) = if p.neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * c - x1 * s;
+                    head[b] = x0 * s + x1 * c;
+                }
+            }
+        });
+        self.thetas = thetas;
+        Ok(())
+    }
+
+    fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
+        let (n, pos0) = (self.n_tokens, self.pos0);
+        let kv_dim = p.n_kv_heads * p.head_dim;
+        let q_dim = p.n_heads * p.head_dim;
+        let n_kv = pos0 + n;
+        if n_kv > self.kv.n_ctx() {
+            return Err(EngineError::ContextFull { n_ctx: self.kv.n_ctx() });
+        }
+        // Store the batch's keys and values at their positions.
+        {
+            let (kc, vc) = self.kv.layer_mut(layer)?;
+            kc[pos0 * kv_dim..n_kv * kv_dim].copy_from_slice(&self.bufs[k.index()][..n * kv_dim]);
+            vc[pos0 * kv_dim..n_kv * kv_dim].copy_from_slice(&self.bufs[v.index()][..n * kv_dim]);
+        }
+        let mut o = self.take(out);
+        let qs = &self.bufs[q.index()][..n * q_dim];
+        let (kc, vc) = self.kv.layer(layer)?;
+        let group = p.n_heads / p.n_kv_heads;
+        let hd = p.head_dim;
+        o[..n * q_dim].par_chunks_mut(hd).enumerate().for_each(|(i, oh)| {
+            let (t, h) = (i / p.n_heads, i % p.n_heads);
+            let pos = pos0 + t;
+            let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
+            let kvh = h / group;
+            let qh = &qs[t * q_dim + h * hd..][..hd];
+            let mut scores: Vec<f32> = (start..=pos)
+                .map(|j| {
+                    let kj = &kc[j * kv_dim + kvh * hd..][..hd];
+                    qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * p.scale
+                })
+                .collect();
+            ops::softmax_ref(&mut scores);
+            oh.fill(0.0);
+            for (j, &w) in (start..=pos).zip(&scores) {
+                let vj = &vc[j * kv_dim + kvh * hd..][..hd];
+                for (o, &x) in oh.iter_mut().zip(vj) {
+                    *o += w * x;
+                }
+            }
+        });
+        self.put(out, o);
+        Ok(())
+    }
+
+    fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        let mut g = self.take(gate);
+        let u = &self.bufs[up.index()][..n];
+        let f = match act {
+            Activation::SwiGlu => ops::silu,
+            Activation::GeGlu => ops::gelu_tanh,
+        };
+        g[..n].par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| {
+            for (gv, &uv) in gc.iter_mut().zip(uc) {
+                *gv = f(*gv) * uv;
+            }
+        });
+        self.put(gate, g);
+        Ok(())
+    }
+
+    fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        let mut d = self.take(dst);
+        ops::add_ref(&mut d[..n], &self.bufs[src.index()][..n]);
+        self.put(dst, d);
+        Ok(())
+    }
+
+    fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        self.buf(x)[..n].iter_mut().for_each(|v| *v *= s);
+        Ok(())
+    }
+
+    fn truncate_cache(&mut self, _from: usize) {
+        // Positions past `from` are simply overwritten by later batches.
+    }
+}

@@ -1,0 +1,222 @@
+//! The op-level backend trait that model code is written against.
+//!
+//! A backend owns the activation buffers of a forward step (named by
+//! [`Slot`]) and the KV cache of the layers it runs. Model code calls ops on
+//! slots; the offload plan decides which backend runs each layer, and the
+//! hidden state crosses between backends only at a boundary
+//! ([`Backends::for_layer`]).
+
+pub mod cpu;
+
+use crate::error::Result;
+use crate::weights::WeightId;
+
+/// A named activation buffer. Each holds up to `n_batch` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The residual stream, `dim` per token.
+    X,
+    /// Normed input of a block, `dim` per token.
+    Xn,
+    /// Queries, `n_heads * head_dim` per token.
+    Q,
+    /// New keys, `n_kv_heads * head_dim` per token.
+    K,
+    /// New values, `n_kv_heads * head_dim` per token.
+    V,
+    /// Attention output, `n_heads * head_dim` per token.
+    Att,
+    /// Block output before the residual add, `dim` per token.
+    Out,
+    /// Feed-forward gate, `ffn_dim` per token.
+    Gate,
+    /// Feed-forward up projection, `ffn_dim` per token.
+    Up,
+    /// Output logits, `vocab` per token.
+    Logits,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 10] =
+        [Slot::X, Slot::Xn, Slot::Q, Slot::K, Slot::V, Slot::Att, Slot::Out, Slot::Gate, Slot::Up, Slot::Logits];
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Per-token buffer widths, used to size slots.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotWidths {
+    pub dim: usize,
+    pub q_dim: usize,
+    pub kv_dim: usize,
+    pub ffn_dim: usize,
+    pub vocab: usize,
+}
+
+impl SlotWidths {
+    pub fn width(&self, s: Slot) -> usize {
+        match s {
+            Slot::X | Slot::Xn | Slot::Out => self.dim,
+            Slot::Q | Slot::Att => self.q_dim,
+            Slot::K | Slot::V => self.kv_dim,
+            Slot::Gate | Slot::Up => self.ffn_dim,
+            Slot::Logits => self.vocab,
+        }
+    }
+}
+
+/// Rotary position embedding parameters of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeParams {
+    pub n_heads: usize,
+    pub head_dim: usize,
+    pub base: f32,
+    /// Linear position scaling (1.0 = none).
+    pub freq_scale: f32,
+    /// NEOX ordering (rotate `i` with `i + head_dim/2`) instead of adjacent pairs.
+    pub neox: bool,
+}
+
+/// Attention parameters of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnParams {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// Sliding window: a query at position p sees keys in `p-window+1..=p`; 0 = all.
+    pub window: usize,
+}
+
+/// The gating activation of a feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) * up` (llama).
+    SwiGlu,
+    /// `gelu_tanh(gate) * up` (gemma).
+    GeGlu,
+}
+
+/// A hook that sees named intermediates (`"{layer}.{stage}"`), one row per token.
+pub type Hook = dyn FnMut(&str, &[f32]) + Send;
+
+/// The ops a forward pass needs. Ops act on the current batch of `n_tokens`
+/// tokens at positions `pos0..pos0+n_tokens`, set by [`Backend::begin`].
+pub trait Backend: Send {
+    /// A short name for messages (`cpu`, `gpu (…)`).
+    fn name(&self) -> String;
+    /// Starts a batch.
+    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()>;
+    /// Number of tokens in the current batch.
+    fn n_tokens(&self) -> usize;
+    /// Copies host values into `dst` (`n_tokens * width` values).
+    fn load(&mut self, dst: Slot, host: &[f32]) -> Result<()>;
+    /// Copies `src` to the host (`host.len()` values), finishing pending work.
+    fn read(&mut self, src: Slot, host: &mut [f32]) -> Result<()>;
+    /// Keeps only the last token's row of `slot` and makes the batch one token long.
+    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()>;
+    /// `out = x · Wᵀ` for every token: `x` has `W.cols`, `out` gets `W.rows` values per token.
+    fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()>;
+    /// RMSNorm of `x` into `out` over rows of `dim` values (`width / dim` rows per token).
+    fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
+    /// RoPE in place on `x` (`n_heads * head_dim` per token).
+    fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()>;
+    /// Stores `k`, `v` in layer `layer`'s cache at the batch positions, then
+    /// attends each query (causal, windowed) into `out`.
+    fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()>;
+    /// `gate = act(gate) * up` over `width` values per token.
+    fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()>;
+    /// `dst += src` over `width` values per token.
+    fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()>;
+    /// `x *= s` over `width` values per token.
+    fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()>;
+    /// Forgets cached positions `from..` of every layer.
+    fn truncate_cache(&mut self, from: usize);
+    /// Shows `slot` to the hook under `name` when a hook is set (tests, `infer verify`).
+    fn record(&mut self, name: &str, slot: Slot, width: usize, hook: &mut Option<Box<Hook>>) -> Result<()> {
+        if let Some(h) = hook.as_mut() {
+            let mut host = vec![0.0; self.n_tokens() * width];
+            self.read(slot, &mut host)?;
+            h(name, &host);
+        }
+        Ok(())
+    }
+}
+
+/// The backends of one session and the layer → backend plan.
+pub struct Backends {
+    pub list: Vec<Box<dyn Backend>>,
+    /// `plan[l]` = index in `list` of the backend running layer `l`;
+    /// `plan[n_layers]` runs the output head.
+    pub plan: Vec<usize>,
+    current: usize,
+    host: Vec<f32>,
+    pub hook: Option<Box<Hook>>,
+}
+
+impl Backends {
+    pub fn new(list: Vec<Box<dyn Backend>>, plan: Vec<usize>) -> Self {
+        Backends { list, plan, current: 0, host: Vec::new(), hook: None }
+    }
+
+    /// Starts a batch on every backend and loads the embeddings into the
+    /// backend of layer 0.
+    pub fn begin(&mut self, n_tokens: usize, pos0: usize, embeddings: &[f32]) -> Result<()> {
+        for b in self.list.iter_mut() {
+            b.begin(n_tokens, pos0)?;
+        }
+        self.current = self.plan[0];
+        self.list[self.current].load(Slot::X, embeddings)?;
+        Ok(())
+    }
+
+    /// The backend for `layer` (`n_layers` = the output head); moves the
+    /// residual stream `X` (`width` per token) across when the backend changes.
+    pub fn for_layer(&mut self, layer: usize, width: usize) -> Result<Active<'_>> {
+        let next = self.plan[layer];
+        if next != self.current {
+            let n = self.list[self.current].n_tokens() * width;
+            self.host.resize(n, 0.0);
+            self.list[self.current].read(Slot::X, &mut self.host)?;
+            self.list[next].load(Slot::X, &self.host)?;
+            self.current = next;
+        }
+        Ok(Active { b: self.list[next].as_mut(), hook: &mut self.hook })
+    }
+
+    pub fn truncate_cache(&mut self, from: usize) {
+        for b in self.list.iter_mut() {
+            b.truncate_cache(from);
+        }
+    }
+}
+
+/// The backend running the current layer, with the session's hook.
+pub struct Active<'a> {
+    pub b: &'a mut (dyn Backend + 'static),
+    hook: &'a mut Option<Box<Hook>>,
+}
+
+impl Active<'_> {
+    /// Shows `slot` to the hook as `"{layer}.{stage}"`; free when no hook is set.
+    pub fn record(&mut self, layer: usize, stage: &str, slot: Slot, width: usize) -> Result<()> {
+        if self.hook.is_some() {
+            self.b.record(&format!("{layer}.{stage}"), slot, width, self.hook)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Active<'_> {
+    type Target = dyn Backend + 'static;
+    fn deref(&self) -> &Self::Target {
+        &*self.b
+    }
+}
+
+impl std::ops::DerefMut for Active<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.b
+    }
+}

@@ -1,0 +1,138 @@
+//! `Model`: a loaded GGUF model, shareable across threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use infer_gguf::Gguf;
+
+use crate::arch::{Arch, ModelConfig};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::Result;
+use crate::session::{Session, SessionParams};
+use crate::tokenizer::Tokenizer;
+use crate::weights::WeightTable;
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// Touch every weight page once at load time (so the first token is not
+    /// slowed by page faults) and report progress as a fraction 0..=1.
+    pub prefault: bool,
+}
+
+/// A model: the mapped file, its architecture and weights, tokenizer and chat
+/// template. Weights stay in the mmap; nothing is expanded to f32.
+///
+/// ```no_run
+/// use infer_engine::{Model, ModelOptions, SessionParams, SamplerParams, GenerateOptions};
+/// let model = Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf", ModelOptions::default())?;
+/// let mut session = model.session(SessionParams::default())?;
+/// let prompt = model.tokenizer().encode("The capital of France is", true, true)?;
+/// let opts = GenerateOptions { max_tokens: 16, ..Default::default() };
+/// for tok in session.generate(&prompt, SamplerParams::greedy(), opts)? {
+///     print!("{}", tok?.text);
+/// }
+/// # Ok::<(), infer_engine::EngineError>(())
+/// ```
+pub struct Model {
+    path: PathBuf,
+    table: Arc<WeightTable>,
+    arch: Arch,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).field("config", &self.arch.config).finish()
+    }
+}
+
+impl Model {
+    /// Opens and checks a model: architecture, every tensor it needs, tokenizer, template.
+    pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Arc<Self>> {
+        Self::load_with_progress(path, options, |_| {})
+    }
+
+    /// As [`Model::load`], calling `progress` with the fraction loaded.
+    pub fn load_with_progress(
+        path: impl AsRef<Path>,
+        options: ModelOptions,
+        mut progress: impl FnMut(f32),
+    ) -> Result<Arc<Self>> {
+        let path = path.as_ref().to_path_buf();
+        let gguf = Arc::new(Gguf::open(&path)?);
+        let mut table = WeightTable::new(gguf.clone());
+        let arch = Arch::load(&gguf, &mut table)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
+        progress(0.1);
+        if options.prefault {
+            // Read one byte per page so later steps do not stall on page faults.
+            let n = table.infos().len().max(1);
+            let mut sink = 0u8;
+            for (i, w) in table.infos().iter().enumerate() {
+                let bytes = &gguf.bytes()[w.start..w.start + w.n_bytes];
+                sink ^= bytes.iter().step_by(4096).fold(0u8, |a, &b| a ^ b);
+                progress(0.1 + 0.9 * (i + 1) as f32 / n as f32);
+            }
+            std::hint::black_box(sink);
+        }
+        progress(1.0);
+        Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template }))
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.arch.config
+    }
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+    pub fn weights(&self) -> &Arc<WeightTable> {
+        &self.table
+    }
+    pub fn gguf(&self) -> &Arc<Gguf> {
+        self.table.gguf()
+    }
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// Renders `messages` with the chat template and tokenizes the result
+    /// (special tokens parsed, BOS per the model, unless the text already
+    /// starts with it).
+    pub fn chat_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        self.prompt_tokens(&text)
+    }
+
+    /// Tokenizes a prompt with special tokens parsed and BOS added per the
+    /// model, without doubling a BOS the text already has.
+    pub fn prompt_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, true, true)?;
+        if let Some(bos) = self.tokenizer.bos_id() {
+            if ids.len() >= 2 && ids[0] == bos && ids[1] == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Total bytes of the model's weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.table.infos().iter().map(|w| w.n_bytes).sum()
+    }
+
+    /// A new session with its own KV cache.
+    pub fn session(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
+        Session::new(self.clone(), params)
+    }
+}

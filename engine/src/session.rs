@@ -1,0 +1,370 @@
+//! `Session`: one conversation with a model. Owns the KV cache and the
+//! backends; evaluates tokens and generates text.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::arch::Logits;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, Backends};
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::model::Model;
+use crate::sampler::{Sampler, SamplerParams};
+use crate::tokenizer::StreamDecoder;
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Context length in tokens; 0 = min(4096, the model's training context).
+    pub n_ctx: usize,
+    /// Most tokens evaluated in one forward step (prefill is split into batches).
+    pub n_batch: usize,
+    /// When the context is full, drop the oldest half after the first
+    /// `n_keep` tokens and go on (llama.cpp's context shift) instead of stopping.
+    pub context_shift: bool,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams { n_ctx: 0, n_batch: 256, context_shift: false }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token (EOS, end of turn).
+    Eog,
+    /// `max_tokens` reached.
+    Length,
+    /// A stop string appeared.
+    Stop,
+}
+
+/// Generation settings beside the sampler.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    /// Stop (and cut the text) where one of these appears.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, stop: Vec::new() }
+    }
+}
+
+/// One generated token with the text it completes (may be empty while a
+/// UTF-8 character or a possible stop string is still incomplete).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: u32,
+    pub text: String,
+}
+
+/// Time spent and tokens processed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    pub prompt_time: Duration,
+    pub gen_tokens: usize,
+    pub gen_time: Duration,
+}
+
+impl Timings {
+    pub fn prompt_tok_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+    }
+    pub fn gen_tok_s(&self) -> f64 {
+        self.gen_tokens as f64 / self.gen_time.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A conversation's state: the tokens in the KV cache and the backends.
+pub struct Session {
+    model: Arc<Model>,
+    backends: Backends,
+    params: SessionParams,
+    n_ctx: usize,
+    /// Tokens whose keys and values are in the cache, in order.
+    tokens: Vec<u32>,
+    /// Tokens never dropped by a context shift (e.g. the system prompt).
+    n_keep: usize,
+    logits: Vec<f32>,
+    timings: Timings,
+}
+
+impl Session {
+    pub(crate) fn new(model: Arc<Model>, params: SessionParams) -> Result<Self> {
+        let c = model.config();
+        let n_ctx = if params.n_ctx == 0 { c.n_ctx_train.min(4096) } else { params.n_ctx };
+        if n_ctx < 2 {
+            return Err(EngineError::InvalidParam(format!("context of {n_ctx} tokens is too small")));
+        }
+        if params.n_batch == 0 {
+            return Err(EngineError::InvalidParam("batch size must be at least 1".into()));
+        }
+        let n_batch = params.n_batch.min(n_ctx);
+        let held = vec![true; c.n_layers];
+        let kv = KvCache::new(n_ctx, c.kv_dim(), &held);
+        let cpu = CpuBackend::new(model.weights().clone(), c.widths(), n_batch, kv);
+        let list: Vec<Box<dyn Backend>> = vec![Box::new(cpu)];
+        let backends = Backends::new(list, vec![0; c.n_layers + 1]);
+        Ok(Session {
+            model,
+            backends,
+            params: SessionParams { n_batch, ..params },
+            n_ctx,
+            tokens: Vec::new(),
+            n_keep: 0,
+            logits: Vec::new(),
+            timings: Timings::default(),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    /// Context length.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    /// Tokens in the cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+    /// Keeps the first `n` tokens through context shifts.
+    pub fn set_keep(&mut self, n: usize) {
+        self.n_keep = n;
+    }
+    /// Sets a hook that sees every named intermediate (`"{layer}.{stage}"`).
+    pub fn set_hook(&mut self, hook: Option<Box<crate::backend::Hook>>) {
+        self.backends.hook = hook;
+    }
+    /// Forgets everything in the cache.
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.backends.truncate_cache(0);
+    }
+
+    /// Evaluates `tokens` after those already cached and returns the logits:
+    /// the last position's (`vocab` values) or, with [`Logits::All`], every
+    /// evaluated position's (`tokens.len() * vocab`).
+    pub fn eval(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if self.tokens.len() + tokens.len() > self.n_ctx {
+            return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
+        }
+        let vocab = self.model.config().vocab;
+        let mut all = Vec::new();
+        let mut step = Vec::new();
+        for chunk in tokens.chunks(self.params.n_batch) {
+            let pos0 = self.tokens.len();
+            self.model.arch().forward(&mut self.backends, self.model.weights(), chunk, pos0, which, &mut step)?;
+            self.tokens.extend_from_slice(chunk);
+            if which == Logits::All {
+                all.extend_from_slice(&step);
+            }
+        }
+        self.logits = if which == Logits::All { all } else { step };
+        debug_assert_eq!(self.logits.len() % vocab, 0);
+        Ok(&self.logits)
+    }
+
+    /// Makes the cache hold exactly `prompt`: reuses the common prefix with
+    /// what is cached and evaluates the rest. Returns the last logits.
+    pub fn load_prompt(&mut self, prompt: &[u32]) -> Result<&[f32]> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if prompt.len() > self.n_ctx {
+            return Err(EngineError::PromptTooLong { n_tokens: prompt.len(), n_ctx: self.n_ctx });
+        }
+        let mut common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        // At least one token must be evaluated to get logits.
+        common = common.min(prompt.len() - 1);
+        self.tokens.truncate(common);
+        self.backends.truncate_cache(common);
+        let start = Instant::now();
+        self.eval(&prompt[common..], Logits::Last)?;
+        self.timings.prompt_tokens += prompt.len() - common;
+        self.timings.prompt_time += start.elapsed();
+        Ok(&self.logits)
+    }
+
+    /// Appends one token, shifting the context first when it is full and
+    /// context shift is on.
+    fn push_token(&mut self, id: u32) -> Result<()> {
+        if self.tokens.len() + 1 > self.n_ctx {
+            if !self.params.context_shift {
+                return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
+            }
+            self.shift_context()?;
+        }
+        self.eval(&[id], Logits::Last)?;
+        Ok(())
+    }
+
+    /// Drops the oldest half of the tokens after `n_keep`, as llama.cpp does,
+    /// and rebuilds the cache from the remaining tokens.
+    fn shift_context(&mut self) -> Result<()> {
+        let n_keep = self.n_keep.min(self.tokens.len().saturating_sub(2));
+        let n_discard = (self.tokens.len() - n_keep) / 2;
+        if n_discard == 0 {
+            return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
+        }
+        let mut kept: Vec<u32> = self.tokens[..n_keep].to_vec();
+        kept.extend_from_slice(&self.tokens[n_keep + n_discard..]);
+        self.clear();
+        // Re-evaluating is exact for every backend; llama.cpp instead re-ropes the cached keys.
+        self.eval(&kept, Logits::Last)?;
+        Ok(())
+    }
+
+    /// The last logits computed.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Starts generating after `prompt` (the whole conversation so far; a
+    /// cached common prefix is reused).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        sampler: SamplerParams,
+        options: GenerateOptions,
+    ) -> Result<Generation<'_>> {
+        let sampler = Sampler::new(sampler)?;
+        self.load_prompt(prompt)?;
+        Ok(Generation {
+            session: self,
+            sampler,
+            options,
+            decoder: StreamDecoder::new(),
+            generated: Vec::new(),
+            pending: String::new(),
+            finish: None,
+            started: false,
+        })
+    }
+}
+
+/// An iterator over generated tokens. Ends at an end-of-generation token,
+/// `max_tokens`, or a stop string; [`Generation::finish_reason`] says which.
+pub struct Generation<'a> {
+    session: &'a mut Session,
+    sampler: Sampler,
+    options: GenerateOptions,
+    decoder: StreamDecoder,
+    generated: Vec<u32>,
+    /// Text held back because it may be the start of a stop string.
+    pending: String,
+    finish: Option<FinishReason>,
+    started: bool,
+}
+
+impl Generation<'_> {
+    /// Why generation ended (None while it goes on).
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+    /// Ids generated so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.generated
+    }
+
+    fn step(&mut self) -> Result<Option<Token>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.generated.len() >= self.options.max_tokens {
+            self.finish = Some(FinishReason::Length);
+            return Ok(None);
+        }
+        let start = Instant::now();
+        if self.started {
+            let last = *self.generated.last().unwrap_or(&0);
+            self.session.push_token(last)?;
+        }
+        self.started = true;
+        let id = self.sampler.sample(&self.session.logits, &self.session.tokens);
+        self.session.timings.gen_tokens += 1;
+        self.session.timings.gen_time += start.elapsed();
+        self.generated.push(id);
+        let tok = self.session.model.tokenizer();
+        if tok.is_eog(id) {
+            self.finish = Some(FinishReason::Eog);
+            // Cache the final token too, so a follow-up turn reuses the prefix.
+            if self.session.tokens.len() < self.session.n_ctx {
+                self.session.eval(&[id], Logits::Last)?;
+            }
+            let text = std::mem::take(&mut self.pending) + &self.decoder.finish();
+            return Ok(Some(Token { id, text }));
+        }
+        self.pending.push_str(&self.decoder.push(tok, id));
+        if let Some(cut) = self.options.stop.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            self.pending.truncate(cut);
+            self.finish = Some(FinishReason::Stop);
+            return Ok(Some(Token { id, text: std::mem::take(&mut self.pending) }));
+        }
+        // Release all text except a tail that could still begin a stop string.
+        let hold = self
+            .options
+            .stop
+            .iter()
+            .map(|s| longest_suffix_prefix(&self.pending, s))
+            .max()
+            .unwrap_or(0);
+        let release = self.pending.len() - hold;
+        let text: String = self.pending.drain(..release).collect();
+        if self.generated.len() >= self.options.max_tokens {
+            self.finish = Some(FinishReason::Length);
+            let rest = std::mem::take(&mut self.pending) + &self.decoder.finish();
+            return Ok(Some(Token { id, text: text + &rest }));
+        }
+        Ok(Some(Token { id, text }))
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`,
+/// at a character boundary.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    let max = stop.len().saturating_sub(1).min(text.len());
+    (1..=max)
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && stop.as_bytes().starts_with(&text.as_bytes()[text.len() - n..]))
+        .unwrap_or(0)
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Token>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step() {
+            Ok(Some(t)) => Some(Ok(t)),
+            Ok(None) => None,
+            Err(e) => {
+                self.finish = Some(FinishReason::Length);
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_suffix_prefix;
+
+    #[test]
+    fn stop_string_prefixes_are_held_back() {
+        assert_eq!(longest_suffix_prefix("hello wor", "world"), 3);
+        assert_eq!(longest_suffix_prefix("hello", "xyz"), 0);
+        assert_eq!(longest_suffix_prefix("ab", "abc"), 2);
+    }
+}

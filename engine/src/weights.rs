@@ -1,0 +1,125 @@
+//! The weight table: every tensor a model uses, by id, borrowed from the mmap.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use infer_gguf::{Gguf, QuantType};
+use infer_kernels::cpu::QMatrix;
+
+use crate::error::{EngineError, Result};
+
+/// Index of a tensor in a [`WeightTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WeightId(pub usize);
+
+/// One weight tensor, viewed as a matrix of `rows` rows of `cols` elements.
+#[derive(Debug, Clone)]
+pub struct WeightInfo {
+    pub name: String,
+    pub ty: QuantType,
+    /// Row length (ggml's `ne[0]`).
+    pub cols: usize,
+    /// Number of rows (product of the other dimensions).
+    pub rows: usize,
+    /// Absolute byte offset in the file.
+    pub start: usize,
+    pub n_bytes: usize,
+}
+
+/// The model's tensors, looked up once at load time. Data stays in the mmap.
+#[derive(Debug)]
+pub struct WeightTable {
+    gguf: Arc<Gguf>,
+    infos: Vec<WeightInfo>,
+}
+
+impl WeightTable {
+    pub fn new(gguf: Arc<Gguf>) -> Self {
+        WeightTable { gguf, infos: Vec::new() }
+    }
+
+    /// The file the weights live in.
+    pub fn gguf(&self) -> &Arc<Gguf> {
+        &self.gguf
+    }
+
+    fn path(&self) -> String {
+        self.gguf.path().display().to_string()
+    }
+
+    /// Registers a required tensor, checking its shape (`[cols, rows]` in ggml order).
+    pub fn require(&mut self, arch: &str, name: &str, shape: &[u64]) -> Result<WeightId> {
+        self.optional(name, shape)?.ok_or_else(|| EngineError::MissingTensor {
+            path: self.path(),
+            arch: arch.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Registers a tensor that may be absent (tied output head, optional norms).
+    pub fn optional(&mut self, name: &str, shape: &[u64]) -> Result<Option<WeightId>> {
+        let Some(t) = self.gguf.tensor_info(name) else { return Ok(None) };
+        let mut got = t.dims.clone();
+        while got.len() > 1 && got.last() == Some(&1) {
+            got.pop();
+        }
+        if got != shape {
+            return Err(EngineError::TensorShape {
+                path: self.path(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                got: t.dims.clone(),
+            });
+        }
+        if !infer_kernels::dequant::supports(t.ty) {
+            return Err(EngineError::Config {
+                path: self.path(),
+                detail: format!("tensor \"{name}\" has type {} which infer cannot compute with", t.ty),
+            });
+        }
+        let (rows, cols) = t.rows_cols();
+        self.infos.push(WeightInfo {
+            name: name.to_string(),
+            ty: t.ty,
+            cols,
+            rows,
+            start: (self.gguf.data_offset() + t.offset) as usize,
+            n_bytes: t.n_bytes as usize,
+        });
+        Ok(Some(WeightId(self.infos.len() - 1)))
+    }
+
+    pub fn info(&self, id: WeightId) -> &WeightInfo {
+        &self.infos[id.0]
+    }
+
+    pub fn infos(&self) -> &[WeightInfo] {
+        &self.infos
+    }
+
+    /// The tensor's bytes in the mmap.
+    pub fn bytes(&self, id: WeightId) -> &[u8] {
+        let i = &self.infos[id.0];
+        &self.gguf.bytes()[i.start..i.start + i.n_bytes]
+    }
+
+    /// The tensor as a quantized matrix for the CPU kernels.
+    pub fn matrix(&self, id: WeightId) -> QMatrix<'_> {
+        let i = &self.infos[id.0];
+        QMatrix { ty: i.ty, data: self.bytes(id), rows: i.rows, cols: i.cols }
+    }
+
+    /// The tensor as f32 values: borrowed when it is F32 and aligned, else dequantized.
+    pub fn f32s(&self, id: WeightId) -> Result<Cow<'_, [f32]>> {
+        let i = &self.infos[id.0];
+        let bytes = self.bytes(id);
+        if i.ty == QuantType::F32 {
+            if let Ok(s) = bytemuck::try_cast_slice(bytes) {
+                return Ok(Cow::Borrowed(s));
+            }
+        }
+        let mut out = vec![0.0f32; i.rows * i.cols];
+        infer_kernels::dequant::dequantize(i.ty, bytes, &mut out)?;
+        Ok(Cow::Owned(out))
+    }
+}

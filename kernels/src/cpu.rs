@@ -1,1 +1,0 @@
-//! Fast CPU kernels (stub).

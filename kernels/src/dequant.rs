@@ -1,1 +1,0 @@
-//! Reference dequantization (stub; filled by the dequant work).

@@ -1,0 +1,482 @@
+//! The device: adapter choice, limits and features, error capture, the
+//! pipeline cache and the activation buffer pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::shaders::{assemble, Bind, Kernel, Variant};
+use super::GpuBuffer;
+use crate::KernelError;
+
+/// How long a submission may run before we report the device as stuck.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+type PipelineCache = HashMap<(Kernel, Variant), Arc<Pipeline>>;
+/// Where a `map_async` callback leaves its outcome.
+type MapSlot = Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>;
+
+/// A compiled kernel and the layout its bind groups are made with.
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+pub(crate) struct Inner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub has_f16: bool,
+    pub has_subgroup: bool,
+    /// Forces the portable kernels even where f16/subgroups are offered.
+    pub portable: std::sync::atomic::AtomicBool,
+    /// Weight parts are split so that none exceeds this many bytes.
+    pub max_part_bytes: std::sync::atomic::AtomicU64,
+    pipelines: Mutex<PipelineCache>,
+    layouts: Mutex<HashMap<&'static [(u32, Bind)], wgpu::BindGroupLayout>>,
+    /// Free activation buffers by byte size.
+    pub pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// The first error wgpu reported outside an error scope.
+    pub uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+/// A GPU device with its queue, compiled kernels and buffer pool.
+/// Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct GpuContext {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.info())
+    }
+}
+
+fn parse_backend(s: &str) -> Result<wgpu::Backends, KernelError> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+        "metal" => wgpu::Backends::METAL,
+        "dx12" | "d3d12" => wgpu::Backends::DX12,
+        "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+        other => {
+            return Err(KernelError::Gpu(format!(
+                "INFER_GPU_BACKEND=\"{other}\" is not one of vulkan, metal, dx12, gl"
+            )))
+        }
+    })
+}
+
+/// Lower is better: discrete, integrated, virtual, then software.
+fn adapter_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter: discrete > integrated > software. The env
+    /// variables `INFER_GPU_BACKEND` (`vulkan|metal|dx12|gl`) and
+    /// `INFER_GPU_ADAPTER` (substring of the adapter name, any case) narrow
+    /// the choice. Fails with [`KernelError::Gpu`] when no adapter is found.
+    pub fn new() -> Result<Self, KernelError> {
+        let backends = match std::env::var("INFER_GPU_BACKEND") {
+            Ok(s) if !s.is_empty() => parse_backend(&s)?,
+            // GL is left out by default: it lacks compute features we rely on.
+            _ => wgpu::Backends::PRIMARY,
+        };
+        let name_filter = std::env::var("INFER_GPU_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let seen: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect();
+        let adapter = adapters
+            .into_iter()
+            .filter(|a| {
+                name_filter
+                    .as_ref()
+                    .is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
+            })
+            .min_by_key(|a| adapter_rank(a.get_info().device_type))
+            .ok_or_else(|| {
+                KernelError::Gpu(format!(
+                    "no GPU adapter found for backends {backends:?}{} (adapters seen: [{}]); install a \
+                     Vulkan/Metal/DX12 driver (on Linux without a GPU, mesa's lavapipe) or change \
+                     INFER_GPU_BACKEND / INFER_GPU_ADAPTER",
+                    name_filter.as_ref().map(|f| format!(" matching \"{f}\"")).unwrap_or_default(),
+                    seen.join(", ")
+                ))
+            })?;
+        Self::from_adapter(adapter)
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let features = offered & wanted;
+        // The adapter's own limits: big storage bindings and buffers matter for weights.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("infer"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| KernelError::Gpu(format!("request_device on {}: {e}", info.name)))?;
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let sink = uncaptured.clone();
+        // wgpu panics on errors nobody captures; keep the first one and report it
+        // from the next submit instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let limits = device.limits();
+        let max_part = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                has_f16: features.contains(wgpu::Features::SHADER_F16),
+                has_subgroup: features.contains(wgpu::Features::SUBGROUP),
+                limits,
+                portable: false.into(),
+                max_part_bytes: max_part.into(),
+                pipelines: Mutex::new(HashMap::new()),
+                layouts: Mutex::new(HashMap::new()),
+                pool: Mutex::new(HashMap::new()),
+                uncaptured,
+            }),
+        })
+    }
+
+    /// Adapter name, backend, device type and the optional features in use.
+    pub fn info(&self) -> String {
+        let i = &self.inner.info;
+        format!(
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {}, max storage binding {} MiB",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            self.uses_f16(),
+            self.uses_subgroups(),
+            self.inner.limits.max_storage_buffer_binding_size >> 20
+        )
+    }
+
+    /// The device limits in force (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// Forces the portable kernels (no shader-f16, no subgroups) when `on`;
+    /// kernels already compiled stay cached for both paths.
+    pub fn set_portable(&self, on: bool) {
+        self.inner
+            .portable
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether kernels use shader-f16 (offered and not forced off).
+    pub fn uses_f16(&self) -> bool {
+        self.inner.has_f16
+            && !self
+                .inner
+                .portable
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether kernels use subgroup operations (offered and not forced off).
+    pub fn uses_subgroups(&self) -> bool {
+        self.inner.has_subgroup
+            && !self
+                .inner
+                .portable
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Caps the bytes of one weight buffer below the device's storage binding
+    /// limit (tests use it to exercise row splitting on small tensors).
+    pub fn set_max_weight_part_bytes(&self, bytes: u64) {
+        let lim = &self.inner.limits;
+        let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        self.inner
+            .max_part_bytes
+            .store(bytes.clamp(4, cap), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn max_part_bytes(&self) -> u64 {
+        self.inner
+            .max_part_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The compiled pipeline of `kernel`, built on first use.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>, KernelError> {
+        let spec = kernel.spec()?;
+        let variant = Variant {
+            subgroup: spec.uses_subgroup && self.uses_subgroups(),
+            f16: spec.uses_f16 && self.uses_f16(),
+        };
+        let key = (kernel, variant);
+        if let Some(p) = self.lock_pipelines()?.get(&key) {
+            return Ok(p.clone());
+        }
+        let source = assemble(&spec, variant)?;
+        let dev = &self.inner.device;
+        let layout = self.layout(spec.bindings)?;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(spec.label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pl = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(spec.label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(spec.label),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(KernelError::Gpu(format!(
+                "compiling kernel {} {kernel:?} {variant:?}: {e}",
+                spec.label
+            )));
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.lock_pipelines()?.insert(key, p.clone());
+        Ok(p)
+    }
+
+    fn lock_pipelines(&self) -> Result<std::sync::MutexGuard<'_, PipelineCache>, KernelError> {
+        self.inner
+            .pipelines
+            .lock()
+            .map_err(|_| KernelError::Gpu("pipeline cache lock poisoned".into()))
+    }
+
+    fn layout(
+        &self,
+        bindings: &'static [(u32, Bind)],
+    ) -> Result<wgpu::BindGroupLayout, KernelError> {
+        let mut layouts = self
+            .inner
+            .layouts
+            .lock()
+            .map_err(|_| KernelError::Gpu("layout cache lock poisoned".into()))?;
+        let layout = layouts.entry(bindings).or_insert_with(|| {
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+                .iter()
+                .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: match kind {
+                            Bind::Uniform => wgpu::BufferBindingType::Uniform,
+                            Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                            Bind::ReadWrite => {
+                                wgpu::BufferBindingType::Storage { read_only: false }
+                            }
+                        },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                })
+                .collect();
+            self.inner
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: None,
+                    entries: &entries,
+                })
+        });
+        Ok(layout.clone())
+    }
+
+    /// A raw storage buffer of `bytes` (rounded up to 16), reused from the pool.
+    pub(crate) fn raw_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
+        let size = bytes.max(16).div_ceil(16) * 16;
+        if size > self.inner.limits.max_storage_buffer_binding_size {
+            return Err(KernelError::Gpu(format!(
+                "buffer of {size} bytes exceeds the device's max storage binding of {} bytes",
+                self.inner.limits.max_storage_buffer_binding_size
+            )));
+        }
+        if let Some(b) = self
+            .inner
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(&size).and_then(Vec::pop))
+        {
+            return Ok(b);
+        }
+        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("activation"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A pooled buffer of `len` 32-bit elements (contents undefined).
+    pub fn buffer(&self, len: usize) -> Result<GpuBuffer, KernelError> {
+        let raw = self.raw_buffer(len as u64 * 4)?;
+        Ok(GpuBuffer::new(raw, len, self.clone()))
+    }
+
+    /// Uploads f32 values into a new pooled buffer.
+    pub fn upload_f32(&self, data: &[f32]) -> Result<GpuBuffer, KernelError> {
+        let b = self.buffer(data.len())?;
+        self.write_f32(&b, data)?;
+        Ok(b)
+    }
+
+    /// Uploads u32 values (token ids) into a new pooled buffer.
+    pub fn upload_u32(&self, data: &[u32]) -> Result<GpuBuffer, KernelError> {
+        let b = self.buffer(data.len())?;
+        self.write_bytes(&b, bytemuck::cast_slice(data))?;
+        Ok(b)
+    }
+
+    /// Overwrites the start of `buf` with `data` (queued before the next submit).
+    pub fn write_f32(&self, buf: &GpuBuffer, data: &[f32]) -> Result<(), KernelError> {
+        self.write_bytes(buf, bytemuck::cast_slice(data))
+    }
+
+    /// Overwrites the start of `buf` with u32 `data`.
+    pub fn write_u32(&self, buf: &GpuBuffer, data: &[u32]) -> Result<(), KernelError> {
+        self.write_bytes(buf, bytemuck::cast_slice(data))
+    }
+
+    fn write_bytes(&self, buf: &GpuBuffer, bytes: &[u8]) -> Result<(), KernelError> {
+        if bytes.len() > buf.len() * 4 {
+            return Err(KernelError::Shape {
+                op: "gpu upload",
+                detail: format!(
+                    "{} bytes into a buffer of {} elements",
+                    bytes.len(),
+                    buf.len()
+                ),
+            });
+        }
+        if !bytes.is_empty() {
+            self.inner.queue.write_buffer(buf.raw(), 0, bytes);
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` back to the CPU as f32 (one submit and wait).
+    pub fn download_f32(&self, buf: &GpuBuffer) -> Result<Vec<f32>, KernelError> {
+        let mut step = self.step();
+        step.read(buf);
+        Ok(step.submit()?.pop().map(|r| r.f32()).unwrap_or_default())
+    }
+
+    /// Copies `buf` back to the CPU as u32.
+    pub fn download_u32(&self, buf: &GpuBuffer) -> Result<Vec<u32>, KernelError> {
+        let mut step = self.step();
+        step.read(buf);
+        Ok(step.submit()?.pop().map(|r| r.u32()).unwrap_or_default())
+    }
+
+    /// Submits `cmd` and waits for it (bounded by a timeout), then maps and
+    /// copies out `staging` buffers. Reports any error wgpu raised meanwhile.
+    pub(crate) fn submit_and_wait(
+        &self,
+        cmd: wgpu::CommandBuffer,
+        staging: &[(wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>, KernelError> {
+        let dev = &self.inner.device;
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let index = self.inner.queue.submit(Some(cmd));
+        let mapped: Vec<MapSlot> = staging
+            .iter()
+            .map(|(b, len)| {
+                let slot = Arc::new(Mutex::new(None));
+                let s = slot.clone();
+                b.slice(..*len).map_async(wgpu::MapMode::Read, move |r| {
+                    if let Ok(mut g) = s.lock() {
+                        *g = Some(r);
+                    }
+                });
+                slot
+            })
+            .collect();
+        let polled = dev.poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: Some(SUBMIT_TIMEOUT),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(KernelError::Gpu(format!("submit: {e}")));
+        }
+        self.take_uncaptured()?;
+        polled.map_err(|e| KernelError::Gpu(format!("waiting for the GPU: {e}")))?;
+        let mut out = Vec::with_capacity(staging.len());
+        for ((b, len), slot) in staging.iter().zip(mapped) {
+            let state = slot
+                .lock()
+                .map_err(|_| KernelError::Gpu("map lock poisoned".into()))?
+                .take();
+            match state {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    return Err(KernelError::Gpu(format!("mapping a read-back buffer: {e}")))
+                }
+                None => {
+                    return Err(KernelError::Gpu(
+                        "read-back buffer was not mapped after the wait".into(),
+                    ))
+                }
+            }
+            let view = b
+                .slice(..*len)
+                .get_mapped_range()
+                .map_err(|e| KernelError::Gpu(format!("reading a mapped buffer: {e}")))?;
+            out.push(view.to_vec());
+            drop(view);
+            b.unmap();
+        }
+        Ok(out)
+    }
+
+    fn take_uncaptured(&self) -> Result<(), KernelError> {
+        let msg = self.inner.uncaptured.lock().ok().and_then(|mut g| g.take());
+        match msg {
+            Some(m) => Err(KernelError::Gpu(m)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! GPU kernels: WGSL compute shaders run through `wgpu`, tested against the
+//! plain-Rust references in [`crate::ops`], [`crate::dequant`] and [`crate::cpu`].
+//!
+//! The API is op-level: buffer handles in, buffer handles out.
+//! - [`GpuContext`] opens the best adapter (env `INFER_GPU_BACKEND`,
+//!   `INFER_GPU_ADAPTER` narrow it) with the adapter's own limits, and uses
+//!   shader-f16 and subgroups when offered ([`GpuContext::set_portable`]
+//!   forces the portable kernels). Pipelines are compiled once per
+//!   (kernel, variant) and cached.
+//! - [`GpuWeight`] is a weight uploaded once, still quantized (F32, F16,
+//!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), split by rows over
+//!   several buffers when larger than the max storage binding.
+//! - [`GpuBuffer`] is an f32 (or u32) activation buffer from the context's
+//!   pool; it goes back to the pool on drop.
+//! - [`GpuKvCache`] holds one layer's keys and values as f16 on the GPU
+//!   (halves the memory; the values are rounded to f16 when written).
+//! - [`GpuStep`] records ops into one command encoder; [`GpuStep::read`]
+//!   marks what the CPU needs back; [`GpuStep::submit`] submits once and
+//!   returns those reads in order.
+//!
+//! Shapes follow the CPU references: activations are row-major
+//! `[n_tokens][dim]`; `matmul` computes `out[t*rows + r] = Σ_c W[r][c]·x[t*cols + c]`.
+//! Ops that read one buffer and write another need distinct buffers.
+//!
+//! ```no_run
+//! use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, GpuWeight};
+//! use infer_kernels::QuantType;
+//! # fn main() -> Result<(), infer_kernels::KernelError> {
+//! # let (bytes, norm_w, x0) = (vec![0u8; 64 * 34 * 2], vec![1.0f32; 64], vec![0.5f32; 64]);
+//! let ctx = GpuContext::new()?;
+//! println!("{}", ctx.info());
+//! // A 64 x 64 Q8_0 matrix (GGUF dims [64, 64]).
+//! let w = GpuWeight::upload(&ctx, QuantType::Q8_0, &bytes, 64, 64)?;
+//! let norm = ctx.upload_f32(&norm_w)?;
+//! let x = ctx.upload_f32(&x0)?;
+//! let (h, y, tok) = (ctx.buffer(64)?, ctx.buffer(64)?, ctx.buffer(1)?);
+//! let mut step = ctx.step();
+//! step.rmsnorm(&x, &norm, 1, 64, 1e-6, &h)?; // h = rmsnorm(x)
+//! step.matmul(&w, &h, 1, &y)?; // y = W h
+//! step.add(&y, &x, 64)?; // y += x
+//! step.argmax(&y, 1, 64, &tok)?; // greedy token on the GPU
+//! step.read(&tok);
+//! let reads = step.submit()?;
+//! let token = reads[0].u32()[0];
+//! # let _ = (token, AttnShape::default(), GpuKvCache::new(&ctx, 16, 64));
+//! # Ok(()) }
+//! ```
+
+mod context;
+mod ops;
+mod shaders;
+mod weights;
+
+pub use context::GpuContext;
+pub use ops::{AttnShape, GpuKvCache};
+pub use weights::{supports, GpuWeight};
+
+use std::sync::Arc;
+
+use context::Pipeline;
+use shaders::Kernel;
+
+use crate::KernelError;
+
+/// A storage buffer of `len` 32-bit values (f32 activations or u32 ids),
+/// returned to the context's pool when dropped.
+pub struct GpuBuffer {
+    raw: Option<wgpu::Buffer>,
+    len: usize,
+    ctx: GpuContext,
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({} values)", self.len)
+    }
+}
+
+impl GpuBuffer {
+    fn new(raw: wgpu::Buffer, len: usize, ctx: GpuContext) -> Self {
+        Self {
+            raw: Some(raw),
+            len,
+            ctx,
+        }
+    }
+
+    /// Number of 32-bit values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn raw(&self) -> &wgpu::Buffer {
+        // Only `drop` takes the buffer out.
+        self.raw.as_ref().expect("GpuBuffer used after drop")
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let (Some(b), Ok(mut pool)) = (self.raw.take(), self.ctx.inner.pool.lock()) {
+            pool.entry(b.size()).or_default().push(b);
+        }
+    }
+}
+
+/// Bytes read back by [`GpuStep::submit`].
+#[derive(Debug, Clone)]
+pub struct Readback {
+    bytes: Vec<u8>,
+}
+
+impl Readback {
+    /// The values as f32.
+    pub fn f32(&self) -> Vec<f32> {
+        self.bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// The values as u32.
+    pub fn u32(&self) -> Vec<u32> {
+        self.bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+}
+
+enum Cmd {
+    Dispatch {
+        pipeline: Arc<Pipeline>,
+        buffers: Vec<(u32, wgpu::Buffer)>,
+        params: (u64, u64),
+        groups: [u32; 3],
+    },
+    Read {
+        src: wgpu::Buffer,
+        bytes: u64,
+    },
+}
+
+/// The ops of one forward step, recorded then submitted as one command
+/// buffer. Nothing runs until [`GpuStep::submit`].
+pub struct GpuStep {
+    ctx: GpuContext,
+    cmds: Vec<Cmd>,
+    /// Uniform params of every dispatch, each at an aligned offset.
+    params: Vec<u8>,
+    /// Scratch buffers that must live until the submit.
+    scratch: Vec<GpuBuffer>,
+}
+
+impl GpuContext {
+    /// Starts recording a step.
+    pub fn step(&self) -> GpuStep {
+        GpuStep {
+            ctx: self.clone(),
+            cmds: Vec::new(),
+            params: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl GpuStep {
+    /// The context this step records for.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Records a dispatch of `kernel` with params `p` (binding 0) and
+    /// `buffers` at their binding numbers.
+    fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        p: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<(), KernelError> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.ctx.inner.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(KernelError::Gpu(format!(
+                "dispatch {groups:?} of {kernel:?} exceeds {max} workgroups"
+            )));
+        }
+        let pipeline = self.ctx.pipeline(kernel)?;
+        let align = self
+            .ctx
+            .inner
+            .limits
+            .min_uniform_buffer_offset_alignment
+            .max(16) as usize;
+        let off = self.params.len().div_ceil(align) * align;
+        let bytes = bytemuck::bytes_of(p);
+        self.params.resize(off, 0);
+        self.params.extend_from_slice(bytes);
+        let buffers = buffers.iter().map(|&(i, b)| (i, b.clone())).collect();
+        self.cmds.push(Cmd::Dispatch {
+            pipeline,
+            buffers,
+            params: (off as u64, bytes.len() as u64),
+            groups,
+        });
+        Ok(())
+    }
+
+    /// Workgroup counts for `n` workgroups laid along x then y.
+    fn groups_2d(&self, n: usize) -> Result<[u32; 3], KernelError> {
+        let max = self.ctx.inner.limits.max_compute_workgroups_per_dimension as usize;
+        let x = n.min(max);
+        let y = if n == 0 { 0 } else { n.div_ceil(max) };
+        if y > max {
+            return Err(KernelError::Gpu(format!(
+                "{n} workgroups exceed the dispatch limit"
+            )));
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Marks `buf` to be copied back at submit; reads come back in order.
+    pub fn read(&mut self, buf: &GpuBuffer) {
+        self.cmds.push(Cmd::Read {
+            src: buf.raw().clone(),
+            bytes: buf.len as u64 * 4,
+        });
+    }
+
+    /// Submits everything recorded, waits for it, and returns the reads.
+    pub fn submit(self) -> Result<Vec<Readback>, KernelError> {
+        let inner = &self.ctx.inner;
+        let dev = &inner.device;
+        let params = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: (self.params.len().div_ceil(16) * 16).max(16) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !self.params.is_empty() {
+            let mut padded = self.params.clone();
+            padded.resize(self.params.len().div_ceil(4) * 4, 0);
+            inner.queue.write_buffer(&params, 0, &padded);
+        }
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("step"),
+        });
+        let mut staging = Vec::new();
+        let mut wanted = Vec::new();
+        let mut i = 0;
+        while i < self.cmds.len() {
+            match &self.cmds[i] {
+                Cmd::Read { src, bytes } => {
+                    let size = bytes.div_ceil(4) * 4;
+                    let dst = dev.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("read-back"),
+                        size: size.max(4),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    if size > 0 {
+                        enc.copy_buffer_to_buffer(src, 0, &dst, 0, size);
+                    }
+                    staging.push((dst, size.max(4)));
+                    wanted.push(*bytes as usize);
+                    i += 1;
+                }
+                Cmd::Dispatch { .. } => {
+                    // Consecutive dispatches share one pass; each dispatch is
+                    // its own usage scope, so wgpu orders their writes and reads.
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    while let Some(Cmd::Dispatch {
+                        pipeline,
+                        buffers,
+                        params: (off, size),
+                        groups,
+                    }) = self.cmds.get(i)
+                    {
+                        let mut entries = vec![wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &params,
+                                offset: *off,
+                                size: wgpu::BufferSize::new(*size),
+                            }),
+                        }];
+                        entries.extend(buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry {
+                            binding: *b,
+                            resource: buf.as_entire_binding(),
+                        }));
+                        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: None,
+                            layout: &pipeline.layout,
+                            entries: &entries,
+                        });
+                        pass.set_pipeline(&pipeline.pipeline);
+                        pass.set_bind_group(0, &bg, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        let bytes = self.ctx.submit_and_wait(enc.finish(), &staging)?;
+        Ok(bytes
+            .into_iter()
+            .zip(wanted)
+            .map(|(mut b, n)| {
+                b.truncate(n);
+                Readback { bytes: b }
+            })
+            .collect())
+    }
+}

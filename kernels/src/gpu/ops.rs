@@ -1,0 +1,562 @@
+//! The ops a [`GpuStep`] records. Each params struct is the twin of the
+//! WGSL struct of the same name in `kernels/src/wgsl/`.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::shaders::Kernel;
+use super::{GpuBuffer, GpuContext, GpuStep, GpuWeight};
+use crate::KernelError;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatParams {
+    rows: u32,
+    cols: u32,
+    n_tokens: u32,
+    row0: u32,
+    out_rows: u32,
+    scale_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RowsParams {
+    rows: u32,
+    cols: u32,
+    n_ids: u32,
+    row0: u32,
+    scale_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    dim: u32,
+    eps: f32,
+    _pad0: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RopeParams {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    pos0: u32,
+    base: f32,
+    neox: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EltParams {
+    n: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// Shared by softmax and argmax.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RowParams {
+    rows: u32,
+    dim: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct KvParams {
+    n_tokens: u32,
+    kv_dim: u32,
+    pos0: u32,
+    _pad0: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AttnParams {
+    n_q: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    head_dim: u32,
+    pos0: u32,
+    window: u32,
+    n_splits: u32,
+    span: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// Largest head_dim the attention kernel holds (64 threads x 8 dims each).
+const MAX_HEAD_DIM: usize = 512;
+/// Keys per split in decode: enough work per workgroup, enough workgroups.
+const KEYS_PER_SPLIT: usize = 256;
+const MAX_SPLITS: usize = 32;
+
+/// One layer's keys and values on the GPU, `max_ctx` rows of `kv_dim`
+/// (= n_kv_heads * head_dim) values each, stored as f16.
+#[derive(Debug)]
+pub struct GpuKvCache {
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    max_ctx: usize,
+    kv_dim: usize,
+}
+
+impl GpuKvCache {
+    /// Allocates a zeroed cache (`kv_dim` must be even).
+    pub fn new(ctx: &GpuContext, max_ctx: usize, kv_dim: usize) -> Result<Self, KernelError> {
+        if kv_dim == 0 || kv_dim % 2 != 0 {
+            return Err(KernelError::Shape {
+                op: "gpu kv cache",
+                detail: format!("kv_dim {kv_dim} must be even"),
+            });
+        }
+        let bytes = max_ctx as u64 * kv_dim as u64 * 2;
+        if bytes > ctx.limits().max_storage_buffer_binding_size {
+            return Err(KernelError::Gpu(format!(
+                "KV cache of {max_ctx} x {kv_dim} f16 ({bytes} bytes) exceeds the max storage binding"
+            )));
+        }
+        let make = |label| {
+            ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(Self {
+            k: make("k cache"),
+            v: make("v cache"),
+            max_ctx,
+            kv_dim,
+        })
+    }
+
+    /// Rows the cache can hold.
+    pub fn max_ctx(&self) -> usize {
+        self.max_ctx
+    }
+
+    /// Values per row.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+}
+
+/// The shape of an attention call: `n_q` queries at positions
+/// `pos0..pos0 + n_q`, each seeing cached keys at positions
+/// `max(0, p - window + 1)..=p` (`window` 0 = unlimited).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttnShape {
+    pub n_q: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub pos0: usize,
+    pub window: usize,
+    /// Usually `1 / sqrt(head_dim)`.
+    pub scale: f32,
+}
+
+fn shape_err(op: &'static str, detail: String) -> KernelError {
+    KernelError::Shape { op, detail }
+}
+
+fn need(op: &'static str, what: &str, buf: &GpuBuffer, n: usize) -> Result<(), KernelError> {
+    if buf.len() < n {
+        return Err(shape_err(
+            op,
+            format!("{what} holds {} values, needs {n}", buf.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn u32_of(op: &'static str, v: usize) -> Result<u32, KernelError> {
+    u32::try_from(v).map_err(|_| shape_err(op, format!("{v} does not fit in u32")))
+}
+
+impl GpuStep {
+    /// `out[t*rows + r] = Σ_c W[r][c]·x[t*cols + c]` for `n_tokens` tokens:
+    /// the matvec kernel for one token, the tiled matmul for more.
+    pub fn matmul(
+        &mut self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu matmul";
+        need(OP, "x", x, n_tokens * w.cols)?;
+        need(OP, "out", out, n_tokens * w.rows)?;
+        let kernel = if n_tokens == 1 {
+            Kernel::Matvec(w.ty)
+        } else {
+            Kernel::Matmul(w.ty)
+        };
+        for part in &w.parts {
+            let p = MatParams {
+                rows: part.rows,
+                cols: u32_of(OP, w.cols)?,
+                n_tokens: u32_of(OP, n_tokens)?,
+                row0: part.row0,
+                out_rows: u32_of(OP, w.rows)?,
+                scale_off: part.scale_off,
+                _pad0: 0,
+                _pad1: 0,
+            };
+            let groups = if n_tokens == 1 {
+                self.groups_2d(part.rows as usize)?
+            } else {
+                [
+                    part.rows.div_ceil(32),
+                    u32_of(OP, n_tokens.div_ceil(32))?,
+                    1,
+                ]
+            };
+            self.dispatch(
+                kernel,
+                &p,
+                &[(1, &part.buffer), (2, x.raw()), (3, out.raw())],
+                groups,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Embedding lookup: `out[t*cols..][..cols]` = row `ids[t]` of `w`,
+    /// dequantized, for `n_ids` token ids (u32) in `ids`.
+    pub fn get_rows(
+        &mut self,
+        w: &GpuWeight,
+        ids: &GpuBuffer,
+        n_ids: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu get_rows";
+        need(OP, "ids", ids, n_ids)?;
+        need(OP, "out", out, n_ids * w.cols)?;
+        for part in &w.parts {
+            let p = RowsParams {
+                rows: part.rows,
+                cols: u32_of(OP, w.cols)?,
+                n_ids: u32_of(OP, n_ids)?,
+                row0: part.row0,
+                scale_off: part.scale_off,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            let groups = [
+                u32_of(OP, (w.cols / 4).div_ceil(64))?,
+                u32_of(OP, n_ids)?,
+                1,
+            ];
+            self.dispatch(
+                Kernel::GetRows(w.ty),
+                &p,
+                &[(1, &part.buffer), (2, ids.raw()), (3, out.raw())],
+                groups,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// RMSNorm of `rows` rows of `dim` values: `out = x / rms(x) * weight`.
+    /// Also the per-head Q/K norm (rows = n_tokens * n_heads, dim = head_dim).
+    pub fn rmsnorm(
+        &mut self,
+        x: &GpuBuffer,
+        weight: &GpuBuffer,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu rmsnorm";
+        need(OP, "x", x, rows * dim)?;
+        need(OP, "weight", weight, dim)?;
+        need(OP, "out", out, rows * dim)?;
+        let p = NormParams {
+            rows: u32_of(OP, rows)?,
+            dim: u32_of(OP, dim)?,
+            eps,
+            _pad0: 0,
+        };
+        let groups = self.groups_2d(rows)?;
+        self.dispatch(
+            Kernel::RmsNorm,
+            &p,
+            &[(1, x.raw()), (2, weight.raw()), (3, out.raw())],
+            groups,
+        )
+    }
+
+    /// RoPE in place on `x` = `[n_tokens][n_heads][head_dim]`, token t at
+    /// position `pos0 + t`; `neox` selects the half-split pairing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope(
+        &mut self,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        base: f32,
+        neox: bool,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu rope";
+        if head_dim % 2 != 0 {
+            return Err(shape_err(OP, format!("head_dim {head_dim} is odd")));
+        }
+        need(OP, "x", x, n_tokens * n_heads * head_dim)?;
+        let p = RopeParams {
+            n_tokens: u32_of(OP, n_tokens)?,
+            n_heads: u32_of(OP, n_heads)?,
+            head_dim: u32_of(OP, head_dim)?,
+            pos0: u32_of(OP, pos0)?,
+            base,
+            neox: neox as u32,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let groups = self.groups_2d((n_tokens * n_heads * head_dim / 2).div_ceil(64))?;
+        self.dispatch(Kernel::Rope, &p, &[(1, x.raw())], groups)
+    }
+
+    fn eltwise(
+        &mut self,
+        kernel: Kernel,
+        out: &GpuBuffer,
+        a: Option<&GpuBuffer>,
+        n: usize,
+        scale: f32,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu elementwise";
+        need(OP, "out", out, n)?;
+        let p = EltParams {
+            n: u32_of(OP, n)?,
+            scale,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let groups = self.groups_2d(n.div_ceil(64))?;
+        match a {
+            Some(a) => {
+                need(OP, "input", a, n)?;
+                self.dispatch(kernel, &p, &[(1, a.raw()), (2, out.raw())], groups)
+            }
+            None => self.dispatch(kernel, &p, &[(2, out.raw())], groups),
+        }
+    }
+
+    /// SwiGLU in place: `gate[i] = silu(gate[i]) * up[i]` for `n` values.
+    pub fn silu_mul(
+        &mut self,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        n: usize,
+    ) -> Result<(), KernelError> {
+        self.eltwise(Kernel::SiluMul, gate, Some(up), n, 1.0)
+    }
+
+    /// GeGLU in place: `gate[i] = gelu_tanh(gate[i]) * up[i]`.
+    pub fn gelu_mul(
+        &mut self,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        n: usize,
+    ) -> Result<(), KernelError> {
+        self.eltwise(Kernel::GeluMul, gate, Some(up), n, 1.0)
+    }
+
+    /// Residual add in place: `x[i] += y[i]`.
+    pub fn add(&mut self, x: &GpuBuffer, y: &GpuBuffer, n: usize) -> Result<(), KernelError> {
+        self.eltwise(Kernel::Add, x, Some(y), n, 1.0)
+    }
+
+    /// `x[i] *= s` in place (e.g. gemma's embedding scale).
+    pub fn scale(&mut self, x: &GpuBuffer, s: f32, n: usize) -> Result<(), KernelError> {
+        self.eltwise(Kernel::Scale, x, None, n, s)
+    }
+
+    /// Softmax of `rows` rows of `dim` values, in place.
+    pub fn softmax(&mut self, x: &GpuBuffer, rows: usize, dim: usize) -> Result<(), KernelError> {
+        const OP: &str = "gpu softmax";
+        need(OP, "x", x, rows * dim)?;
+        let p = RowParams {
+            rows: u32_of(OP, rows)?,
+            dim: u32_of(OP, dim)?,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        let groups = self.groups_2d(rows)?;
+        self.dispatch(Kernel::Softmax, &p, &[(1, x.raw())], groups)
+    }
+
+    /// `out[r]` (u32) = first index of the maximum of row `r` of `x`.
+    pub fn argmax(
+        &mut self,
+        x: &GpuBuffer,
+        rows: usize,
+        dim: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu argmax";
+        need(OP, "x", x, rows * dim)?;
+        need(OP, "out", out, rows)?;
+        if dim == 0 {
+            return Err(shape_err(OP, "empty rows".into()));
+        }
+        let p = RowParams {
+            rows: u32_of(OP, rows)?,
+            dim: u32_of(OP, dim)?,
+            _pad0: 0,
+            _pad1: 0,
+        };
+        self.dispatch(
+            Kernel::Argmax,
+            &p,
+            &[(1, x.raw()), (2, out.raw())],
+            [u32_of(OP, rows)?, 1, 1],
+        )
+    }
+
+    /// Writes `n_tokens` rows of keys `k` and values `v` (f32, `kv_dim`
+    /// each) into `cache` at rows `pos0..pos0 + n_tokens`.
+    pub fn kv_write(
+        &mut self,
+        cache: &GpuKvCache,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        n_tokens: usize,
+        pos0: usize,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu kv_write";
+        let n = n_tokens * cache.kv_dim;
+        need(OP, "k", k, n)?;
+        need(OP, "v", v, n)?;
+        if pos0 + n_tokens > cache.max_ctx {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "rows {pos0}..{} past the cache's {}",
+                    pos0 + n_tokens,
+                    cache.max_ctx
+                ),
+            ));
+        }
+        let p = KvParams {
+            n_tokens: u32_of(OP, n_tokens)?,
+            kv_dim: u32_of(OP, cache.kv_dim)?,
+            pos0: u32_of(OP, pos0)?,
+            _pad0: 0,
+        };
+        let groups = self.groups_2d((n / 2).div_ceil(64))?;
+        self.dispatch(
+            Kernel::KvWrite,
+            &p,
+            &[(1, k.raw()), (2, v.raw()), (3, &cache.k), (4, &cache.v)],
+            groups,
+        )
+    }
+
+    /// Causal attention of `q` (`[n_q][n_heads][head_dim]`) over `cache`,
+    /// which must already hold the keys/values of positions up to
+    /// `pos0 + n_q - 1` (see [`GpuStep::kv_write`]); `out` has q's shape.
+    /// Keys are split over workgroups with an online softmax, then reduced.
+    pub fn attention(
+        &mut self,
+        q: &GpuBuffer,
+        cache: &GpuKvCache,
+        s: AttnShape,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu attention";
+        if s.n_kv_heads == 0
+            || s.n_heads % s.n_kv_heads != 0
+            || s.n_kv_heads * s.head_dim != cache.kv_dim
+        {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "{} heads over {} kv heads of {} (cache rows of {})",
+                    s.n_heads, s.n_kv_heads, s.head_dim, cache.kv_dim
+                ),
+            ));
+        }
+        if s.head_dim > MAX_HEAD_DIM || s.head_dim % 2 != 0 {
+            return Err(shape_err(
+                OP,
+                format!("head_dim {} (even, at most {MAX_HEAD_DIM})", s.head_dim),
+            ));
+        }
+        let end = s.pos0 + s.n_q;
+        if end > cache.max_ctx {
+            return Err(shape_err(
+                OP,
+                format!("positions up to {end} past the cache's {}", cache.max_ctx),
+            ));
+        }
+        let n = s.n_q * s.n_heads * s.head_dim;
+        need(OP, "q", q, n)?;
+        need(OP, "out", out, n)?;
+        // Few query workgroups (decode): split the keys for parallelism.
+        let n_splits = if s.n_q * s.n_heads >= 64 {
+            1
+        } else {
+            end.div_ceil(KEYS_PER_SPLIT).clamp(1, MAX_SPLITS)
+        };
+        let span = end.div_ceil(n_splits);
+        let p = AttnParams {
+            n_q: u32_of(OP, s.n_q)?,
+            n_heads: u32_of(OP, s.n_heads)?,
+            n_kv_heads: u32_of(OP, s.n_kv_heads)?,
+            head_dim: u32_of(OP, s.head_dim)?,
+            pos0: u32_of(OP, s.pos0)?,
+            window: u32_of(OP, s.window)?,
+            n_splits: n_splits as u32,
+            span: u32_of(OP, span)?,
+            scale: s.scale,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        let part = self
+            .ctx
+            .buffer(s.n_q * s.n_heads * n_splits * (s.head_dim + 2))?;
+        let heads = u32_of(OP, s.n_heads)?;
+        let nq = u32_of(OP, s.n_q)?;
+        self.dispatch(
+            Kernel::Attention,
+            &p,
+            &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, part.raw())],
+            [heads, nq, n_splits as u32],
+        )?;
+        self.dispatch(
+            Kernel::AttentionReduce,
+            &p,
+            &[(1, part.raw()), (2, out.raw())],
+            [heads, nq, 1],
+        )?;
+        self.scratch.push(part);
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! The table of WGSL kernels: sources embedded with `include_str!`, their
+//! bindings, and the small `#ifdef` preprocessor that builds each variant.
+
+use crate::{KernelError, QuantType};
+
+/// How a kernel binds one buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Bind {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// A kernel family; the quantized matrix kernels take the weight type as variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kernel {
+    Matvec(QuantType),
+    Matmul(QuantType),
+    GetRows(QuantType),
+    RmsNorm,
+    Rope,
+    SiluMul,
+    GeluMul,
+    Add,
+    Scale,
+    Softmax,
+    Argmax,
+    KvWrite,
+    Attention,
+    AttentionReduce,
+}
+
+/// Which optional device features a pipeline is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Variant {
+    pub subgroup: bool,
+    pub f16: bool,
+}
+
+/// The assembled description of one kernel.
+pub(crate) struct KernelSpec {
+    pub label: &'static str,
+    /// Source files, concatenated in order.
+    pub parts: Vec<&'static str>,
+    pub entry: &'static str,
+    /// `(binding number, kind)` of group 0.
+    pub bindings: &'static [(u32, Bind)],
+    /// Whether the kernel has a subgroup / shader-f16 variant.
+    pub uses_subgroup: bool,
+    pub uses_f16: bool,
+}
+
+const REDUCE: &str = include_str!("../wgsl/reduce.wgsl");
+const QUANT: &str = include_str!("../wgsl/quant.wgsl");
+const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
+const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
+const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
+const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
+const ROPE: &str = include_str!("../wgsl/rope.wgsl");
+const ELEMENTWISE: &str = include_str!("../wgsl/elementwise.wgsl");
+const SOFTMAX: &str = include_str!("../wgsl/softmax.wgsl");
+const ARGMAX: &str = include_str!("../wgsl/argmax.wgsl");
+const KV_WRITE: &str = include_str!("../wgsl/kv_write.wgsl");
+const ATTENTION: &str = include_str!("../wgsl/attention.wgsl");
+const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
+
+use Bind::{Read as R, ReadWrite as W, Uniform as U};
+const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
+const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
+const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
+const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
+const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
+const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
+const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
+
+/// The dequantization snippet of a weight type, or `None` if the GPU path
+/// does not handle that type.
+pub(crate) fn quant_source(ty: QuantType) -> Option<&'static str> {
+    Some(match ty {
+        QuantType::F32 => include_str!("../wgsl/quant_f32.wgsl"),
+        QuantType::F16 => include_str!("../wgsl/quant_f16.wgsl"),
+        QuantType::Q4_0 => include_str!("../wgsl/quant_q4_0.wgsl"),
+        QuantType::Q4_1 => include_str!("../wgsl/quant_q4_1.wgsl"),
+        QuantType::Q5_0 => include_str!("../wgsl/quant_q5_0.wgsl"),
+        QuantType::Q5_1 => include_str!("../wgsl/quant_q5_1.wgsl"),
+        QuantType::Q8_0 => include_str!("../wgsl/quant_q8_0.wgsl"),
+        QuantType::Q4K => include_str!("../wgsl/quant_q4_k.wgsl"),
+        QuantType::Q5K => include_str!("../wgsl/quant_q5_k.wgsl"),
+        QuantType::Q6K => include_str!("../wgsl/quant_q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+impl Kernel {
+    pub(crate) fn spec(self) -> Result<KernelSpec, KernelError> {
+        let quant =
+            |ty: QuantType| quant_source(ty).ok_or(KernelError::Unsupported(ty, "the GPU kernels"));
+        let spec = |label, parts, entry, bindings, uses_subgroup, uses_f16| KernelSpec {
+            label,
+            parts,
+            entry,
+            bindings,
+            uses_subgroup,
+            uses_f16,
+        };
+        Ok(match self {
+            Kernel::Matvec(ty) => spec(
+                "matvec",
+                vec![MATVEC, QUANT, quant(ty)?, REDUCE],
+                "main",
+                B_MAT,
+                true,
+                false,
+            ),
+            Kernel::Matmul(ty) => spec(
+                "matmul",
+                vec![MATMUL, QUANT, quant(ty)?],
+                "main",
+                B_MAT,
+                false,
+                false,
+            ),
+            Kernel::GetRows(ty) => spec(
+                "get_rows",
+                vec![GET_ROWS, QUANT, quant(ty)?],
+                "main",
+                B_MAT,
+                false,
+                false,
+            ),
+            Kernel::RmsNorm => spec("rmsnorm", vec![RMSNORM, REDUCE], "main", B_MAT, true, false),
+            Kernel::Rope => spec("rope", vec![ROPE], "main", B_ONE, false, false),
+            Kernel::SiluMul => spec(
+                "silu_mul",
+                vec![ELEMENTWISE],
+                "silu_mul",
+                B_ELT,
+                false,
+                false,
+            ),
+            Kernel::GeluMul => spec(
+                "gelu_mul",
+                vec![ELEMENTWISE],
+                "gelu_mul",
+                B_ELT,
+                false,
+                false,
+            ),
+            Kernel::Add => spec("add", vec![ELEMENTWISE], "add", B_ELT, false, false),
+            Kernel::Scale => spec("scale", vec![ELEMENTWISE], "scale", B_INPLACE, false, false),
+            Kernel::Softmax => spec("softmax", vec![SOFTMAX, REDUCE], "main", B_ONE, true, false),
+            Kernel::Argmax => spec("argmax", vec![ARGMAX], "main", B_TWO, false, false),
+            Kernel::KvWrite => spec("kv_write", vec![KV_WRITE], "main", B_KV, false, true),
+            Kernel::Attention => spec(
+                "attention",
+                vec![ATTENTION, REDUCE],
+                "main",
+                B_ATTN,
+                true,
+                true,
+            ),
+            Kernel::AttentionReduce => spec(
+                "attention_reduce",
+                vec![ATTENTION_REDUCE],
+                "main",
+                B_TWO,
+                false,
+                false,
+            ),
+        })
+    }
+}
+
+/// Concatenates the parts of `spec` and resolves `#ifdef NAME` / `#ifndef
+/// NAME` / `#else` / `#endif` lines (nestable) for the defines of `variant`;
+/// the F16 variant starts with `enable f16;`.
+pub(crate) fn assemble(spec: &KernelSpec, variant: Variant) -> Result<String, KernelError> {
+    let defined = |name: &str| match name {
+        "SUBGROUP" => variant.subgroup,
+        "F16" => variant.f16,
+        _ => false,
+    };
+    let mut out = String::new();
+    if variant.f16 {
+        out.push_str("enable f16;\n");
+    }
+    // Each entry: (this branch is taken, some enclosing branch is skipped).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    for part in &spec.parts {
+        for line in part.lines() {
+            let t = line.trim();
+            let active = stack
+                .last()
+                .is_none_or(|&(taken, outer_off)| taken && !outer_off);
+            if let Some(name) = t.strip_prefix("#ifdef ") {
+                stack.push((defined(name.trim()), !active));
+            } else if let Some(name) = t.strip_prefix("#ifndef ") {
+                stack.push((!defined(name.trim()), !active));
+            } else if t == "#else" {
+                let top = stack
+                    .last_mut()
+                    .ok_or_else(|| pp_error(spec, "#else without #ifdef"))?;
+                top.0 = !top.0;
+            } else if t == "#endif" {
+                stack
+                    .pop()
+                    .ok_or_else(|| pp_error(spec, "#endif without #ifdef"))?;
+            } else if active {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if !stack.is_empty() {
+        return Err(pp_error(spec, "unterminated #ifdef"));
+    }
+    Ok(out)
+}
+
+fn pp_error(spec: &KernelSpec, what: &str) -> KernelError {
+    KernelError::Gpu(format!("shader {}: {what}", spec.label))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preprocessor_picks_branches() {
+        let spec = KernelSpec {
+            label: "t",
+            parts: vec![
+                "a\n#ifdef SUBGROUP\nb\n#ifdef F16\nc\n#else\nd\n#endif\n#else\ne\n#endif\nf",
+            ],
+            entry: "main",
+            bindings: &[],
+            uses_subgroup: true,
+            uses_f16: true,
+        };
+        let sg = assemble(
+            &spec,
+            Variant {
+                subgroup: true,
+                f16: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(sg, "a\nb\nd\nf\n");
+        let none = assemble(&spec, Variant::default()).unwrap();
+        assert_eq!(none, "a\ne\nf\n");
+    }
+}

@@ -1,0 +1,135 @@
+//! GPU matvec / tiled matmul / get_rows on every supported weight type,
+//! against `cpu::matmul_ref` and `cpu::get_row`, on random tensors.
+
+mod gpu_util;
+
+use gpu_util::{assert_close, both, fast, rand_f32, rand_tensor, rng};
+use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
+use infer_kernels::gpu::{GpuContext, GpuWeight};
+use infer_kernels::QuantType;
+
+/// Max |gpu - cpu| relative to the largest output: summation order only.
+const MATMUL_REL_TOL: f32 = 1e-4;
+/// Dequantization is exact in f32 except the order of d*q + m.
+const GET_ROWS_REL_TOL: f32 = 1e-6;
+
+const TYPES: [QuantType; 10] = [
+    QuantType::F32,
+    QuantType::F16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+];
+
+fn check_matmul(
+    ctx: &GpuContext,
+    ty: QuantType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    n_tokens: usize,
+    seed: u64,
+) {
+    let x = rand_f32(&mut rng(seed), n_tokens * cols, 1.0);
+    let mut want = vec![0.0; n_tokens * rows];
+    matmul_ref(
+        &QMatrix::new(ty, data, rows, cols).unwrap(),
+        &x,
+        n_tokens,
+        &mut want,
+    )
+    .unwrap();
+    let w = GpuWeight::upload(ctx, ty, data, rows, cols).unwrap();
+    let xb = ctx.upload_f32(&x).unwrap();
+    let out = ctx.buffer(n_tokens * rows).unwrap();
+    let mut step = ctx.step();
+    step.matmul(&w, &xb, n_tokens, &out).unwrap();
+    step.read(&out);
+    let got = step.submit().unwrap()[0].f32();
+    let what = format!(
+        "{ty} {rows}x{cols} n_tokens={n_tokens} parts={} f16/sg={}/{}",
+        w.n_parts(),
+        ctx.uses_f16(),
+        ctx.uses_subgroups()
+    );
+    assert_close(&what, &got, &want, MATMUL_REL_TOL);
+}
+
+#[test]
+fn gpu_matvec_and_matmul_match_reference_for_every_type() {
+    // 40 rows: not a multiple of the 32-row tile; 512 columns: two K-quant blocks.
+    let (rows, cols) = (40, 512);
+    for (i, ty) in TYPES.into_iter().enumerate() {
+        let data = rand_tensor(&mut rng(100 + i as u64), ty, rows, cols);
+        for ctx in both() {
+            check_matmul(ctx, ty, &data, rows, cols, 1, 7);
+        }
+        for n_tokens in [2, 37] {
+            check_matmul(fast(), ty, &data, rows, cols, n_tokens, 8);
+        }
+    }
+}
+
+#[test]
+fn gpu_get_rows_matches_dequantized_rows() {
+    let (rows, cols) = (12, 256);
+    let ids: Vec<u32> = vec![3, 0, 11, 3, 7];
+    for (i, ty) in TYPES.into_iter().enumerate() {
+        let data = rand_tensor(&mut rng(200 + i as u64), ty, rows, cols);
+        let m = QMatrix::new(ty, &data, rows, cols).unwrap();
+        let mut want = vec![0.0; ids.len() * cols];
+        for (t, &id) in ids.iter().enumerate() {
+            get_row(&m, id as usize, &mut want[t * cols..(t + 1) * cols]).unwrap();
+        }
+        let ctx = fast();
+        let w = GpuWeight::upload(ctx, ty, &data, rows, cols).unwrap();
+        let idb = ctx.upload_u32(&ids).unwrap();
+        let out = ctx.buffer(want.len()).unwrap();
+        let mut step = ctx.step();
+        step.get_rows(&w, &idb, ids.len(), &out).unwrap();
+        step.read(&out);
+        assert_close(
+            &format!("get_rows {ty}"),
+            &step.submit().unwrap()[0].f32(),
+            &want,
+            GET_ROWS_REL_TOL,
+        );
+    }
+}
+
+#[test]
+fn gpu_weights_split_over_parts_give_the_same_results() {
+    // A context of its own: the part cap is per context.
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_max_weight_part_bytes(4000);
+    let (rows, cols) = (70, 256);
+    for ty in [QuantType::Q8_0, QuantType::Q6K, QuantType::F16] {
+        let data = rand_tensor(&mut rng(300), ty, rows, cols);
+        let w = GpuWeight::upload(&ctx, ty, &data, rows, cols).unwrap();
+        assert!(w.n_parts() >= 3, "{ty}: {} parts", w.n_parts());
+        assert!(
+            w.gpu_bytes() <= data.len() as u64 + 16 * w.n_parts() as u64,
+            "{ty}: no expansion"
+        );
+        check_matmul(&ctx, ty, &data, rows, cols, 1, 9);
+        check_matmul(&ctx, ty, &data, rows, cols, 3, 10);
+    }
+}
+
+#[test]
+fn gpu_bad_shapes_are_errors_not_panics() {
+    let ctx = fast();
+    let data = vec![0u8; 34];
+    assert!(GpuWeight::upload(ctx, QuantType::Q8_0, &data, 2, 32).is_err());
+    assert!(GpuWeight::upload(ctx, QuantType::Q8_0, &data, 1, 16).is_err());
+    assert!(GpuWeight::upload(ctx, QuantType::IQ2_XXS, &data, 1, 256).is_err());
+    let w = GpuWeight::upload(ctx, QuantType::Q8_0, &data, 1, 32).unwrap();
+    let x = ctx.buffer(16).unwrap();
+    let out = ctx.buffer(1).unwrap();
+    assert!(ctx.step().matmul(&w, &x, 1, &out).is_err());
+}

@@ -1,0 +1,252 @@
+//! GPU element-wise, norm, RoPE, softmax, argmax and attention kernels
+//! against the references in `infer_kernels::ops`, on both kernel paths.
+
+mod gpu_util;
+
+use gpu_util::{assert_close, both, fast, rand_f32, rng};
+use half::f16;
+use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache};
+use infer_kernels::ops;
+
+/// Reductions in a different order: a few ulps of the largest value.
+const NORM_REL_TOL: f32 = 1e-5;
+/// GPU sin/cos/pow are not correctly rounded; angles up to ~1000 rad.
+const ROPE_REL_TOL: f32 = 2e-4;
+const ELTWISE_REL_TOL: f32 = 1e-5;
+/// K/V are rounded to f16 before the reference sees them; what is left is
+/// the order of the online softmax.
+const ATTN_REL_TOL: f32 = 1e-4;
+
+fn run(
+    ctx: &GpuContext,
+    f: impl FnOnce(&mut infer_kernels::gpu::GpuStep),
+) -> infer_kernels::gpu::GpuStep {
+    let mut s = ctx.step();
+    f(&mut s);
+    s
+}
+
+#[test]
+fn gpu_rmsnorm_matches_reference() {
+    let (rows, dim) = (6, 640);
+    let mut r = rng(1);
+    let x = rand_f32(&mut r, rows * dim, 3.0);
+    let w = rand_f32(&mut r, dim, 1.0);
+    let mut want = vec![0.0; rows * dim];
+    for (o, xr) in want.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+        ops::rmsnorm_ref(xr, &w, 1e-6, o);
+    }
+    for ctx in both() {
+        let (xb, wb, ob) = (
+            ctx.upload_f32(&x).unwrap(),
+            ctx.upload_f32(&w).unwrap(),
+            ctx.buffer(rows * dim).unwrap(),
+        );
+        let mut s = run(ctx, |s| s.rmsnorm(&xb, &wb, rows, dim, 1e-6, &ob).unwrap());
+        s.read(&ob);
+        assert_close(
+            &format!("rmsnorm sg={}", ctx.uses_subgroups()),
+            &s.submit().unwrap()[0].f32(),
+            &want,
+            NORM_REL_TOL,
+        );
+    }
+}
+
+#[test]
+fn gpu_rope_matches_reference_both_orderings() {
+    let (n_tokens, n_heads, head_dim, pos0) = (5, 3, 64, 1000);
+    let x = rand_f32(&mut rng(2), n_tokens * n_heads * head_dim, 1.0);
+    for neox in [false, true] {
+        let mut want = x.clone();
+        for (t, tok) in want.chunks_exact_mut(n_heads * head_dim).enumerate() {
+            ops::rope_ref(tok, head_dim, pos0 + t, 10000.0, neox);
+        }
+        let ctx = fast();
+        let xb = ctx.upload_f32(&x).unwrap();
+        let mut s = run(ctx, |s| {
+            s.rope(&xb, n_tokens, n_heads, head_dim, pos0, 10000.0, neox)
+                .unwrap()
+        });
+        s.read(&xb);
+        assert_close(
+            &format!("rope neox={neox}"),
+            &s.submit().unwrap()[0].f32(),
+            &want,
+            ROPE_REL_TOL,
+        );
+    }
+}
+
+#[test]
+fn gpu_gates_add_and_scale_match_reference() {
+    let n = 1000;
+    let mut r = rng(3);
+    let (g, u) = (rand_f32(&mut r, n, 6.0), rand_f32(&mut r, n, 2.0));
+    let ctx = fast();
+    let mut want_silu = vec![0.0; n];
+    ops::swiglu_ref(&g, &u, &mut want_silu);
+    let mut want_gelu = vec![0.0; n];
+    ops::geglu_ref(&g, &u, &mut want_gelu);
+    let mut want_add = g.clone();
+    ops::add_ref(&mut want_add, &u);
+    let want_scale: Vec<f32> = g.iter().map(|v| v * 25.3).collect();
+    let bufs: Vec<_> = (0..4).map(|_| ctx.upload_f32(&g).unwrap()).collect();
+    let ub = ctx.upload_f32(&u).unwrap();
+    let mut s = ctx.step();
+    s.silu_mul(&bufs[0], &ub, n).unwrap();
+    s.gelu_mul(&bufs[1], &ub, n).unwrap();
+    s.add(&bufs[2], &ub, n).unwrap();
+    s.scale(&bufs[3], 25.3, n).unwrap();
+    for b in &bufs {
+        s.read(b);
+    }
+    let got = s.submit().unwrap();
+    assert_close("silu_mul", &got[0].f32(), &want_silu, ELTWISE_REL_TOL);
+    assert_close("gelu_mul", &got[1].f32(), &want_gelu, ELTWISE_REL_TOL);
+    assert_close("add", &got[2].f32(), &want_add, ELTWISE_REL_TOL);
+    assert_close("scale", &got[3].f32(), &want_scale, ELTWISE_REL_TOL);
+}
+
+#[test]
+fn gpu_softmax_and_argmax_match_reference() {
+    let (rows, dim) = (3, 5000);
+    let mut x = rand_f32(&mut rng(4), rows * dim, 20.0);
+    // A tie: the first index must win.
+    x[dim + 17] = 25.0;
+    x[dim + 4000] = 25.0;
+    let mut want = x.clone();
+    want.chunks_exact_mut(dim).for_each(ops::softmax_ref);
+    let want_idx: Vec<u32> = x
+        .chunks_exact(dim)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > r[b] { i } else { b }) as u32
+        })
+        .collect();
+    assert_eq!(want_idx[1], 17);
+    for ctx in both() {
+        let xb = ctx.upload_f32(&x).unwrap();
+        let idx = ctx.buffer(rows).unwrap();
+        let mut s = ctx.step();
+        s.argmax(&xb, rows, dim, &idx).unwrap();
+        s.softmax(&xb, rows, dim).unwrap();
+        s.read(&idx);
+        s.read(&xb);
+        let got = s.submit().unwrap();
+        assert_eq!(got[0].u32(), want_idx, "argmax");
+        assert_close(
+            &format!("softmax sg={}", ctx.uses_subgroups()),
+            &got[1].f32(),
+            &want,
+            NORM_REL_TOL,
+        );
+    }
+}
+
+fn round_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+}
+
+/// Reference for query at position `pos` over cache rows (f16-rounded).
+#[allow(clippy::too_many_arguments)]
+fn attn_want(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape, pos: usize, out: &mut [f32]) {
+    let kv_dim = sh.n_kv_heads * sh.head_dim;
+    let lo = if sh.window > 0 && pos + 1 > sh.window {
+        pos + 1 - sh.window
+    } else {
+        0
+    };
+    let n_kv = pos + 1 - lo;
+    ops::attention_ref(
+        q,
+        &k[lo * kv_dim..(pos + 1) * kv_dim],
+        &v[lo * kv_dim..(pos + 1) * kv_dim],
+        n_kv,
+        sh.n_heads,
+        sh.n_kv_heads,
+        sh.head_dim,
+        sh.scale,
+        out,
+    );
+}
+
+fn check_attention(
+    ctx: &GpuContext,
+    n_ctx: usize,
+    n_q: usize,
+    window: usize,
+    head_dim: usize,
+    seed: u64,
+) {
+    let (n_heads, n_kv_heads) = (4, 2);
+    let kv_dim = n_kv_heads * head_dim;
+    let mut r = rng(seed);
+    let k = rand_f32(&mut r, n_ctx * kv_dim, 1.0);
+    let v = rand_f32(&mut r, n_ctx * kv_dim, 1.0);
+    let q = rand_f32(&mut r, n_q * n_heads * head_dim, 1.0);
+    let pos0 = n_ctx - n_q;
+    let sh = AttnShape {
+        n_q,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        pos0,
+        window,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+    };
+    let (k16, v16) = (round_f16(&k), round_f16(&v));
+    let qd = n_heads * head_dim;
+    let mut want = vec![0.0; n_q * qd];
+    for i in 0..n_q {
+        attn_want(
+            &q[i * qd..(i + 1) * qd],
+            &k16,
+            &v16,
+            &sh,
+            pos0 + i,
+            &mut want[i * qd..(i + 1) * qd],
+        );
+    }
+    let cache = GpuKvCache::new(ctx, n_ctx + 8, kv_dim).unwrap();
+    // Earlier positions in one write, the new tokens in the same step as attention.
+    let (kb, vb) = (ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+    let mut s = ctx.step();
+    s.kv_write(&cache, &kb, &vb, pos0, 0).unwrap();
+    s.submit().unwrap();
+    let (kn, vn) = (
+        ctx.upload_f32(&k[pos0 * kv_dim..]).unwrap(),
+        ctx.upload_f32(&v[pos0 * kv_dim..]).unwrap(),
+    );
+    let (qb, ob) = (ctx.upload_f32(&q).unwrap(), ctx.buffer(n_q * qd).unwrap());
+    let mut s = ctx.step();
+    s.kv_write(&cache, &kn, &vn, n_q, pos0).unwrap();
+    s.attention(&qb, &cache, sh, &ob).unwrap();
+    s.read(&ob);
+    let what = format!(
+        "attention n_ctx={n_ctx} n_q={n_q} window={window} f16/sg={}/{}",
+        ctx.uses_f16(),
+        ctx.uses_subgroups()
+    );
+    assert_close(&what, &s.submit().unwrap()[0].f32(), &want, ATTN_REL_TOL);
+}
+
+#[test]
+fn gpu_attention_decode_matches_reference() {
+    for ctx in both() {
+        // 700 keys: 3 splits of the key range, the last one partial.
+        check_attention(ctx, 700, 1, 0, 64, 5);
+        check_attention(ctx, 700, 1, 100, 64, 6);
+        check_attention(ctx, 1, 1, 0, 256, 7);
+    }
+}
+
+#[test]
+fn gpu_attention_prefill_causal_and_sliding_match_reference() {
+    for ctx in both() {
+        check_attention(ctx, 90, 80, 0, 64, 8);
+        check_attention(ctx, 90, 80, 17, 64, 9);
+    }
+    check_attention(fast(), 40, 40, 0, 256, 10);
+}
