@@ -32,7 +32,7 @@ impl ModelArgs {
             b.set_message(path.display().to_string());
             b
         });
-        let opts = ModelOptions { prefault: true };
+        let opts = ModelOptions { prefault: true, ..Default::default() };
         let model = Model::load_with_progress(&path, opts, |f| {
             if let Some(b) = &bar {
                 b.set_position((f * 100.0) as u64);

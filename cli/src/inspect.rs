@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::Context;
 use infer_gguf::{Gguf, QuantType, Value};
 use serde_json::{json, Map, Value as Json};
 
@@ -26,7 +25,8 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let path = resolve_model(&args.model.model)?;
-    let g = Gguf::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    // The reader's errors already name the file.
+    let g = Gguf::open(&path)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&g))?);
     } else {

@@ -2,10 +2,17 @@
 //! with an `Args` struct and a `run` function; add one by adding a module and
 //! a variant to [`Command`].
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
+mod chat;
 mod common;
+mod gen_args;
 mod inspect;
+mod perplexity;
+mod run;
+mod tokenize;
 
 #[derive(Parser)]
 #[command(name = "infer", version, about = "LLM inference on GGUF models")]
@@ -18,10 +25,31 @@ struct Cli {
 enum Command {
     /// Print a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
+    /// Generate text from a prompt, streaming it as it comes.
+    Run(run::RunArgs),
+    /// Chat interactively (history kept; /reset, /system TEXT, /exit).
+    Chat(chat::ChatArgs),
+    /// Print the token ids of a text.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Perplexity of a text file (llama.cpp's method).
+    Perplexity(perplexity::PerplexityArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
+    };
+    // Print the error chain on one line ourselves: returning the error from
+    // main would also print a backtrace whenever RUST_BACKTRACE is set.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

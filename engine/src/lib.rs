@@ -31,7 +31,7 @@ pub mod weights;
 pub use arch::{Logits, ModelConfig};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{EngineError, Result};
-pub use model::{Model, ModelOptions};
+pub use model::{GpuLayers, Model, ModelOptions};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{FinishReason, GenerateOptions, Generation, Session, SessionParams, Timings, Token};
 pub use tokenizer::{StreamDecoder, Tokenizer};

@@ -18,6 +18,44 @@ pub struct ModelOptions {
     /// Touch every weight page once at load time (so the first token is not
     /// slowed by page faults) and report progress as a fraction 0..=1.
     pub prefault: bool,
+    /// How many layers run on the GPU (the output head counts as one layer).
+    pub gpu_layers: GpuLayers,
+    /// GPU memory the offload may use, in bytes (`GpuLayers::Auto`); default:
+    /// what the adapter reports, minus a margin.
+    pub vram_budget: Option<u64>,
+}
+
+/// The GPU offload slider: how many layers go to the GPU. As in llama.cpp,
+/// the last layers go first and the output head counts as one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum GpuLayers {
+    /// Everything on the CPU.
+    #[default]
+    None,
+    /// This many layers (the output head first, then the last blocks).
+    Count(usize),
+    /// A fraction 0.0..=1.0 of all layers (blocks + output head).
+    Ratio(f32),
+    /// Every layer.
+    All,
+    /// As many as fit in the VRAM budget.
+    Auto,
+}
+
+impl std::str::FromStr for GpuLayers {
+    type Err = String;
+    /// Parses `all`, `auto`, `none` or a layer count.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" | "max" => Ok(GpuLayers::All),
+            "auto" => Ok(GpuLayers::Auto),
+            "none" => Ok(GpuLayers::None),
+            n => n
+                .parse::<usize>()
+                .map(|n| if n == 0 { GpuLayers::None } else { GpuLayers::Count(n) })
+                .map_err(|_| format!("--gpu-layers takes a number, \"all\" or \"auto\", not \"{n}\"")),
+        }
+    }
 }
 
 /// A model: the mapped file, its architecture and weights, tokenizer and chat

@@ -111,7 +111,7 @@ impl Backend for CpuBackend {
         let n = self.n_tokens;
         self.ensure(out, m.rows * n);
         let mut o = self.take(out);
-        let r = infer_kernels::cpu::matmul(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]);
+        let r = if std::env::var("INFER_REF").is_ok() { infer_kernels::cpu::matmul_ref(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]) } else { infer_kernels::cpu::matmul(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]) };
         self.put(out, o);
         Ok(r?)
     }
