@@ -93,6 +93,9 @@ pub struct GenArgs {
     /// When the context fills up, drop the oldest half after the system prompt and go on
     #[arg(long = "context-shift")]
     pub context_shift: bool,
+    /// KV cache element type: f16 or f32
+    #[arg(long = "cache-type", default_value = "f16")]
+    pub cache_type: infer_engine::kv_cache::CacheType,
     /// Temperature (0 = greedy)
     #[arg(long = "temp", default_value_t = 0.8)]
     pub temp: f32,
@@ -131,7 +134,7 @@ impl GenArgs {
     }
 
     pub fn session(&self) -> SessionParams {
-        SessionParams { n_ctx: self.ctx, n_batch: self.batch, context_shift: self.context_shift }
+        SessionParams { n_ctx: self.ctx, n_batch: self.batch, context_shift: self.context_shift, cache_type: self.cache_type }
     }
 }
 

@@ -1,21 +1,83 @@
 //! The KV cache of the layers a backend runs, preallocated for the context.
 
+use half::f16;
+
 use crate::error::{EngineError, Result};
 
-/// Keys and values of every cached position, per layer: `n_ctx` rows of
-/// `kv_dim` f32 each. Layers that another backend runs hold nothing.
+/// Element type of the cache (`--cache-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheType {
+    /// Half precision, as llama.cpp's default: half the memory.
+    #[default]
+    F16,
+    F32,
+}
+
+impl std::str::FromStr for CacheType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f16" => Ok(CacheType::F16),
+            "f32" => Ok(CacheType::F32),
+            o => Err(format!("cache type \"{o}\" is not one of f16, f32")),
+        }
+    }
+}
+
+/// A cache element: f32 or f16.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    fn from_f32(v: f32) -> Self;
+    fn to_f32(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for f16 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+/// One layer's keys and values: `n_ctx` rows of `kv_dim` values each.
+pub enum LayerKv {
+    F16 { k: Vec<f16>, v: Vec<f16> },
+    F32 { k: Vec<f32>, v: Vec<f32> },
+}
+
+/// Keys and values of every cached position, per layer. Layers that another
+/// backend runs hold nothing.
 pub struct KvCache {
     n_ctx: usize,
     kv_dim: usize,
-    layers: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    layers: Vec<Option<LayerKv>>,
 }
 
 impl KvCache {
     /// A cache for the layers where `held[l]` is true.
-    pub fn new(n_ctx: usize, kv_dim: usize, held: &[bool]) -> Self {
+    pub fn new(n_ctx: usize, kv_dim: usize, held: &[bool], ty: CacheType) -> Self {
+        let n = n_ctx * kv_dim;
         let layers = held
             .iter()
-            .map(|&h| h.then(|| (vec![0.0; n_ctx * kv_dim], vec![0.0; n_ctx * kv_dim])))
+            .map(|&h| {
+                h.then(|| match ty {
+                    CacheType::F16 => LayerKv::F16 { k: vec![f16::ZERO; n], v: vec![f16::ZERO; n] },
+                    CacheType::F32 => LayerKv::F32 { k: vec![0.0; n], v: vec![0.0; n] },
+                })
+            })
             .collect();
         KvCache { n_ctx, kv_dim, layers }
     }
@@ -30,24 +92,20 @@ impl KvCache {
 
     /// Bytes held by this cache.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().flatten().map(|(k, v)| (k.len() + v.len()) * 4).sum()
+        self.layers
+            .iter()
+            .flatten()
+            .map(|l| match l {
+                LayerKv::F16 { k, v } => (k.len() + v.len()) * 2,
+                LayerKv::F32 { k, v } => (k.len() + v.len()) * 4,
+            })
+            .sum()
     }
 
-    fn missing(layer: usize) -> EngineError {
-        EngineError::InvalidParam(format!("layer {layer} has no KV cache on this backend"))
-    }
-
-    pub fn layer(&self, layer: usize) -> Result<(&[f32], &[f32])> {
-        match self.layers.get(layer) {
-            Some(Some((k, v))) => Ok((k, v)),
-            _ => Err(Self::missing(layer)),
-        }
-    }
-
-    pub fn layer_mut(&mut self, layer: usize) -> Result<(&mut [f32], &mut [f32])> {
+    pub fn layer_mut(&mut self, layer: usize) -> Result<&mut LayerKv> {
         match self.layers.get_mut(layer) {
-            Some(Some((k, v))) => Ok((k, v)),
-            _ => Err(Self::missing(layer)),
+            Some(Some(l)) => Ok(l),
+            _ => Err(EngineError::InvalidParam(format!("layer {layer} has no KV cache on this backend"))),
         }
     }
 }

@@ -48,7 +48,7 @@ pub fn perplexity(
     }
     let vocab = model.config().vocab;
     let bos = model.tokenizer().add_bos().then(|| model.tokenizer().bos_id()).flatten();
-    let mut session = model.session(SessionParams { n_ctx, n_batch: n_ctx, context_shift: false })?;
+    let mut session = model.session(SessionParams { n_ctx, n_batch: n_ctx, ..Default::default() })?;
     let mut nlls = Vec::with_capacity(chunks * n_ctx / 2);
     for c in 0..chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();

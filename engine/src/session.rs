@@ -8,7 +8,7 @@ use crate::arch::Logits;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, Backends};
 use crate::error::{EngineError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{CacheType, KvCache};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerParams};
 use crate::tokenizer::StreamDecoder;
@@ -23,11 +23,13 @@ pub struct SessionParams {
     /// When the context is full, drop the oldest half after the first
     /// `n_keep` tokens and go on (llama.cpp's context shift) instead of stopping.
     pub context_shift: bool,
+    /// Element type of the KV cache.
+    pub cache_type: CacheType,
 }
 
 impl Default for SessionParams {
     fn default() -> Self {
-        SessionParams { n_ctx: 0, n_batch: 256, context_shift: false }
+        SessionParams { n_ctx: 0, n_batch: 256, context_shift: false, cache_type: CacheType::F16 }
     }
 }
 
@@ -108,7 +110,7 @@ impl Session {
         }
         let n_batch = params.n_batch.min(n_ctx);
         let held = vec![true; c.n_layers];
-        let kv = KvCache::new(n_ctx, c.kv_dim(), &held);
+        let kv = KvCache::new(n_ctx, c.kv_dim(), &held, params.cache_type);
         let cpu = CpuBackend::new(model.weights().clone(), c.widths(), n_batch, kv);
         let list: Vec<Box<dyn Backend>> = vec![Box::new(cpu)];
         let backends = Backends::new(list, vec![0; c.n_layers + 1]);

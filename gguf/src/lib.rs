@@ -27,7 +27,7 @@ mod value;
 mod writer;
 
 pub use error::{GgufError, Result};
-pub use reader::{parse_bytes, Gguf, TensorInfo, TensorView, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
+pub use reader::{parse_bytes, Gguf, Metadata, TensorInfo, TensorView, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS};
 pub use types::{QuantType, QK_K};
 pub use value::{Value, ValueType};
-pub use writer::{GgufWriter, TensorData};
+pub use writer::{GgufWriter, TensorData, TensorWriteFn};

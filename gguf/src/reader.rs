@@ -27,6 +27,9 @@ pub const MAX_DIMS: usize = 4;
 /// only as entries are actually parsed.
 const MAX_PREALLOC: usize = 4096;
 
+/// Metadata entries in file order.
+pub type Metadata = Vec<(String, Value)>;
+
 /// One entry of the tensor table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
@@ -322,7 +325,7 @@ struct Parsed {
 }
 
 /// Parses GGUF bytes held in memory (used by [`Gguf::open`], tests and fuzzing).
-pub fn parse_bytes(bytes: &[u8]) -> Result<(Vec<(String, Value)>, Vec<TensorInfo>)> {
+pub fn parse_bytes(bytes: &[u8]) -> Result<(Metadata, Vec<TensorInfo>)> {
     let p = parse(Path::new("<memory>"), bytes)?;
     Ok((p.metadata, p.tensors))
 }
@@ -567,7 +570,7 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
             type_id,
             offset: type_offset,
         })?;
-        if dims[0] % ty.block_size() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_size() as u64) {
             return Err(GgufError::NotBlockMultiple {
                 path: path.into(),
                 name,
@@ -587,7 +590,7 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
         })?;
         let field_offset = c.pos as u64;
         let data_off = c.u64("tensor data offset")?;
-        if data_off % alignment != 0 {
+        if !data_off.is_multiple_of(alignment) {
             return Err(GgufError::MisalignedTensor {
                 path: path.into(),
                 name,

@@ -185,7 +185,7 @@ impl QuantType {
     /// Bytes for `n_elements` elements (must be a multiple of the block size).
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n_elements % bs != 0 {
+        if !n_elements.is_multiple_of(bs) {
             return None;
         }
         (n_elements / bs).checked_mul(self.block_bytes() as u64)

@@ -8,13 +8,16 @@ use crate::reader::{DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
 use crate::types::QuantType;
 use crate::value::{Value, ValueType};
 
+/// Writes exactly one tensor's bytes into the file.
+pub type TensorWriteFn = Box<dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send>;
+
 /// Where a tensor's bytes come from when the file is written.
 pub enum TensorData {
     /// Bytes held in memory.
     Bytes(Vec<u8>),
     /// A function that writes exactly the tensor's bytes; lets tools write
     /// multi-gigabyte synthetic models without holding them in memory.
-    Stream(Box<dyn FnMut(&mut dyn Write) -> std::io::Result<()> + Send>),
+    Stream(TensorWriteFn),
 }
 
 impl std::fmt::Debug for TensorData {
@@ -100,7 +103,7 @@ impl GgufWriter {
         let n: u64 = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| {
             GgufError::Write(format!("tensor \"{name}\": dimensions {dims:?} overflow"))
         })?;
-        ty.bytes_for(n).filter(|_| dims[0] % ty.block_size() as u64 == 0).ok_or_else(|| {
+        ty.bytes_for(n).filter(|_| dims[0].is_multiple_of(ty.block_size() as u64)).ok_or_else(|| {
             GgufError::Write(format!(
                 "tensor \"{name}\": first dimension {} is not a multiple of the {ty} block size {}",
                 dims[0],

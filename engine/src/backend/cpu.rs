@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
 use crate::error::{EngineError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvElem, LayerKv};
 use crate::weights::{WeightId, WeightTable};
 use infer_kernels::ops;
 
@@ -111,7 +111,7 @@ impl Backend for CpuBackend {
         let n = self.n_tokens;
         self.ensure(out, m.rows * n);
         let mut o = self.take(out);
-        let r = if std::env::var("INFER_REF").is_ok() { infer_kernels::cpu::matmul_ref(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]) } else { infer_kernels::cpu::matmul(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]) };
+        let r = infer_kernels::cpu::matmul(&m, &self.bufs[x.index()][..m.cols * n], n, &mut o[..m.rows * n]);
         self.put(out, o);
         Ok(r?)
     }
@@ -170,44 +170,18 @@ impl Backend for CpuBackend {
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
         let (n, pos0) = (self.n_tokens, self.pos0);
-        let kv_dim = p.n_kv_heads * p.head_dim;
-        let q_dim = p.n_heads * p.head_dim;
-        let n_kv = pos0 + n;
-        if n_kv > self.kv.n_ctx() {
+        if pos0 + n > self.kv.n_ctx() {
             return Err(EngineError::ContextFull { n_ctx: self.kv.n_ctx() });
         }
-        // Store the batch's keys and values at their positions.
-        {
-            let (kc, vc) = self.kv.layer_mut(layer)?;
-            kc[pos0 * kv_dim..n_kv * kv_dim].copy_from_slice(&self.bufs[k.index()][..n * kv_dim]);
-            vc[pos0 * kv_dim..n_kv * kv_dim].copy_from_slice(&self.bufs[v.index()][..n * kv_dim]);
-        }
+        let q_dim = p.n_heads * p.head_dim;
         let mut o = self.take(out);
-        let qs = &self.bufs[q.index()][..n * q_dim];
-        let (kc, vc) = self.kv.layer(layer)?;
-        let group = p.n_heads / p.n_kv_heads;
-        let hd = p.head_dim;
-        o[..n * q_dim].par_chunks_mut(hd).enumerate().for_each(|(i, oh)| {
-            let (t, h) = (i / p.n_heads, i % p.n_heads);
-            let pos = pos0 + t;
-            let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
-            let kvh = h / group;
-            let qh = &qs[t * q_dim + h * hd..][..hd];
-            let mut scores: Vec<f32> = (start..=pos)
-                .map(|j| {
-                    let kj = &kc[j * kv_dim + kvh * hd..][..hd];
-                    qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * p.scale
-                })
-                .collect();
-            ops::softmax_ref(&mut scores);
-            oh.fill(0.0);
-            for (j, &w) in (start..=pos).zip(&scores) {
-                let vj = &vc[j * kv_dim + kvh * hd..][..hd];
-                for (o, &x) in oh.iter_mut().zip(vj) {
-                    *o += w * x;
-                }
-            }
-        });
+        let bufs = &self.bufs;
+        let (qs, ks, vs) = (&bufs[q.index()], &bufs[k.index()], &bufs[v.index()]);
+        let shape = AttnBatch { n, pos0, p: *p };
+        match self.kv.layer_mut(layer)? {
+            LayerKv::F16 { k: kc, v: vc } => attend(kc, vc, qs, ks, vs, &mut o[..n * q_dim], &shape),
+            LayerKv::F32 { k: kc, v: vc } => attend(kc, vc, qs, ks, vs, &mut o[..n * q_dim], &shape),
+        }
         self.put(out, o);
         Ok(())
     }
@@ -218,7 +192,7 @@ impl Backend for CpuBackend {
         let u = &self.bufs[up.index()][..n];
         let f = match act {
             Activation::SwiGlu => ops::silu,
-            Activation::GeGlu => ops::gelu_tanh,
+            Activation::GeGlu => gelu_f16_table,
         };
         g[..n].par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| {
             for (gv, &uv) in gc.iter_mut().zip(uc) {
@@ -245,5 +219,69 @@ impl Backend for CpuBackend {
 
     fn truncate_cache(&mut self, _from: usize) {
         // Positions past `from` are simply overwritten by later batches.
+    }
+}
+
+struct AttnBatch {
+    n: usize,
+    pos0: usize,
+    p: AttnParams,
+}
+
+/// Stores the batch's keys and values in the cache, then attends every
+/// (token, head) pair in parallel. Queries are rounded to the cache's
+/// precision before the dot products, as ggml does, so f16 caches give the
+/// same scores as llama.cpp.
+fn attend<T: KvElem>(kc: &mut [T], vc: &mut [T], qs: &[f32], ks: &[f32], vs: &[f32], out: &mut [f32], b: &AttnBatch) {
+    let p = &b.p;
+    let hd = p.head_dim;
+    let kv_dim = p.n_kv_heads * hd;
+    let q_dim = p.n_heads * hd;
+    let (n, pos0) = (b.n, b.pos0);
+    for (dst, src) in kc[pos0 * kv_dim..(pos0 + n) * kv_dim].iter_mut().zip(&ks[..n * kv_dim]) {
+        *dst = T::from_f32(*src);
+    }
+    for (dst, src) in vc[pos0 * kv_dim..(pos0 + n) * kv_dim].iter_mut().zip(&vs[..n * kv_dim]) {
+        *dst = T::from_f32(*src);
+    }
+    let (kc, vc) = (&*kc, &*vc);
+    let group = p.n_heads / p.n_kv_heads;
+    out.par_chunks_mut(hd).enumerate().for_each_init(
+        || (Vec::new(), vec![0.0f32; hd]),
+        |(scores, qh), (i, oh)| {
+            let (t, h) = (i / p.n_heads, i % p.n_heads);
+            let pos = pos0 + t;
+            let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
+            let kvh = h / group;
+            for (d, &s) in qh.iter_mut().zip(&qs[t * q_dim + h * hd..][..hd]) {
+                *d = T::from_f32(s).to_f32();
+            }
+            scores.clear();
+            scores.extend((start..=pos).map(|j| {
+                let kj = &kc[j * kv_dim + kvh * hd..][..hd];
+                qh.iter().zip(kj).map(|(a, b)| a * b.to_f32()).sum::<f32>() * p.scale
+            }));
+            ops::softmax_ref(scores);
+            oh.fill(0.0);
+            for (j, &w) in (start..=pos).zip(scores.iter()) {
+                let vj = &vc[j * kv_dim + kvh * hd..][..hd];
+                for (o, &x) in oh.iter_mut().zip(vj) {
+                    *o += w * x.to_f32();
+                }
+            }
+        },
+    );
+}
+
+/// GELU as ggml's CPU path computes it: through a table indexed by the f16
+/// value of the input, giving an f16-rounded result (exact beyond ±10).
+/// Matching it keeps greedy text identical to llama.cpp's.
+fn gelu_f16_table(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        half::f16::from_f32(ops::gelu_tanh(half::f16::from_f32(x).to_f32())).to_f32()
     }
 }

@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 use infer_gguf::blocks::BlockQ8K;
+use half::f16;
 use infer_gguf::QK_K;
 
 /// 32 activations as `x ≈ d * q`, with `s = d * Σq` for the weight types
@@ -16,48 +17,58 @@ pub struct BlockQ8Act {
     pub qs: [i8; 32],
 }
 
-/// The scale and its inverse for a block whose largest magnitude is `amax`:
-/// `q = round(x / d)` lands in [-127, 127] (never -128, so the sign trick
-/// of the SIMD kernels cannot overflow).
+/// Rounds half to even, as `_mm256_round_ps(_MM_ROUND_NEAREST)` and ggml's
+/// `nearest_int` do.
 #[inline]
-fn scale(amax: f32) -> (f32, f32) {
-    let d = amax / 127.0;
-    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+fn round_even(v: f32) -> f32 {
+    v.round_ties_even()
 }
 
-#[inline]
-fn q8(v: f32, id: f32) -> i8 {
-    (v * id).round().clamp(-127.0, 127.0) as i8
-}
-
-/// Quantizes `x` (a multiple of 32 long) into `out` (`x.len() / 32` blocks).
+/// Quantizes `x` (a multiple of 32 long) into `out` (`x.len() / 32` blocks)
+/// exactly as ggml's x86 `quantize_row_q8_0`/`q8_1` do: `q = round(x · 127/amax)`
+/// with the scale `amax/127` stored as f16 (and `s = f16(d · Σq)`), so the
+/// integer dot products see the same numbers as llama.cpp's.
 pub fn quantize_q8_act(x: &[f32], out: &mut [BlockQ8Act]) {
     for (xb, b) in x.chunks_exact(32).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let (d, id) = scale(amax);
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(xb) {
-            *q = q8(v, id);
+            *q = round_even(v * id) as i8;
             sum += *q as i32;
         }
-        b.d = d;
-        b.s = d * sum as f32;
+        b.d = f16::from_f32(d).to_f32();
+        b.s = f16::from_f32(d * sum as f32).to_f32();
     }
 }
 
 /// Quantizes `x` (a multiple of 256 long) into ggml's Q8_K layout: one f32
 /// scale per 256 values and the sums of each 16 (`bsums`), which carry the
-/// min and offset terms of the K-quant dot products.
+/// min and offset terms of the K-quant dot products. As ggml's
+/// `quantize_row_q8_K`: the scale is `-127/max` of the signed largest value.
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
-        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let (d, id) = scale(amax);
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            b.d = 0.0;
+            b.qs = [0; QK_K];
+            b.bsums = [0; QK_K / 16];
+            continue;
+        }
+        let iscale = -127.0 / max;
         for (q, &v) in b.qs.iter_mut().zip(xb) {
-            *q = q8(v, id);
+            *q = round_even(iscale * v).min(127.0) as i8;
         }
         for (s, qs) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
             *s = qs.iter().map(|&q| q as i16).sum();
         }
-        b.d = d;
+        b.d = 1.0 / iscale;
     }
 }
