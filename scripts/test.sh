@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lvp=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
-if ! command -v vulkaninfo >/dev/null 2>&1 && [ ! -f "$lvp" ]; then
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
   echo "installing mesa-vulkan-drivers (lavapipe) ..."
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y mesa-vulkan-drivers
