@@ -1,6 +1,7 @@
 //! The KV cache of the layers a backend runs, preallocated for the context.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::error::{EngineError, Result};
 
@@ -24,31 +25,42 @@ impl std::str::FromStr for CacheType {
     }
 }
 
-/// A cache element: f32 or f16.
+/// A cache element: f32 or f16. Conversions work on slices so the f16 case
+/// uses the CPU's vector conversion instructions.
 pub trait KvElem: Copy + Send + Sync + 'static {
-    fn from_f32(v: f32) -> Self;
-    fn to_f32(self) -> f32;
+    /// `dst = src` in this precision.
+    fn store(dst: &mut [Self], src: &[f32]);
+    /// `dst = src` as f32.
+    fn load(src: &[Self], dst: &mut [f32]);
+    /// `dst = src` rounded to this precision and back.
+    fn round_trip(src: &[f32], dst: &mut [f32]);
 }
 
 impl KvElem for f32 {
-    #[inline]
-    fn from_f32(v: f32) -> Self {
-        v
+    fn store(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src);
     }
-    #[inline]
-    fn to_f32(self) -> f32 {
-        self
+    fn load(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn round_trip(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
 }
 
 impl KvElem for f16 {
-    #[inline]
-    fn from_f32(v: f32) -> Self {
-        f16::from_f32(v)
+    fn store(dst: &mut [Self], src: &[f32]) {
+        dst.convert_from_f32_slice(src);
     }
-    #[inline]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+    fn load(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+    fn round_trip(src: &[f32], dst: &mut [f32]) {
+        let mut tmp = [f16::ZERO; 64];
+        for (s, d) in src.chunks(64).zip(dst.chunks_mut(64)) {
+            tmp[..s.len()].convert_from_f32_slice(s);
+            tmp[..s.len()].convert_to_f32_slice(d);
+        }
     }
 }
 

@@ -144,6 +144,13 @@ enum Cmd {
         src: wgpu::Buffer,
         bytes: u64,
     },
+    Copy {
+        src: wgpu::Buffer,
+        src_off: u64,
+        dst: wgpu::Buffer,
+        dst_off: u64,
+        bytes: u64,
+    },
 }
 
 /// The ops of one forward step, recorded then submitted as one command
@@ -235,6 +242,58 @@ impl GpuStep {
         });
     }
 
+    /// Marks the first `n` values of `buf` to be copied back at submit (a
+    /// prefix of a buffer sized for a whole batch).
+    pub fn read_n(&mut self, buf: &GpuBuffer, n: usize) -> Result<(), KernelError> {
+        if n > buf.len {
+            return Err(KernelError::Shape {
+                op: "gpu read",
+                detail: format!("{n} values asked from a buffer of {}", buf.len),
+            });
+        }
+        self.cmds.push(Cmd::Read {
+            src: buf.raw().clone(),
+            bytes: n as u64 * 4,
+        });
+        Ok(())
+    }
+
+    /// Copies `n` values from `src[src_off..]` to `dst[dst_off..]` in order
+    /// with the other recorded ops. `src` and `dst` must be distinct buffers.
+    pub fn copy(
+        &mut self,
+        src: &GpuBuffer,
+        src_off: usize,
+        dst: &GpuBuffer,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<(), KernelError> {
+        if src_off + n > src.len || dst_off + n > dst.len {
+            return Err(KernelError::Shape {
+                op: "gpu copy",
+                detail: format!(
+                    "{n} values from {src_off} of {} into {dst_off} of {}",
+                    src.len, dst.len
+                ),
+            });
+        }
+        if n > 0 {
+            self.cmds.push(Cmd::Copy {
+                src: src.raw().clone(),
+                src_off: src_off as u64 * 4,
+                dst: dst.raw().clone(),
+                dst_off: dst_off as u64 * 4,
+                bytes: n as u64 * 4,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether nothing has been recorded since the step began.
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
     /// Submits everything recorded, waits for it, and returns the reads.
     pub fn submit(self) -> Result<Vec<Readback>, KernelError> {
         let inner = &self.ctx.inner;
@@ -271,6 +330,16 @@ impl GpuStep {
                     }
                     staging.push((dst, size.max(4)));
                     wanted.push(*bytes as usize);
+                    i += 1;
+                }
+                Cmd::Copy {
+                    src,
+                    src_off,
+                    dst,
+                    dst_off,
+                    bytes,
+                } => {
+                    enc.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
                     i += 1;
                 }
                 Cmd::Dispatch { .. } => {

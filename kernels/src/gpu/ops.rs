@@ -51,7 +51,7 @@ struct RopeParams {
     pos0: u32,
     base: f32,
     neox: u32,
-    _pad0: u32,
+    freq_scale: f32,
     _pad1: u32,
 }
 
@@ -322,6 +322,24 @@ impl GpuStep {
         base: f32,
         neox: bool,
     ) -> Result<(), KernelError> {
+        self.rope_scaled(x, n_tokens, n_heads, head_dim, pos0, base, 1.0, neox)
+    }
+
+    /// [`GpuStep::rope`] with linear position scaling: every angle is
+    /// multiplied by `freq_scale` (1.0 = none), as `ops::rope_thetas` times
+    /// the scale on the CPU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_scaled(
+        &mut self,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        base: f32,
+        freq_scale: f32,
+        neox: bool,
+    ) -> Result<(), KernelError> {
         const OP: &str = "gpu rope";
         if head_dim % 2 != 0 {
             return Err(shape_err(OP, format!("head_dim {head_dim} is odd")));
@@ -334,7 +352,7 @@ impl GpuStep {
             pos0: u32_of(OP, pos0)?,
             base,
             neox: neox as u32,
-            _pad0: 0,
+            freq_scale,
             _pad1: 0,
         };
         let groups = self.groups_2d((n_tokens * n_heads * head_dim / 2).div_ceil(64))?;

@@ -1,7 +1,8 @@
 // RoPE in place on x[n_tokens][n_heads][head_dim], token t at position pos0+t,
 // rotating the full head_dim. neox = 0: pairs (2i, 2i+1) (llama);
 // neox = 1: pairs (i, i + head_dim/2). theta_i = pos * base^(-2i/head_dim),
-// built by repeated multiplication as ops::rope_thetas does.
+// built by repeated multiplication as ops::rope_thetas does, then times
+// freq_scale (linear position scaling; 1.0 = none).
 // Bindings: 0 uniform RopeParams, 1 x (f32, read_write).
 // Workgroup: 64 threads; one thread per rotated pair, flattened over x then y.
 struct RopeParams {
@@ -11,7 +12,7 @@ struct RopeParams {
     pos0: u32,
     base: f32,
     neox: u32,
-    _pad0: u32,
+    freq_scale: f32,
     _pad1: u32,
 }
 
@@ -29,6 +30,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let theta_scale = pow(p.base, -2.0 / f32(p.head_dim));
     var theta = f32(p.pos0 + t);
     for (var j = 0u; j < i; j++) { theta *= theta_scale; }
+    theta *= p.freq_scale;
     let c = cos(theta);
     let s = sin(theta);
     let base = th * p.head_dim;

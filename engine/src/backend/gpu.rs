@@ -1,0 +1,397 @@
+//! The GPU backend: the same ops as the CPU backend, recorded into one
+//! `GpuStep` per forward step and submitted only when the host needs data
+//! (a `read` at a CPU/GPU boundary, the logits, a hook record).
+//!
+//! Weights come from [`GpuWeights`], uploaded once at model load (still
+//! quantized) and shared by every session; each backend owns its slot
+//! buffers and the f16 KV cache of the layers it runs.
+
+use std::sync::Arc;
+
+use infer_kernels::gpu::{AttnShape, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback};
+use infer_kernels::KernelError;
+
+use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
+use crate::error::{EngineError, Result};
+use crate::weights::{WeightId, WeightTable};
+
+/// The weights of the offloaded layers on the GPU, indexed by [`WeightId`]:
+/// matrices still quantized, norm vectors as f32.
+pub struct GpuWeights {
+    ctx: GpuContext,
+    mats: Vec<Option<GpuWeight>>,
+    norms: Vec<Option<GpuBuffer>>,
+}
+
+impl std::fmt::Debug for GpuWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuWeights({} bytes on {})", self.bytes(), self.ctx.info())
+    }
+}
+
+impl GpuWeights {
+    pub fn new(ctx: GpuContext, n_weights: usize) -> Self {
+        GpuWeights {
+            ctx,
+            mats: (0..n_weights).map(|_| None).collect(),
+            norms: (0..n_weights).map(|_| None).collect(),
+        }
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Uploads matrix `id` (once; a second call is free, e.g. a tied head).
+    pub fn upload_matrix(&mut self, table: &WeightTable, id: WeightId) -> Result<()> {
+        let slot = self.mats.get_mut(id.0).ok_or_else(|| bad_id(id))?;
+        if slot.is_none() {
+            let i = table.info(id);
+            let w = GpuWeight::upload(&self.ctx, i.ty, table.bytes(id), i.rows, i.cols)
+                .map_err(|e| EngineError::Gpu(format!("uploading {}: {e}", i.name)))?;
+            *slot = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Uploads the norm vector `id` as f32.
+    pub fn upload_norm(&mut self, table: &WeightTable, id: WeightId) -> Result<()> {
+        if self.norms.get(id.0).ok_or_else(|| bad_id(id))?.is_none() {
+            let v = table.f32s(id)?;
+            let b = self
+                .ctx
+                .upload_f32(&v)
+                .map_err(|e| EngineError::Gpu(format!("uploading {}: {e}", table.info(id).name)))?;
+            self.norms[id.0] = Some(b);
+        }
+        Ok(())
+    }
+
+    fn matrix(&self, id: WeightId) -> Result<&GpuWeight> {
+        self.mats
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| EngineError::Gpu(format!("weight #{} is not on the GPU (layer not offloaded)", id.0)))
+    }
+
+    fn norm(&self, id: WeightId) -> Result<&GpuBuffer> {
+        self.norms
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| EngineError::Gpu(format!("norm #{} is not on the GPU (layer not offloaded)", id.0)))
+    }
+
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        let m: u64 = self.mats.iter().flatten().map(GpuWeight::gpu_bytes).sum();
+        let n: u64 = self.norms.iter().flatten().map(|b| b.len() as u64 * 4).sum();
+        m + n
+    }
+}
+
+fn bad_id(id: WeightId) -> EngineError {
+    EngineError::Gpu(format!("weight #{} is outside the weight table", id.0))
+}
+
+/// Slot `s`'s buffer (the logits have none: they live in chunks).
+fn sb(b: &[Option<GpuBuffer>], s: Slot) -> std::result::Result<&GpuBuffer, KernelError> {
+    b[s.index()]
+        .as_ref()
+        .ok_or_else(|| KernelError::Shape { op: "gpu backend", detail: format!("slot {s:?} cannot be an op operand") })
+}
+
+fn gpu_err(e: infer_kernels::KernelError) -> EngineError {
+    match e {
+        infer_kernels::KernelError::Gpu(m) => EngineError::Gpu(m),
+        other => EngineError::Kernel(other),
+    }
+}
+
+/// Runs ops on a GPU. Slots hold up to `n_batch` tokens, except the logits,
+/// which are allocated for the rows asked and split into chunks that each fit
+/// one storage binding.
+pub struct GpuBackend {
+    w: Arc<GpuWeights>,
+    ctx: GpuContext,
+    widths: SlotWidths,
+    n_batch: usize,
+    bufs: Vec<Option<GpuBuffer>>,
+    /// Logits in chunks of `logit_rows` tokens.
+    logits: Vec<GpuBuffer>,
+    logit_rows: usize,
+    /// For in-place norms and moved rows (ops need distinct in/out buffers).
+    tmp: GpuBuffer,
+    kv: Vec<Option<GpuKvCache>>,
+    step: Option<GpuStep>,
+    /// Buffers the open step uses that nothing else holds; freed at submit.
+    retired: Vec<GpuBuffer>,
+    n_tokens: usize,
+    pos0: usize,
+}
+
+impl GpuBackend {
+    /// A backend holding the KV cache (`n_ctx` rows, f16) of the layers where
+    /// `held[l]` is true.
+    pub fn new(w: Arc<GpuWeights>, widths: SlotWidths, n_batch: usize, n_ctx: usize, held: &[bool]) -> Result<Self> {
+        let ctx = w.context().clone();
+        let mut bufs = Vec::new();
+        for s in Slot::ALL {
+            bufs.push(if s == Slot::Logits { None } else { Some(ctx.buffer(widths.width(s) * n_batch).map_err(gpu_err)?) });
+        }
+        let tmp_w = widths.dim.max(widths.q_dim).max(widths.kv_dim);
+        let tmp = ctx.buffer(tmp_w * n_batch).map_err(gpu_err)?;
+        let mut kv = Vec::with_capacity(held.len());
+        for &h in held {
+            kv.push(if h { Some(GpuKvCache::new(&ctx, n_ctx, widths.kv_dim).map_err(gpu_err)?) } else { None });
+        }
+        Ok(GpuBackend {
+            w,
+            ctx,
+            widths,
+            n_batch,
+            bufs,
+            logits: Vec::new(),
+            logit_rows: 1,
+            tmp,
+            kv,
+            step: None,
+            retired: Vec::new(),
+            n_tokens: 0,
+            pos0: 0,
+        })
+    }
+
+    /// Submits the open step, if any, and waits for it.
+    fn flush(&mut self) -> Result<Vec<Readback>> {
+        let r = match self.step.take() {
+            Some(s) if !s.is_empty() => s.submit().map_err(gpu_err),
+            _ => Ok(Vec::new()),
+        };
+        self.retired.clear();
+        r
+    }
+
+    /// Records `f(step, slot buffers, tmp)`: the step and the buffers are
+    /// borrowed side by side.
+    fn rec<F>(&mut self, f: F) -> Result<()>
+    where
+        F: FnOnce(&mut GpuStep, &[Option<GpuBuffer>], &GpuBuffer) -> std::result::Result<(), KernelError>,
+    {
+        let ctx = &self.ctx;
+        let step = self.step.get_or_insert_with(|| ctx.step());
+        f(step, &self.bufs, &self.tmp).map_err(gpu_err)
+    }
+
+    /// Makes sure the logits chunks hold `n` tokens.
+    fn ensure_logits(&mut self, n: usize) -> Result<()> {
+        let have = self.logits.len() * self.logit_rows;
+        if have < n {
+            // Chunks for fewer rows than `logit_rows` only when one is enough (decode).
+            if n <= 1 && self.logits.is_empty() {
+                self.logits.push(self.ctx.buffer(self.widths.vocab).map_err(gpu_err)?);
+                self.logit_rows = 1;
+                return Ok(());
+            }
+            self.logits.clear();
+            self.logit_rows = self.full_logit_rows();
+            for _ in 0..n.div_ceil(self.logit_rows) {
+                self.logits.push(self.ctx.buffer(self.logit_rows * self.widths.vocab).map_err(gpu_err)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn full_logit_rows(&self) -> usize {
+        let max_bind = self.ctx.limits().max_storage_buffer_binding_size;
+        ((max_bind / 4) as usize / self.widths.vocab.max(1)).clamp(1, self.n_batch.max(1))
+    }
+
+    /// `logits = x · Wᵀ` chunk by chunk: each chunk's rows of `x` are copied
+    /// to the start of a scratch buffer first, since matmul reads from offset 0.
+    fn matmul_logits(&mut self, w: WeightId, x: Slot) -> Result<()> {
+        let n = self.n_tokens;
+        self.ensure_logits(n)?;
+        let weights = self.w.clone();
+        let m = weights.matrix(w)?;
+        if m.rows() != self.widths.vocab {
+            return Err(EngineError::Gpu(format!("output head has {} rows, vocabulary {}", m.rows(), self.widths.vocab)));
+        }
+        let (rows, cols) = (self.logit_rows, m.cols());
+        let tmp_x = if n > rows { Some(self.ctx.buffer(rows * cols).map_err(gpu_err)?) } else { None };
+        let logits = &self.logits;
+        self.rec(|st, b, _| {
+            let xb = sb(b, x)?;
+            match &tmp_x {
+                None => st.matmul(m, xb, n, &logits[0]),
+                Some(t) => {
+                    for (c, out) in logits.iter().enumerate().take(n.div_ceil(rows)) {
+                        let nc = rows.min(n - c * rows);
+                        st.copy(xb, c * rows * cols, t, 0, nc * cols)?;
+                        st.matmul(m, t, nc, out)?;
+                    }
+                    Ok(())
+                }
+            }
+        })?;
+        // Recorded commands use the scratch buffer: keep it until the submit.
+        self.retired.extend(tmp_x);
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        format!("gpu ({})", self.ctx.info())
+    }
+
+    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()> {
+        if n_tokens > self.n_batch {
+            return Err(EngineError::InvalidParam(format!("batch of {n_tokens} tokens exceeds n_batch {}", self.n_batch)));
+        }
+        self.n_tokens = n_tokens;
+        self.pos0 = pos0;
+        Ok(())
+    }
+
+    fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    fn load(&mut self, dst: Slot, host: &[f32]) -> Result<()> {
+        // A queued write lands before the next submit's commands: submit
+        // what is recorded first so the write is not reordered before them.
+        self.flush()?;
+        let b = sb(&self.bufs, dst).map_err(gpu_err)?;
+        self.ctx.write_f32(b, host).map_err(gpu_err)
+    }
+
+    fn read(&mut self, src: Slot, host: &mut [f32]) -> Result<()> {
+        if src == Slot::Logits {
+            let v = self.widths.vocab;
+            let rows = self.logit_rows;
+            let n_rows = host.len().div_ceil(v.max(1));
+            if n_rows > self.logits.len() * rows {
+                return Err(EngineError::Gpu(format!("{n_rows} logit rows asked, {} computed", self.logits.len() * rows)));
+            }
+            let chunks: Vec<(usize, usize)> = (0..n_rows.div_ceil(rows))
+                .map(|c| (c, (rows * v).min(host.len() - c * rows * v)))
+                .collect();
+            let logits = &self.logits;
+            self.rec(|st, _, _| chunks.iter().try_for_each(|&(c, n)| st.read_n(&logits[c], n)))?;
+            let reads = self.flush()?;
+            for ((c, n), r) in chunks.into_iter().zip(reads) {
+                let vals = r.f32();
+                host[c * rows * v..c * rows * v + n].copy_from_slice(&vals[..n]);
+            }
+            return Ok(());
+        }
+        let n = host.len();
+        self.rec(|st, b, _| st.read_n(sb(b, src)?, n))?;
+        let reads = self.flush()?;
+        let vals = reads.last().map(|r| r.f32()).unwrap_or_default();
+        if vals.len() < n {
+            return Err(EngineError::Gpu(format!("read of {src:?} returned {} values, {n} asked", vals.len())));
+        }
+        host.copy_from_slice(&vals[..n]);
+        Ok(())
+    }
+
+    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens;
+        if n > 1 {
+            // Through `tmp`: a copy within one buffer is not allowed.
+            self.rec(|st, b, tmp| {
+                let buf = sb(b, slot)?;
+                st.copy(buf, (n - 1) * width, tmp, 0, width)?;
+                st.copy(tmp, 0, buf, 0, width)
+            })?;
+            self.pos0 += n - 1;
+            self.n_tokens = 1;
+        }
+        Ok(())
+    }
+
+    fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()> {
+        if out == Slot::Logits {
+            return self.matmul_logits(w, x);
+        }
+        let weights = self.w.clone();
+        let m = weights.matrix(w)?;
+        let n = self.n_tokens;
+        self.rec(|st, b, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
+    }
+
+    fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
+        let weights = self.w.clone();
+        let wv = weights.norm(w)?;
+        if wv.len() != dim || dim == 0 || width % dim != 0 {
+            return Err(EngineError::Gpu(format!("rmsnorm: weight of {} values, rows of {dim}, width {width}", wv.len())));
+        }
+        let n = self.n_tokens * width;
+        let rows = n / dim;
+        self.rec(|st, b, tmp| {
+            let (xb, ob) = (sb(b, x)?, sb(b, out)?);
+            if x == out {
+                st.copy(xb, 0, tmp, 0, n)?;
+                st.rmsnorm(tmp, wv, rows, dim, eps, ob)
+            } else {
+                st.rmsnorm(xb, wv, rows, dim, eps, ob)
+            }
+        })
+    }
+
+    fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
+        let (n, pos0, p) = (self.n_tokens, self.pos0, *p);
+        self.rec(|st, b, _| st.rope_scaled(sb(b, x)?, n, p.n_heads, p.head_dim, pos0, p.base, p.freq_scale, p.neox))
+    }
+
+    fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
+        let (n, pos0) = (self.n_tokens, self.pos0);
+        let cache = match self.kv.get(layer) {
+            Some(Some(c)) => c,
+            _ => return Err(EngineError::InvalidParam(format!("layer {layer} has no KV cache on the GPU backend"))),
+        };
+        if pos0 + n > cache.max_ctx() {
+            return Err(EngineError::ContextFull { n_ctx: cache.max_ctx() });
+        }
+        let shape = AttnShape {
+            n_q: n,
+            n_heads: p.n_heads,
+            n_kv_heads: p.n_kv_heads,
+            head_dim: p.head_dim,
+            pos0,
+            window: p.window,
+            scale: p.scale,
+        };
+        let ctx = &self.ctx;
+        let st = self.step.get_or_insert_with(|| ctx.step());
+        let b = &self.bufs;
+        let r = (|| {
+            st.kv_write(cache, sb(b, k)?, sb(b, v)?, n, pos0)?;
+            st.attention(sb(b, q)?, cache, shape, sb(b, out)?)
+        })();
+        r.map_err(gpu_err)
+    }
+
+    fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        self.rec(|st, b, _| match act {
+            Activation::SwiGlu => st.silu_mul(sb(b, gate)?, sb(b, up)?, n),
+            Activation::GeGlu => st.gelu_mul(sb(b, gate)?, sb(b, up)?, n),
+        })
+    }
+
+    fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        self.rec(|st, b, _| st.add(sb(b, dst)?, sb(b, src)?, n))
+    }
+
+    fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        self.rec(|st, b, _| st.scale(sb(b, x)?, s, n))
+    }
+
+    fn truncate_cache(&mut self, _from: usize) {
+        // Positions past `from` are simply overwritten by later batches.
+    }
+}
