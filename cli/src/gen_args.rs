@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use infer_engine::{ChatMessage, Model, ModelOptions, SamplerParams, SessionParams};
+use infer_engine::{ChatMessage, GpuLayers, Model, ModelOptions, SamplerParams, SessionParams};
 
 /// The model file (`-m`), defaulting to the project's default model.
 #[derive(clap::Args, Debug, Clone)]
@@ -16,11 +16,65 @@ pub struct ModelArgs {
     /// Threads for the CPU path (default: physical cores)
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Layers to run on the GPU: a count (the output head counts as one; the
+    /// last layers go first), "all" or "auto" (what fits the VRAM budget). Also -ngl
+    #[arg(long = "gpu-layers", visible_alias = "ngl", value_name = "N|all|auto")]
+    pub gpu_layers: Option<GpuLayers>,
+    /// Fraction 0.0..=1.0 of the layers (blocks + output head) to run on the GPU
+    #[arg(long = "offload", value_name = "R", conflicts_with = "gpu_layers")]
+    pub offload: Option<f32>,
+    /// GPU memory the offload may use, in bytes (suffixes K, M, G); default: what the adapter reports, minus 10%
+    #[arg(long = "vram-budget", value_name = "BYTES", value_parser = parse_bytes)]
+    pub vram_budget: Option<u64>,
+}
+
+/// Parses a byte count with an optional binary suffix (`512M`, `2G`).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("\"{s}\": unknown size suffix {c} (K, M, G, T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("\"{s}\" is not a byte count"))?;
+    if !(v >= 0.0) {
+        return Err(format!("\"{s}\" is not a byte count"));
+    }
+    Ok((v * mul as f64) as u64)
+}
+
+/// llama.cpp spells `--gpu-layers` as `-ngl`, which clap cannot take as a
+/// short flag: rewrite it before parsing.
+pub fn normalize_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.map(|a| if a == "-ngl" { "--gpu-layers".into() } else { a }).collect()
 }
 
 impl ModelArgs {
+    /// The offload asked for on the command line.
+    pub fn gpu_layers(&self) -> GpuLayers {
+        match (self.gpu_layers, self.offload) {
+            (Some(g), _) => g,
+            (None, Some(r)) => GpuLayers::Ratio(r),
+            (None, None) => GpuLayers::None,
+        }
+    }
+
     /// Sets up the thread pool and loads the model, with a progress bar on a terminal.
     pub fn load(&self) -> anyhow::Result<Arc<Model>> {
+        self.load_for_ctx(0)
+    }
+
+    /// As [`ModelArgs::load`], sizing the offload estimate for sessions of
+    /// `n_ctx` tokens (0 = the default context).
+    pub fn load_for_ctx(&self, n_ctx: usize) -> anyhow::Result<Arc<Model>> {
         init_threads(self.threads)?;
         let path = crate::common::resolve_model(&self.model)?;
         let bar = std::io::stderr().is_terminal().then(|| {
@@ -32,8 +86,18 @@ impl ModelArgs {
             b.set_message(path.display().to_string());
             b
         });
-        let opts = ModelOptions { prefault: true, ..Default::default() };
-        let model = Model::load_with_progress(&path, opts, |f| {
+        let opts = ModelOptions {
+            prefault: true,
+            gpu_layers: self.gpu_layers(),
+            vram_budget: self.vram_budget,
+            n_ctx,
+        };
+        // The estimate goes to stderr before the weights are uploaded.
+        let on_estimate = |e: &infer_engine::offload::OffloadEstimate| match &bar {
+            Some(b) => b.suspend(|| eprintln!("{e}")),
+            None => eprintln!("{e}"),
+        };
+        let model = Model::load_with(&path, opts, on_estimate, |f| {
             if let Some(b) = &bar {
                 b.set_position((f * 100.0) as u64);
             }
@@ -54,7 +118,7 @@ pub fn init_threads(n: Option<usize>) -> anyhow::Result<()> {
         None => physical_cores(),
     };
     // A second call (tests, repeated commands in one process) keeps the first pool.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    infer_engine::threads::set_threads(n);
     Ok(())
 }
 

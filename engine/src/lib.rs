@@ -22,10 +22,14 @@ pub mod chat;
 mod error;
 pub mod kv_cache;
 pub mod model;
+pub mod offload;
 pub mod perplexity;
 pub mod sampler;
 pub mod session;
+pub mod synth;
+pub mod threads;
 pub mod tokenizer;
+pub mod verify;
 pub mod weights;
 
 pub use arch::{Logits, ModelConfig};

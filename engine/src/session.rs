@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::arch::Logits;
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, Backends};
+use crate::backend::Backends;
 use crate::error::{EngineError, Result};
-use crate::kv_cache::{CacheType, KvCache};
+use crate::kv_cache::CacheType;
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerParams};
 use crate::tokenizer::StreamDecoder;
@@ -99,7 +98,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(model: Arc<Model>, params: SessionParams) -> Result<Self> {
+    pub(crate) fn new(model: Arc<Model>, params: SessionParams, cpu_only: bool) -> Result<Self> {
         let c = model.config();
         let n_ctx = if params.n_ctx == 0 { c.n_ctx_train.min(4096) } else { params.n_ctx };
         if n_ctx < 2 {
@@ -109,11 +108,7 @@ impl Session {
             return Err(EngineError::InvalidParam("batch size must be at least 1".into()));
         }
         let n_batch = params.n_batch.min(n_ctx);
-        let held = vec![true; c.n_layers];
-        let kv = KvCache::new(n_ctx, c.kv_dim(), &held, params.cache_type);
-        let cpu = CpuBackend::new(model.weights().clone(), c.widths(), n_batch, kv);
-        let list: Vec<Box<dyn Backend>> = vec![Box::new(cpu)];
-        let backends = Backends::new(list, vec![0; c.n_layers + 1]);
+        let backends = crate::offload::build_backends(&model, n_ctx, n_batch, params.cache_type, cpu_only)?;
         Ok(Session {
             model,
             backends,
@@ -169,7 +164,8 @@ impl Session {
         let mut step = Vec::new();
         for chunk in tokens.chunks(self.params.n_batch) {
             let pos0 = self.tokens.len();
-            self.model.arch().forward(&mut self.backends, self.model.weights(), chunk, pos0, which, &mut step)?;
+            let (model, backends, step_out) = (&self.model, &mut self.backends, &mut step);
+            crate::threads::install(|| model.arch().forward(backends, model.weights(), chunk, pos0, which, step_out))?;
             self.tokens.extend_from_slice(chunk);
             if which == Logits::All {
                 all.extend_from_slice(&step);
