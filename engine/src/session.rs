@@ -94,6 +94,8 @@ pub struct Session {
     /// Tokens never dropped by a context shift (e.g. the system prompt).
     n_keep: usize,
     logits: Vec<f32>,
+    /// Scratch for one forward step's logits.
+    step: Vec<f32>,
     timings: Timings,
 }
 
@@ -117,6 +119,7 @@ impl Session {
             tokens: Vec::new(),
             n_keep: 0,
             logits: Vec::new(),
+            step: Vec::new(),
             timings: Timings::default(),
         })
     }
@@ -160,18 +163,25 @@ impl Session {
             return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
         }
         let vocab = self.model.config().vocab;
-        let mut all = Vec::new();
-        let mut step = Vec::new();
+        // Logits of every batch are appended (All) or overwrite the last (Last);
+        // the buffers are reused from call to call.
+        self.logits.clear();
+        let mut step = std::mem::take(&mut self.step);
         for chunk in tokens.chunks(self.params.n_batch) {
             let pos0 = self.tokens.len();
             let (model, backends, step_out) = (&self.model, &mut self.backends, &mut step);
-            crate::threads::install(|| model.arch().forward(backends, model.weights(), chunk, pos0, which, step_out))?;
-            self.tokens.extend_from_slice(chunk);
-            if which == Logits::All {
-                all.extend_from_slice(&step);
+            let r = crate::threads::install(|| model.arch().forward(backends, model.weights(), chunk, pos0, which, step_out));
+            if let Err(e) = r {
+                self.step = step;
+                return Err(e);
             }
+            self.tokens.extend_from_slice(chunk);
+            if which == Logits::Last {
+                self.logits.clear();
+            }
+            self.logits.extend_from_slice(&step);
         }
-        self.logits = if which == Logits::All { all } else { step };
+        self.step = step;
         debug_assert_eq!(self.logits.len() % vocab, 0);
         Ok(&self.logits)
     }

@@ -5,7 +5,7 @@
 
 use infer_gguf::Gguf;
 
-use super::{check_heads, embed, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
+use super::{check_heads, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -62,11 +62,7 @@ pub fn forward(
     let (dim, q_dim, kv_dim, ffn, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.head_dim);
 
     // x = token_embd[tokens] * √dim                           [n, dim]
-    let mut x = Vec::new();
-    embed(table, w.token_embd, tokens, dim, &mut x)?;
-    let s = (dim as f32).sqrt();
-    x.iter_mut().for_each(|v| *v *= s);
-    bk.begin(tokens.len(), pos0, &x)?;
+    bk.begin(table, w.token_embd, tokens, pos0, (dim as f32).sqrt())?;
 
     for (l, lw) in w.layers.iter().enumerate() {
         let swa = c.swa_layers[l] && c.sliding_window > 0;

@@ -4,7 +4,7 @@
 
 use infer_gguf::Gguf;
 
-use super::{check_heads, embed, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
+use super::{check_heads, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -68,9 +68,7 @@ pub fn forward(
     };
 
     // x = token_embd[tokens]                                  [n, dim]
-    let mut x = Vec::new();
-    embed(table, w.token_embd, tokens, dim, &mut x)?;
-    bk.begin(tokens.len(), pos0, &x)?;
+    bk.begin(table, w.token_embd, tokens, pos0, 1.0)?;
 
     for (l, lw) in w.layers.iter().enumerate() {
         let mut b = bk.for_layer(l, dim)?;

@@ -210,8 +210,9 @@ fn load_weights(arch: &str, c: &ModelConfig, t: &mut WeightTable) -> Result<Mode
 }
 
 /// Looks up the embedding rows of `tokens` (on the CPU, from the mmap).
-pub(crate) fn embed(table: &WeightTable, w: WeightId, tokens: &[u32], dim: usize, out: &mut Vec<f32>) -> Result<()> {
+pub(crate) fn embed(table: &WeightTable, w: WeightId, tokens: &[u32], out: &mut Vec<f32>) -> Result<()> {
     let m = table.matrix(w);
+    let dim = m.cols;
     out.resize(tokens.len() * dim, 0.0);
     for (i, &tok) in tokens.iter().enumerate() {
         if tok as usize >= m.rows {

@@ -7,9 +7,10 @@
 //! ([`Backends::for_layer`]).
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
-use crate::weights::WeightId;
+use crate::weights::{WeightId, WeightTable};
 
 /// A named activation buffer. Each holds up to `n_batch` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,22 +153,29 @@ pub struct Backends {
     pub plan: Vec<usize>,
     current: usize,
     host: Vec<f32>,
+    /// The batch's embeddings, reused from step to step.
+    embed: Vec<f32>,
     pub hook: Option<Box<Hook>>,
 }
 
 impl Backends {
     pub fn new(list: Vec<Box<dyn Backend>>, plan: Vec<usize>) -> Self {
-        Backends { list, plan, current: 0, host: Vec::new(), hook: None }
+        Backends { list, plan, current: 0, host: Vec::new(), embed: Vec::new(), hook: None }
     }
 
-    /// Starts a batch on every backend and loads the embeddings into the
-    /// backend of layer 0.
-    pub fn begin(&mut self, n_tokens: usize, pos0: usize, embeddings: &[f32]) -> Result<()> {
+    /// Starts a batch on every backend: looks up the embedding rows of
+    /// `tokens` (on the CPU, from the mmap), multiplies them by `scale`, and
+    /// loads them into the backend of layer 0.
+    pub fn begin(&mut self, table: &WeightTable, w: WeightId, tokens: &[u32], pos0: usize, scale: f32) -> Result<()> {
+        crate::arch::embed(table, w, tokens, &mut self.embed)?;
+        if scale != 1.0 {
+            self.embed.iter_mut().for_each(|v| *v *= scale);
+        }
         for b in self.list.iter_mut() {
-            b.begin(n_tokens, pos0)?;
+            b.begin(tokens.len(), pos0)?;
         }
         self.current = self.plan[0];
-        self.list[self.current].load(Slot::X, embeddings)?;
+        self.list[self.current].load(Slot::X, &self.embed)?;
         Ok(())
     }
 
