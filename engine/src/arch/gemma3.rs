@@ -84,9 +84,8 @@ pub fn forward(
         // Attention block: xn = rmsnorm(x); q,k,v; per-head RMSNorm of q and k; RoPE (NEOX).
         b.rmsnorm(Slot::X, lw.attn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
         b.record(l, "attn_norm", Slot::Xn, dim)?;
-        b.matmul(lw.wq, Slot::Xn, Slot::Q)?; //                  [n, n_heads * hd]
-        b.matmul(lw.wk, Slot::Xn, Slot::K)?; //                  [n, n_kv_heads * hd]
-        b.matmul(lw.wv, Slot::Xn, Slot::V)?;
+        // q [n, q_dim], k and v [n, kv_dim]
+        b.matmul_multi(&[(lw.wq, Slot::Q), (lw.wk, Slot::K), (lw.wv, Slot::V)], Slot::Xn)?;
         if let (Some(qn), Some(kn)) = (lw.q_norm, lw.k_norm) {
             b.rmsnorm(Slot::Q, qn, Slot::Q, q_dim, hd, c.rms_eps)?;
             b.rmsnorm(Slot::K, kn, Slot::K, kv_dim, hd, c.rms_eps)?;
@@ -106,8 +105,7 @@ pub fn forward(
         b.record(l, "attn_residual", Slot::X, dim)?;
         // Feed-forward block: x += post_norm(down(gelu(gate(xn)) * up(xn))).
         b.rmsnorm(Slot::X, lw.ffn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
-        b.matmul(lw.gate, Slot::Xn, Slot::Gate)?; //             [n, ffn]
-        b.matmul(lw.up, Slot::Xn, Slot::Up)?;
+        b.matmul_multi(&[(lw.gate, Slot::Gate), (lw.up, Slot::Up)], Slot::Xn)?; // [n, ffn] each
         b.gated(Slot::Gate, Slot::Up, Activation::GeGlu, ffn)?;
         b.matmul(lw.down, Slot::Gate, Slot::Out)?; //            [n, dim]
         if let Some(pn) = lw.post_ffn_norm {

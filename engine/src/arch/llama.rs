@@ -75,9 +75,8 @@ pub fn forward(
         // Attention block: xn = rmsnorm(x); q,k,v projections; RoPE on q, k.
         b.rmsnorm(Slot::X, lw.attn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
         b.record(l, "attn_norm", Slot::Xn, dim)?;
-        b.matmul(lw.wq, Slot::Xn, Slot::Q)?; //                  [n, q_dim]
-        b.matmul(lw.wk, Slot::Xn, Slot::K)?; //                  [n, kv_dim]
-        b.matmul(lw.wv, Slot::Xn, Slot::V)?; //                  [n, kv_dim]
+        // q [n, q_dim], k and v [n, kv_dim]
+        b.matmul_multi(&[(lw.wq, Slot::Q), (lw.wk, Slot::K), (lw.wv, Slot::V)], Slot::Xn)?;
         b.rope(Slot::Q, &rope(c.n_heads))?;
         b.rope(Slot::K, &rope(c.n_kv_heads))?;
         b.record(l, "q_rope", Slot::Q, q_dim)?;
@@ -90,8 +89,7 @@ pub fn forward(
         b.record(l, "attn_residual", Slot::X, dim)?;
         // Feed-forward block: x += down(silu(gate(xn)) * up(xn)).
         b.rmsnorm(Slot::X, lw.ffn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
-        b.matmul(lw.gate, Slot::Xn, Slot::Gate)?; //             [n, ffn]
-        b.matmul(lw.up, Slot::Xn, Slot::Up)?; //                 [n, ffn]
+        b.matmul_multi(&[(lw.gate, Slot::Gate), (lw.up, Slot::Up)], Slot::Xn)?; // [n, ffn] each
         b.gated(Slot::Gate, Slot::Up, Activation::SwiGlu, ffn)?;
         b.matmul(lw.down, Slot::Gate, Slot::Out)?; //            [n, dim]
         b.add(Slot::X, Slot::Out, dim)?;

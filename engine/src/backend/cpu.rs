@@ -116,6 +116,43 @@ impl Backend for CpuBackend {
         Ok(r?)
     }
 
+    fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
+        use infer_kernels::cpu::MAX_MULTI;
+        let weights = self.weights.clone();
+        let n = self.n_tokens;
+        let k = ws.len();
+        let fallback = k == 0 || k > MAX_MULTI || ws.iter().any(|&(_, o)| o == x) || {
+            let m0 = weights.matrix(ws[0].0);
+            ws.iter().any(|&(w, _)| weights.matrix(w).ty != m0.ty || weights.matrix(w).cols != m0.cols)
+        };
+        if fallback {
+            for &(w, out) in ws {
+                self.matmul(w, x, out)?;
+            }
+            return Ok(());
+        }
+        // Fixed-size arrays: no allocation per call.
+        let mats: [_; MAX_MULTI] = std::array::from_fn(|i| weights.matrix(ws[i.min(k - 1)].0));
+        for (m, &(_, out)) in mats.iter().zip(ws) {
+            self.ensure(out, m.rows * n);
+        }
+        let mut taken: [Vec<f32>; MAX_MULTI] = Default::default();
+        for (t, &(_, out)) in taken.iter_mut().zip(ws) {
+            *t = self.take(out);
+        }
+        let r = {
+            let mut outs: [&mut [f32]; MAX_MULTI] = Default::default();
+            for ((o, t), m) in outs.iter_mut().zip(taken.iter_mut()).zip(&mats).take(k) {
+                *o = &mut t[..m.rows * n];
+            }
+            infer_kernels::cpu::matmul_multi(&mats[..k], &self.bufs[x.index()][..mats[0].cols * n], n, &mut outs[..k])
+        };
+        for (&(_, out), t) in ws.iter().zip(taken.iter_mut()) {
+            self.put(out, std::mem::take(t));
+        }
+        Ok(r?)
+    }
+
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
         let weights = self.weights.clone();
         let wv = weights.f32s(w)?;

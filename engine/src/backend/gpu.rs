@@ -171,15 +171,15 @@ impl GpuBackend {
         r
     }
 
-    /// Records `f(step, slot buffers, tmp)`: the step and the buffers are
+    /// Records `f(step, slot buffers, tmp, logits)`: the step and the buffers are
     /// borrowed side by side.
     fn rec<F>(&mut self, f: F) -> Result<()>
     where
-        F: FnOnce(&mut GpuStep, &[Option<GpuBuffer>], &GpuBuffer) -> std::result::Result<(), KernelError>,
+        F: FnOnce(&mut GpuStep, &[Option<GpuBuffer>], &GpuBuffer, &[GpuBuffer]) -> std::result::Result<(), KernelError>,
     {
         let ctx = &self.ctx;
         let step = self.step.get_or_insert_with(|| ctx.step());
-        f(step, &self.bufs, &self.tmp).map_err(gpu_err)
+        f(step, &self.bufs, &self.tmp, &self.logits).map_err(gpu_err)
     }
 
     /// Makes sure the logits chunks hold `n` tokens.
@@ -218,8 +218,7 @@ impl GpuBackend {
         }
         let (rows, cols) = (self.logit_rows, m.cols());
         let tmp_x = if n > rows { Some(self.ctx.buffer(rows * cols).map_err(gpu_err)?) } else { None };
-        let logits = &self.logits;
-        self.rec(|st, b, _| {
+        self.rec(|st, b, _, logits| {
             let xb = sb(b, x)?;
             match &tmp_x {
                 None => st.matmul(m, xb, n, &logits[0]),
@@ -276,8 +275,7 @@ impl Backend for GpuBackend {
             let chunks: Vec<(usize, usize)> = (0..n_rows.div_ceil(rows))
                 .map(|c| (c, (rows * v).min(host.len() - c * rows * v)))
                 .collect();
-            let logits = &self.logits;
-            self.rec(|st, _, _| chunks.iter().try_for_each(|&(c, n)| st.read_n(&logits[c], n)))?;
+            self.rec(|st, _, _, logits| chunks.iter().try_for_each(|&(c, n)| st.read_n(&logits[c], n)))?;
             let reads = self.flush()?;
             for ((c, n), r) in chunks.into_iter().zip(reads) {
                 let vals = r.f32();
@@ -286,7 +284,7 @@ impl Backend for GpuBackend {
             return Ok(());
         }
         let n = host.len();
-        self.rec(|st, b, _| st.read_n(sb(b, src)?, n))?;
+        self.rec(|st, b, _, _| st.read_n(sb(b, src)?, n))?;
         let reads = self.flush()?;
         let vals = reads.last().map(|r| r.f32()).unwrap_or_default();
         if vals.len() < n {
@@ -300,7 +298,7 @@ impl Backend for GpuBackend {
         let n = self.n_tokens;
         if n > 1 {
             // Through `tmp`: a copy within one buffer is not allowed.
-            self.rec(|st, b, tmp| {
+            self.rec(|st, b, tmp, _| {
                 let buf = sb(b, slot)?;
                 st.copy(buf, (n - 1) * width, tmp, 0, width)?;
                 st.copy(tmp, 0, buf, 0, width)
@@ -318,7 +316,7 @@ impl Backend for GpuBackend {
         let weights = self.w.clone();
         let m = weights.matrix(w)?;
         let n = self.n_tokens;
-        self.rec(|st, b, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
+        self.rec(|st, b, _, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
     }
 
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
@@ -329,7 +327,7 @@ impl Backend for GpuBackend {
         }
         let n = self.n_tokens * width;
         let rows = n / dim;
-        self.rec(|st, b, tmp| {
+        self.rec(|st, b, tmp, _| {
             let (xb, ob) = (sb(b, x)?, sb(b, out)?);
             if x == out {
                 st.copy(xb, 0, tmp, 0, n)?;
@@ -342,7 +340,7 @@ impl Backend for GpuBackend {
 
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
         let (n, pos0, p) = (self.n_tokens, self.pos0, *p);
-        self.rec(|st, b, _| st.rope_scaled(sb(b, x)?, n, p.n_heads, p.head_dim, pos0, p.base, p.freq_scale, p.neox))
+        self.rec(|st, b, _, _| st.rope_scaled(sb(b, x)?, n, p.n_heads, p.head_dim, pos0, p.base, p.freq_scale, p.neox))
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
@@ -375,7 +373,7 @@ impl Backend for GpuBackend {
 
     fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
-        self.rec(|st, b, _| match act {
+        self.rec(|st, b, _, _| match act {
             Activation::SwiGlu => st.silu_mul(sb(b, gate)?, sb(b, up)?, n),
             Activation::GeGlu => st.gelu_mul(sb(b, gate)?, sb(b, up)?, n),
         })
@@ -383,12 +381,12 @@ impl Backend for GpuBackend {
 
     fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
-        self.rec(|st, b, _| st.add(sb(b, dst)?, sb(b, src)?, n))
+        self.rec(|st, b, _, _| st.add(sb(b, dst)?, sb(b, src)?, n))
     }
 
     fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
-        self.rec(|st, b, _| st.scale(sb(b, x)?, s, n))
+        self.rec(|st, b, _, _| st.scale(sb(b, x)?, s, n))
     }
 
     fn truncate_cache(&mut self, _from: usize) {

@@ -119,6 +119,15 @@ pub trait Backend: Send {
     fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()>;
     /// `out = x · Wᵀ` for every token: `x` has `W.cols`, `out` gets `W.rows` values per token.
     fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()>;
+    /// Several products on the same input (q/k/v, gate/up): `out_i = x · W_iᵀ`.
+    /// Backends that can share work across them (one quantization of `x`,
+    /// one parallel pass) override this.
+    fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
+        for &(w, out) in ws {
+            self.matmul(w, x, out)?;
+        }
+        Ok(())
+    }
     /// RMSNorm of `x` into `out` over rows of `dim` values (`width / dim` rows per token).
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
     /// RoPE in place on `x` (`n_heads * head_dim` per token).

@@ -28,7 +28,7 @@ use crate::dequant;
 use crate::KernelError;
 
 pub use quantize::{quantize_q8_act, quantize_q8_k, BlockQ8Act};
-pub use tiled::{matmul_with, Isa, TOKENS_PER_PASS};
+pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};
 
 /// A borrowed quantized weight matrix, `rows × cols`.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +152,12 @@ impl OutPtr {
 /// f32 summation order for the others.
 pub fn matmul(w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), KernelError> {
     matmul_with(Isa::best(), w, x, n_tokens, out)
+}
+
+/// [`matmul`] of several matrices (same type and `cols`) on the same
+/// activations, quantized once, in one parallel pass.
+pub fn matmul_multi(ws: &[QMatrix], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) -> Result<(), KernelError> {
+    matmul_multi_with(Isa::best(), ws, x, n_tokens, outs)
 }
 
 /// [`matmul`] by dequantizing each row into f32 (no activation rounding).

@@ -90,11 +90,42 @@ fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
 /// [`crate::dequant::supports`] (types without integer kernels take
 /// [`matmul_dequant`]). An `isa` this CPU lacks is an `Unsupported` error.
 pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<(), KernelError> {
-    check_matmul("matmul", w, x, n_tokens, out)?;
-    if !Isa::available().contains(&isa) {
-        return Err(KernelError::Unsupported(w.ty, "matmul on an instruction set this CPU lacks"));
+    matmul_multi_with(isa, &[*w], x, n_tokens, &mut [out])
+}
+
+/// Most matrices one [`matmul_multi_with`] call takes.
+pub const MAX_MULTI: usize = 4;
+
+/// Several matmuls on the same activations (`x` is `n_tokens × cols` for
+/// every matrix): the activations are quantized once and all rows run in one
+/// parallel loop — q/k/v or gate/up projections of a layer in one pass.
+/// Matrices of one call share type and `cols`; at most [`MAX_MULTI`].
+pub fn matmul_multi_with(
+    isa: Isa,
+    ws: &[QMatrix],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    if ws.is_empty() || ws.len() != outs.len() || ws.len() > MAX_MULTI {
+        return Err(KernelError::Shape {
+            op: "matmul_multi",
+            detail: format!("{} matrices and {} outputs (1..={MAX_MULTI} of each)", ws.len(), outs.len()),
+        });
     }
-    let a = Args { w, x, n_tokens, out };
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        check_matmul("matmul", w, x, n_tokens, out)?;
+        if w.ty != ws[0].ty || w.cols != ws[0].cols {
+            return Err(KernelError::Shape {
+                op: "matmul_multi",
+                detail: format!("{} {}×{} beside {} {}×{}", w.ty, w.rows, w.cols, ws[0].ty, ws[0].rows, ws[0].cols),
+            });
+        }
+    }
+    if !Isa::available().contains(&isa) {
+        return Err(KernelError::Unsupported(ws[0].ty, "matmul on an instruction set this CPU lacks"));
+    }
+    let a = Args { ws, x, n_tokens, outs };
     macro_rules! go {
         ($W:ty, $A:ty, $quant:path, $simd:ident, $scalar:path) => {
             match isa {
@@ -115,7 +146,7 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
         };
     }
     use QuantType::*;
-    match w.ty {
+    match ws[0].ty {
         Q4_0 => go!(BlockQ4_0, BlockQ8Act, quantize_q8_act, q4_0, vec_dot_q4_0_q8),
         Q4_1 => go!(BlockQ4_1, BlockQ8Act, quantize_q8_act, q4_1, vec_dot_q4_1_q8),
         Q5_0 => go!(BlockQ5_0, BlockQ8Act, quantize_q8_act, q5_0, vec_dot_q5_0_q8),
@@ -124,40 +155,60 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
         Q4K => go!(BlockQ4K, BlockQ8K, quantize_q8_k, q4_k, vec_dot_q4_k_q8k),
         Q5K => go!(BlockQ5K, BlockQ8K, quantize_q8_k, q5_k, vec_dot_q5_k_q8k),
         Q6K => go!(BlockQ6K, BlockQ8K, quantize_q8_k, q6_k, vec_dot_q6_k_q8k),
-        _ => matmul_dequant(w, x, n_tokens, out),
+        _ => {
+            for (w, out) in a.ws.iter().zip(a.outs.iter_mut()) {
+                matmul_dequant(w, x, n_tokens, out)?;
+            }
+            Ok(())
+        }
     }
 }
 
-struct Args<'a, 'w> {
-    w: &'a QMatrix<'w>,
+struct Args<'a, 'w, 'o> {
+    ws: &'a [QMatrix<'w>],
     x: &'a [f32],
     n_tokens: usize,
-    out: &'a mut [f32],
+    outs: &'a mut [&'o mut [f32]],
 }
 
-/// Quantizes the activations, then computes row chunks in parallel. `kern`
-/// computes `o[t] = w_row · x[t]` for `t < nt ≤ TOKENS_PER_PASS`, with `x`
-/// holding `nt` rows of `w_row.len()` blocks.
+/// Quantizes the activations, then computes row chunks of every matrix in
+/// one parallel loop. `kern` computes `o[t] = w_row · x[t]` for
+/// `t < nt ≤ TOKENS_PER_PASS`, with `x` holding `nt` rows of `w_row.len()` blocks.
 fn run<W: Block + Sync, A: Pod + Send + Sync, K>(a: Args, quant: fn(&[f32], &mut [A]), kern: K) -> Result<(), KernelError>
 where
     K: Fn(&[W], &[A], usize, &mut [f32]) + Sync,
 {
-    let Args { w, x, n_tokens, out } = a;
-    let (rows, cols) = (w.rows, w.cols);
+    let Args { ws, x, n_tokens, outs } = a;
+    let cols = ws[0].cols;
     let nb = cols / W::TYPE.block_size();
     // Tensor data from the mmap is aligned; a misaligned slice is copied.
-    let copied;
-    let wb: &[W] = match as_blocks::<W>(w.data) {
-        Some(b) => b,
-        None => {
-            copied = bytemuck::pod_collect_to_vec::<u8, W>(w.data);
-            &copied
+    let mut copied: [Vec<W>; MAX_MULTI] = Default::default();
+    let mut blocks: [&[W]; MAX_MULTI] = [&[]; MAX_MULTI];
+    for (i, w) in ws.iter().enumerate() {
+        if as_blocks::<W>(w.data).is_none() {
+            copied[i] = bytemuck::pod_collect_to_vec::<u8, W>(w.data);
         }
-    };
-    let row_bytes = w.row_bytes().max(1);
+    }
+    for (i, w) in ws.iter().enumerate() {
+        blocks[i] = match as_blocks::<W>(w.data) {
+            Some(b) => b,
+            None => &copied[i],
+        };
+    }
     let threads = rayon::current_num_threads();
-    let per_task = rows.div_ceil(threads * TASKS_PER_THREAD).min(TASK_WEIGHT_BYTES / row_bytes).max(1);
-    let ptr = OutPtr(out.as_mut_ptr());
+    let total_rows: usize = ws.iter().map(|w| w.rows).sum();
+    let row_bytes = ws[0].row_bytes().max(1);
+    let per_task = total_rows.div_ceil(threads * TASKS_PER_THREAD).min(TASK_WEIGHT_BYTES / row_bytes).max(1);
+    // Task t covers rows of matrix i where first_task[i] <= t < first_task[i + 1].
+    let mut first_task = [0usize; MAX_MULTI + 1];
+    for (i, w) in ws.iter().enumerate() {
+        first_task[i + 1] = first_task[i] + w.rows.div_ceil(per_task);
+    }
+    let n_tasks = first_task[ws.len()];
+    let mut ptrs = [OutPtr(std::ptr::null_mut()); MAX_MULTI];
+    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
+        *p = OutPtr(o.as_mut_ptr());
+    }
     with_act_buf::<A, _>(n_tokens * nb, |acts| {
         if n_tokens >= 4 {
             x.par_chunks(cols).zip(acts.par_chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
@@ -165,18 +216,22 @@ where
             x.chunks(cols).zip(acts.chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
         }
         let acts = &*acts;
-        (0..rows.div_ceil(per_task)).into_par_iter().for_each(|task| {
-            let (r_lo, r_hi) = (task * per_task, ((task + 1) * per_task).min(rows));
+        (0..n_tasks).into_par_iter().for_each(|task| {
+            let i = first_task[1..=ws.len()].iter().position(|&f| task < f).unwrap_or(0);
+            let (rows, wb, ptr) = (ws[i].rows, blocks[i], ptrs[i]);
+            let local = task - first_task[i];
+            let (r_lo, r_hi) = (local * per_task, ((local + 1) * per_task).min(rows));
             let mut tmp = [0.0f32; TOKENS_PER_PASS];
             for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
                 let nt = TOKENS_PER_PASS.min(n_tokens - t0);
                 let xs = &acts[t0 * nb..(t0 + nt) * nb];
                 for r in r_lo..r_hi {
                     kern(&wb[r * nb..(r + 1) * nb], xs, nt, &mut tmp);
-                    for (i, &v) in tmp[..nt].iter().enumerate() {
-                        // SAFETY: (t0 + i) < n_tokens and r < rows, in bounds
-                        // of `out` (checked); row r belongs to this task alone.
-                        unsafe { ptr.write((t0 + i) * rows + r, v) };
+                    for (k, &v) in tmp[..nt].iter().enumerate() {
+                        // SAFETY: (t0 + k) < n_tokens and r < rows, in bounds
+                        // of output i (checked); row r of matrix i belongs to
+                        // this task alone.
+                        unsafe { ptr.write((t0 + k) * rows + r, v) };
                     }
                 }
             }

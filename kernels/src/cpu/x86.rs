@@ -149,9 +149,6 @@ impl W32 for BlockQ8_0 {
 /// Signed weights use the sign trick: `|w| · (x · sign(w))`.
 #[inline(always)]
 unsafe fn tile32<D: Dot, W: W32, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
-    if T == 1 {
-        return single32::<D, W>(w, x, out);
-    }
     let nb = w.len();
     let mut acc = [_mm256_setzero_ps(); T];
     let mut accm = [0.0f32; T];
@@ -172,44 +169,6 @@ unsafe fn tile32<D: Dot, W: W32, const T: usize>(w: &[W], x: &[BlockQ8Act], out:
     for t in 0..T {
         out[t] = hsum(acc[t]) + accm[t];
     }
-}
-
-/// `tile32` for one token (decode). One accumulator would chain every
-/// block's FMA on the previous one (4 cycles each, slower than memory for
-/// 18-byte blocks), so blocks rotate over four independent accumulators.
-#[inline(always)]
-unsafe fn single32<D: Dot, W: W32>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut accm = [0.0f32; 4];
-    let (wc, xc) = (w.chunks_exact(4), x.chunks_exact(4));
-    let (wr, xr) = (wc.remainder(), xc.remainder());
-    for (w4, x4) in wc.zip(xc) {
-        for k in 0..4 {
-            let (wb, xb) = (w4.get_unchecked(k), x4.get_unchecked(k));
-            let (q, d, m) = wb.unpack();
-            let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let xv = load_i8(&xb.qs);
-            let sv = if W::SIGNED { _mm256_sign_epi8(xv, q) } else { xv };
-            let p = D::dot_u8i8(_mm256_setzero_si256(), u, sv);
-            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[k]);
-            if !W::SIGNED {
-                accm[k] += m * xb.s;
-            }
-        }
-    }
-    for (wb, xb) in wr.iter().zip(xr) {
-        let (q, d, m) = wb.unpack();
-        let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-        let xv = load_i8(&xb.qs);
-        let sv = if W::SIGNED { _mm256_sign_epi8(xv, q) } else { xv };
-        let p = D::dot_u8i8(_mm256_setzero_si256(), u, sv);
-        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[0]);
-        if !W::SIGNED {
-            accm[0] += m * xb.s;
-        }
-    }
-    let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    out[0] = hsum(a) + (accm[0] + accm[1]) + (accm[2] + accm[3]);
 }
 
 /// Q4_K scales and mins of a block, the mins repeated per 16 to pair with `bsums`.
