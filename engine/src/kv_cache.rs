@@ -86,7 +86,8 @@ impl KvCache {
             .iter()
             .map(|&h| {
                 h.then(|| match ty {
-                    CacheType::F16 => LayerKv::F16 { k: vec![f16::ZERO; n], v: vec![f16::ZERO; n] },
+                    // Zeroed allocations stay unresident until positions are written.
+                    CacheType::F16 => LayerKv::F16 { k: bytemuck::zeroed_vec(n), v: bytemuck::zeroed_vec(n) },
                     CacheType::F32 => LayerKv::F32 { k: vec![0.0; n], v: vec![0.0; n] },
                 })
             })
