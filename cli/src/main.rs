@@ -6,13 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod chat;
 mod common;
 mod gen_args;
 mod inspect;
 mod perplexity;
+#[allow(dead_code)] // used by bench --offload-sweep
+mod plot;
 mod run;
+mod synth;
 mod tokenize;
+mod verify;
 
 #[derive(Parser)]
 #[command(name = "infer", version, about = "LLM inference on GGUF models")]
@@ -33,15 +38,24 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(perplexity::PerplexityArgs),
+    /// Compare every intermediate of a prompt on the CPU and with the GPU offload.
+    Verify(verify::VerifyArgs),
+    /// Measure prompt-processing and generation speed (as llama-bench).
+    Bench(bench::BenchArgs),
+    /// Write a synthetic llama model of a real shape with random weights.
+    Synth(synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let result = match Cli::parse_from(gen_args::normalize_args(std::env::args_os())).command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Perplexity(args) => perplexity::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Synth(args) => synth::run(args),
     };
     // Print the error chain on one line ourselves: returning the error from
     // main would also print a backtrace whenever RUST_BACKTRACE is set.

@@ -23,6 +23,9 @@ pub struct ModelOptions {
     /// GPU memory the offload may use, in bytes (`GpuLayers::Auto`); default:
     /// what the adapter reports, minus a margin.
     pub vram_budget: Option<u64>,
+    /// Context length the offload estimate assumes for each session's KV
+    /// cache (0 = min(4096, the model's), as [`SessionParams::n_ctx`]).
+    pub n_ctx: usize,
 }
 
 /// The GPU offload slider: how many layers go to the GPU. As in llama.cpp,
@@ -78,6 +81,8 @@ pub struct Model {
     arch: Arch,
     tokenizer: Tokenizer,
     template: ChatTemplate,
+    /// The GPU side of an offload: uploaded weights and the layer plan.
+    gpu: Option<crate::offload::GpuOffload>,
 }
 
 impl std::fmt::Debug for Model {
@@ -93,9 +98,16 @@ impl Model {
     }
 
     /// As [`Model::load`], calling `progress` with the fraction loaded.
-    pub fn load_with_progress(
+    pub fn load_with_progress(path: impl AsRef<Path>, options: ModelOptions, progress: impl FnMut(f32)) -> Result<Arc<Self>> {
+        Self::load_with(path, options, |_| {}, progress)
+    }
+
+    /// As [`Model::load_with_progress`], showing `on_estimate` the offload
+    /// estimate (GPU/CPU memory) before any weight is uploaded.
+    pub fn load_with(
         path: impl AsRef<Path>,
         options: ModelOptions,
+        mut on_estimate: impl FnMut(&crate::offload::OffloadEstimate),
         mut progress: impl FnMut(f32),
     ) -> Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
@@ -116,8 +128,9 @@ impl Model {
             }
             std::hint::black_box(sink);
         }
+        let gpu = crate::offload::prepare(&table, &arch, &options, &mut on_estimate, &mut progress)?;
         progress(1.0);
-        Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template }))
+        Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template, gpu }))
     }
 
     /// The file the model was loaded from.
@@ -171,6 +184,17 @@ impl Model {
 
     /// A new session with its own KV cache.
     pub fn session(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
-        Session::new(self.clone(), params)
+        Session::new(self.clone(), params, false)
+    }
+
+    /// A session that runs every layer on the CPU, ignoring the offload
+    /// (the reference side of `infer verify`).
+    pub fn session_on_cpu(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
+        Session::new(self.clone(), params, true)
+    }
+
+    /// The offload, when layers run on a GPU.
+    pub fn offload(&self) -> Option<&crate::offload::GpuOffload> {
+        self.gpu.as_ref()
     }
 }

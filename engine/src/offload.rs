@@ -191,13 +191,13 @@ fn scratch_bytes(arch: &Arch, n_batch: usize, head: bool) -> u64 {
 fn estimate(table: &WeightTable, arch: &Arch, n_ctx: usize, cache: CacheType, n_gpu: usize) -> OffloadEstimate {
     let c = &arch.config;
     let n = c.n_layers;
-    let plan = OffloadPlan { n_layers: n, n_gpu, estimate: empty_estimate(n, n_ctx) };
+    let on_gpu = |l: usize| l + n_gpu > n;
     let kv_f16 = (2 * n_ctx * c.kv_dim() * 2) as u64;
     let kv_cpu = if cache == CacheType::F32 { 2 * kv_f16 } else { kv_f16 };
     let (mut gpu, mut cpu) = (MemSplit::default(), MemSplit::default());
     for l in 0..=n {
         let wb = layer_weight_bytes(table, &arch.weights, l);
-        let (side, kv) = if plan.on_gpu(l) { (&mut gpu, kv_f16) } else { (&mut cpu, kv_cpu) };
+        let (side, kv) = if on_gpu(l) { (&mut gpu, kv_f16) } else { (&mut cpu, kv_cpu) };
         side.weights += wb;
         if l < n {
             side.kv += kv;
@@ -340,6 +340,39 @@ pub(crate) fn build_backends(
         }
     }
     Ok(Backends::new(list, plan))
+}
+
+/// Whether `e` is a GPU failure (device lost, timeout, out of memory) of
+/// backends that include a GPU, so that the CPU can take over.
+pub(crate) fn gpu_failed(e: &EngineError, bk: &Backends) -> bool {
+    matches!(e, EngineError::Gpu(_)) && bk.list.iter().any(|b| b.name().starts_with("gpu"))
+}
+
+/// After a GPU failure: warns, replaces `bk` by CPU-only backends (keeping
+/// the hook), rebuilds their cache from the `cached` tokens, then runs
+/// `chunk` at `pos0` into `logits`. Slower, but the session goes on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn redo_on_cpu(
+    err: &EngineError,
+    model: &Model,
+    bk: &mut Backends,
+    cached: &[u32],
+    chunk: &[u32],
+    which: crate::arch::Logits,
+    logits: &mut Vec<f32>,
+    (n_ctx, n_batch, cache_type): (usize, usize, CacheType),
+) -> Result<()> {
+    eprintln!("warning: {err}; going on with every layer on the CPU (re-evaluating {} cached tokens)", cached.len());
+    // The hook sees only the retried chunk, not the replay.
+    let hook = bk.hook.take();
+    *bk = build_backends(model, n_ctx, n_batch, cache_type, true)?;
+    let (arch, table) = (model.arch(), model.weights());
+    let mut scratch = Vec::new();
+    for (i, c) in cached.chunks(n_batch).enumerate() {
+        arch.forward(bk, table, c, i * n_batch, crate::arch::Logits::Last, &mut scratch)?;
+    }
+    bk.hook = hook;
+    arch.forward(bk, table, chunk, cached.len(), which, logits)
 }
 
 #[cfg(test)]

@@ -171,6 +171,14 @@ impl Session {
             let pos0 = self.tokens.len();
             let (model, backends, step_out) = (&self.model, &mut self.backends, &mut step);
             let r = crate::threads::install(|| model.arch().forward(backends, model.weights(), chunk, pos0, which, step_out));
+            // A GPU failure mid-run (device lost, timeout): go on on the CPU.
+            let r = match r {
+                Err(e) if crate::offload::gpu_failed(&e, backends) => {
+                    let p = (self.n_ctx, self.params.n_batch, self.params.cache_type);
+                    crate::offload::redo_on_cpu(&e, model, backends, &self.tokens, chunk, which, step_out, p)
+                }
+                other => other,
+            };
             if let Err(e) = r {
                 self.step = step;
                 return Err(e);

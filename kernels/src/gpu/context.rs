@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     pub limits: wgpu::Limits,
     pub has_f16: bool,
     pub has_subgroup: bool,
+    /// A CPU-emulated device (lavapipe): kernels without barriers win there.
+    pub cpu_device: bool,
     /// Forces the portable kernels even where f16/subgroups are offered.
     pub portable: std::sync::atomic::AtomicBool,
     /// Weight parts are split so that none exceeds this many bytes.
@@ -126,6 +128,7 @@ impl GpuContext {
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
         let info = adapter.get_info();
+        let cpu_device = info.device_type == wgpu::DeviceType::Cpu;
         let offered = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = offered & wanted;
@@ -160,6 +163,7 @@ impl GpuContext {
                 info,
                 has_f16: features.contains(wgpu::Features::SHADER_F16),
                 has_subgroup: features.contains(wgpu::Features::SUBGROUP),
+                cpu_device,
                 limits,
                 portable: false.into(),
                 max_part_bytes: max_part.into(),

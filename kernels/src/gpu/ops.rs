@@ -206,7 +206,10 @@ impl GpuStep {
         const OP: &str = "gpu matmul";
         need(OP, "x", x, n_tokens * w.cols)?;
         need(OP, "out", out, n_tokens * w.rows)?;
-        let kernel = if n_tokens == 1 {
+        let rows_per_thread = n_tokens == 1 && self.ctx.inner.cpu_device;
+        let kernel = if rows_per_thread {
+            Kernel::MatvecRows(w.ty)
+        } else if n_tokens == 1 {
             Kernel::Matvec(w.ty)
         } else {
             Kernel::Matmul(w.ty)
@@ -222,7 +225,9 @@ impl GpuStep {
                 _pad0: 0,
                 _pad1: 0,
             };
-            let groups = if n_tokens == 1 {
+            let groups = if rows_per_thread {
+                self.groups_2d((part.rows as usize).div_ceil(64))?
+            } else if n_tokens == 1 {
                 self.groups_2d(part.rows as usize)?
             } else {
                 [

@@ -15,6 +15,8 @@ pub(crate) enum Bind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Matvec(QuantType),
+    /// Matvec with one row per thread, for CPU-emulated devices.
+    MatvecRows(QuantType),
     Matmul(QuantType),
     GetRows(QuantType),
     RmsNorm,
@@ -53,6 +55,7 @@ pub(crate) struct KernelSpec {
 const REDUCE: &str = include_str!("../wgsl/reduce.wgsl");
 const QUANT: &str = include_str!("../wgsl/quant.wgsl");
 const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
+const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
@@ -110,6 +113,14 @@ impl Kernel {
                 "main",
                 B_MAT,
                 true,
+                false,
+            ),
+            Kernel::MatvecRows(ty) => spec(
+                "matvec_rows",
+                vec![MATVEC_ROWS, QUANT, quant(ty)?],
+                "main",
+                B_MAT,
+                false,
                 false,
             ),
             Kernel::Matmul(ty) => spec(
