@@ -95,7 +95,7 @@ impl SynthConfig {
         {
             return bad(format!("zero in shape {self:?}"));
         }
-        if self.n_heads % self.n_kv_heads != 0 || self.head_dim % 2 != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) || !self.head_dim.is_multiple_of(2) {
             return bad(format!("{} heads over {} KV heads of width {}", self.n_heads, self.n_kv_heads, self.head_dim));
         }
         let bs = self.ty.block_size();
