@@ -1,37 +1,14 @@
 //! `infer inspect` end to end: runs the built binary on both models.
 //!
-//! The root package cannot use `CARGO_BIN_EXE_infer` (the binary belongs to
-//! infer-cli), so the test derives the target directory from its own path
-//! (`<target>/<profile>/deps/cli_inspect-*`) and runs
-//! `cargo build -p infer-cli` into it once, which is a no-op when
-//! `cargo build --workspace` already ran.
+//! (The binary is found or built by `common::infer_bin`.)
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+
+use common::infer_bin;
 
 use serde_json::Value;
-
-fn infer_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("<target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("<target>");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "infer-cli"]).env("CARGO_TARGET_DIR", target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build -p infer-cli");
-        assert!(status.success(), "cargo build -p infer-cli failed");
-        let bin = profile_dir.join(format!("infer{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "{} missing after build", bin.display());
-        bin
-    })
-}
 
 fn inspect(args: &[&str]) -> Output {
     Command::new(infer_bin()).arg("inspect").args(args).env_remove("INFER_MODEL").output().expect("running infer")

@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// Print a JSON array of rows instead of a markdown table
     #[arg(long)]
     pub json: bool,
+    /// Offload ratios to sweep (0.0..=1.0 of the layers on the GPU), comma-separated
+    #[arg(long = "offload-sweep", value_delimiter = ',', value_name = "R,R,…")]
+    pub offload_sweep: Vec<f32>,
+    /// With --offload-sweep: draw tokens/s against the ratio into this .svg file
+    #[arg(long = "plot", value_name = "FILE.svg", requires = "offload_sweep")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// What to measure on one loaded model.
@@ -121,6 +127,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         n_batch: args.batch,
         cache_type: args.cache_type,
     };
+    if !args.offload_sweep.is_empty() {
+        return crate::sweep::run_sweep(&args, &cfg, &args.offload_sweep);
+    }
     let model = args.model.load_for_ctx(cfg.n_ctx())?;
     let rows = bench_model(&model, &cfg)?;
     if args.json {

@@ -12,9 +12,9 @@ mod common;
 mod gen_args;
 mod inspect;
 mod perplexity;
-#[allow(dead_code)] // used by bench --offload-sweep
 mod plot;
 mod run;
+mod sweep;
 mod synth;
 mod tokenize;
 mod verify;

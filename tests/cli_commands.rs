@@ -1,0 +1,99 @@
+//! The `infer` commands end to end on the default model: run, chat,
+//! tokenize, perplexity, bench and the offload sweep.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn run_json_reports_ids_text_and_timings() {
+    let j = infer_json(&["run", "--temp", "0", "-n", "8", "--json", "The capital of France is"]);
+    let r = reference("smollm2.llamacpp.json");
+    assert_eq!(ids(&j["prompt_ids"]), ids(&r["greedy"][0]["prompt_ids"]));
+    assert_eq!(ids(&j["ids"]), ids(&r["greedy"][0]["tokens"])[..8].to_vec());
+    assert!(j["text"].as_str().unwrap().starts_with(" Paris"));
+    assert!(j["timings"]["gen_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(j["timings"]["prompt_tok_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_errors_are_clear() {
+    let out = infer(&["run", ""], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prompt is empty"));
+    let out = infer(&["run", "-c", "8", &"word ".repeat(30)], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("context holds only 8"), "{err}");
+    let out = infer(&["run", "--top-p", "3", "hi"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--top-p"));
+}
+
+#[test]
+fn tokenize_json_matches_llama_cpp() {
+    let r = reference("smollm2.llamacpp.json");
+    let case = &r["tokenize"][0];
+    let text = case["text"].as_str().unwrap();
+    let j = infer_json(&["tokenize", "--json", text]);
+    assert_eq!(ids(&j), ids(&case["ids_with_special"]));
+    let j = infer_json(&["tokenize", "--json", "--no-special", "<|im_start|>"]);
+    assert!(ids(&j).len() > 1, "special text stays plain with --no-special");
+}
+
+#[test]
+fn chat_keeps_history_and_takes_commands_from_a_pipe() {
+    let out = infer(
+        &["chat", "--temp", "0", "-n", "12"],
+        Some("Hello!\n/system You are a pirate.\nWhere is the treasure?\n/reset\n/exit\nnot read\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("system prompt set") && stderr.contains("conversation reset"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| !l.trim().is_empty()).count(), 2, "two replies: {stdout:?}");
+}
+
+#[test]
+fn perplexity_json() {
+    let j = infer_json(&["perplexity", "-f", "tests/data/eval_text.txt", "-c", "128", "--chunks", "2", "--json"]);
+    assert_eq!(j["chunks"], 2);
+    let ppl = j["ppl"].as_f64().unwrap();
+    assert!(ppl > 5.0 && ppl < 60.0, "{ppl}");
+}
+
+#[test]
+fn bench_json_rows() {
+    let j = infer_json(&["bench", "-p", "16,32", "-n", "4", "-r", "1", "--json"]);
+    let rows = j.as_array().unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["pp16", "pp32", "tg4"]);
+    for r in rows {
+        assert!(r["tok_s"].as_f64().unwrap() > 0.0 && r["stddev"].as_f64().is_some(), "{r}");
+    }
+}
+
+/// Issue acceptance: the sweep prints a row for every ratio, and every ratio
+/// gives the same greedy text.
+#[test]
+fn offload_sweep_has_a_row_per_ratio_and_the_same_greedy_text() {
+    let svg = std::env::temp_dir().join(format!("infer-sweep-{}.svg", std::process::id()));
+    let svg_s = svg.to_string_lossy().into_owned();
+    let j = infer_json(&["bench", "-p", "8", "-n", "2", "-r", "1", "--offload-sweep", "0,0.5,1", "--json", "--plot", &svg_s]);
+    let rows = j.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let gpu: Vec<u64> = rows.iter().map(|r| r["gpu_layers"].as_u64().unwrap()).collect();
+    assert_eq!(gpu, [0, 16, 31], "layers on the GPU per ratio");
+    assert!(rows.iter().all(|r| r["tg_tok_s"].as_f64().unwrap() > 0.0));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_file(&svg).ok();
+
+    let texts: Vec<String> = ["0", "0.5", "1"]
+        .iter()
+        .map(|r| {
+            let j = infer_json(&["run", "--offload", r, "--temp", "0", "-n", "6", "-c", "64", "--json", "Once upon a time"]);
+            j["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(texts[0], texts[1]);
+    assert_eq!(texts[0], texts[2]);
+}
