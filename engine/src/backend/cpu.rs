@@ -280,25 +280,35 @@ fn attend<T: KvElem>(kc: &mut [T], vc: &mut [T], qs: &[f32], ks: &[f32], vs: &[f
     T::store(&mut vc[pos0 * kv_dim..(pos0 + n) * kv_dim], &vs[..n * kv_dim]);
     let (kc, vc) = (&*kc, &*vc);
     let group = p.n_heads / p.n_kv_heads;
-    out.par_chunks_mut(hd).enumerate().with_min_len(2).for_each_init(
-        || (Vec::new(), vec![0.0f32; hd], vec![0.0f32; hd]),
-        |(scores, qh, row), (i, oh)| {
-            let (t, h) = (i / p.n_heads, i % p.n_heads);
+    // One task per (token, KV head): each cached key/value row is converted
+    // once and used by all the query heads of its group (GQA).
+    out.par_chunks_mut(group * hd).enumerate().for_each_init(
+        || (Vec::new(), vec![0.0f32; group * hd], vec![0.0f32; hd]),
+        |(scores, qg, row): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, og)| {
+            let (t, kvh) = (i / p.n_kv_heads, i % p.n_kv_heads);
             let pos = pos0 + t;
             let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
-            let kvh = h / group;
-            T::round_trip(&qs[t * q_dim + h * hd..][..hd], qh);
+            let n = pos + 1 - start;
+            T::round_trip(&qs[t * q_dim + kvh * group * hd..][..group * hd], qg);
             scores.clear();
-            scores.extend((start..=pos).map(|j| {
+            scores.resize(group * n, 0.0);
+            for (jj, j) in (start..=pos).enumerate() {
                 T::load(&kc[j * kv_dim + kvh * hd..][..hd], row);
-                dot(qh, row) * p.scale
-            }));
-            ops::softmax_ref(scores);
-            oh.fill(0.0);
-            for (j, &w) in (start..=pos).zip(scores.iter()) {
+                for g in 0..group {
+                    scores[g * n + jj] = dot(&qg[g * hd..(g + 1) * hd], row) * p.scale;
+                }
+            }
+            for g in 0..group {
+                ops::softmax_ref(&mut scores[g * n..(g + 1) * n]);
+            }
+            og.fill(0.0);
+            for (jj, j) in (start..=pos).enumerate() {
                 T::load(&vc[j * kv_dim + kvh * hd..][..hd], row);
-                for (o, &x) in oh.iter_mut().zip(row.iter()) {
-                    *o += w * x;
+                for g in 0..group {
+                    let w = scores[g * n + jj];
+                    for (o, &x) in og[g * hd..(g + 1) * hd].iter_mut().zip(row.iter()) {
+                        *o += w * x;
+                    }
                 }
             }
         },
