@@ -3,7 +3,7 @@
 
 mod gpu_util;
 
-use gpu_util::{assert_close, both, fast, rand_f32, rand_tensor, rng};
+use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng};
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight};
 use infer_kernels::QuantType;
@@ -52,25 +52,30 @@ fn check_matmul(
     step.read(&out);
     let got = step.submit().unwrap()[0].f32();
     let what = format!(
-        "{ty} {rows}x{cols} n_tokens={n_tokens} parts={} f16/sg={}/{}",
+        "{ty} {rows}x{cols} n_tokens={n_tokens} parts={} f16/sg/cpu-kernels={}/{}/{}",
         w.n_parts(),
         ctx.uses_f16(),
-        ctx.uses_subgroups()
+        ctx.uses_subgroups(),
+        ctx.uses_cpu_device_kernels()
     );
     assert_close(&what, &got, &want, MATMUL_REL_TOL);
 }
 
 #[test]
 fn gpu_matvec_and_matmul_match_reference_for_every_type() {
-    // 40 rows: not a multiple of the 32-row tile; 512 columns: two K-quant blocks.
-    let (rows, cols) = (40, 512);
+    // 70 rows: not a multiple of the 32-row tile nor of the 64-row workgroup;
+    // 512 columns: two K-quant blocks, 32 tokens per uniform window of the
+    // CPU-device kernels, so 37 tokens take two windows.
+    let (rows, cols) = (70, 512);
     for (i, ty) in TYPES.into_iter().enumerate() {
         let data = rand_tensor(&mut rng(100 + i as u64), ty, rows, cols);
-        for ctx in both() {
+        for ctx in all() {
             check_matmul(ctx, ty, &data, rows, cols, 1, 7);
         }
-        for n_tokens in [2, 37] {
-            check_matmul(fast(), ty, &data, rows, cols, n_tokens, 8);
+        for ctx in [fast(), gpu_util::other_kernels()] {
+            for n_tokens in [2, 37] {
+                check_matmul(ctx, ty, &data, rows, cols, n_tokens, 8);
+            }
         }
     }
 }
@@ -108,7 +113,14 @@ fn gpu_weights_split_over_parts_give_the_same_results() {
     let ctx = GpuContext::new().unwrap();
     ctx.set_max_weight_part_bytes(4000);
     let (rows, cols) = (70, 256);
-    for ty in [QuantType::Q8_0, QuantType::Q6K, QuantType::F16] {
+    for (ty, cpu_kernels) in [
+        (QuantType::Q8_0, true),
+        (QuantType::Q6K, true),
+        (QuantType::F16, true),
+        (QuantType::Q8_0, false),
+        (QuantType::Q6K, false),
+    ] {
+        ctx.set_cpu_device_kernels(cpu_kernels);
         let data = rand_tensor(&mut rng(300), ty, rows, cols);
         let w = GpuWeight::upload(&ctx, ty, &data, rows, cols).unwrap();
         assert!(w.n_parts() >= 3, "{ty}: {} parts", w.n_parts());

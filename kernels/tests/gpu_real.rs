@@ -7,7 +7,7 @@ mod gpu_util;
 
 use std::path::PathBuf;
 
-use gpu_util::{assert_close, fast, rand_f32, rng};
+use gpu_util::{assert_close, fast, other_kernels, rand_f32, rng};
 use infer_gguf::Gguf;
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight};
@@ -50,8 +50,10 @@ fn check_tensor(ctx: &GpuContext, g: &Gguf, name: &str, ty: QuantType) {
 #[test]
 fn gpu_smollm2_q4_1_and_q8_0_tensors() {
     let g = model("SmolLM2-135M-Instruct.Q4_1.gguf");
-    check_tensor(fast(), &g, "blk.0.ffn_down.weight", QuantType::Q4_1);
-    check_tensor(fast(), &g, "blk.0.attn_v.weight", QuantType::Q4_1);
+    for ctx in [fast(), other_kernels()] {
+        check_tensor(ctx, &g, "blk.0.ffn_down.weight", QuantType::Q4_1);
+        check_tensor(ctx, &g, "blk.0.attn_v.weight", QuantType::Q4_1);
+    }
     check_tensor(fast(), &g, "token_embd.weight", QuantType::Q8_0);
 }
 

@@ -9,6 +9,11 @@ use super::shaders::{assemble, Bind, Kernel, Variant};
 use super::GpuBuffer;
 use crate::KernelError;
 
+/// Bytes of the uniform array through which the CPU-device matmul kernels
+/// read activations (`xu` in `matvec_rows.wgsl`): llvmpipe loads uniforms
+/// with vector gathers or broadcasts, storage buffers one lane at a time.
+pub(crate) const UNIFORM_WINDOW: u64 = 65536;
+
 /// How long a submission may run before we report the device as stuck.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -29,8 +34,10 @@ pub(crate) struct Inner {
     pub limits: wgpu::Limits,
     pub has_f16: bool,
     pub has_subgroup: bool,
-    /// A CPU-emulated device (lavapipe): kernels without barriers win there.
-    pub cpu_device: bool,
+    /// Whether the kernels for CPU-emulated devices (lavapipe: no barriers,
+    /// uniform activations) are chosen; starts as whether the adapter is a
+    /// CPU, tests flip it to run both kernel sets on one adapter.
+    pub cpu_kernels: std::sync::atomic::AtomicBool,
     /// Forces the portable kernels even where f16/subgroups are offered.
     pub portable: std::sync::atomic::AtomicBool,
     /// Weight parts are split so that none exceeds this many bytes.
@@ -128,7 +135,12 @@ impl GpuContext {
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
         let info = adapter.get_info();
-        let cpu_device = info.device_type == wgpu::DeviceType::Cpu;
+        // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type.
+        let cpu_device = match std::env::var("INFER_GPU_KERNELS").as_deref() {
+            Ok("cpu") => true,
+            Ok("gpu") => false,
+            _ => info.device_type == wgpu::DeviceType::Cpu,
+        };
         let offered = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = offered & wanted;
@@ -163,7 +175,7 @@ impl GpuContext {
                 info,
                 has_f16: features.contains(wgpu::Features::SHADER_F16),
                 has_subgroup: features.contains(wgpu::Features::SUBGROUP),
-                cpu_device,
+                cpu_kernels: cpu_device.into(),
                 limits,
                 portable: false.into(),
                 max_part_bytes: max_part.into(),
@@ -220,6 +232,24 @@ impl GpuContext {
                 .inner
                 .portable
                 .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Chooses the kernels made for CPU-emulated devices (one thread per
+    /// output row, no barriers, activations read through a uniform binding)
+    /// when `on`, the workgroup-per-row and tiled kernels for real GPUs when
+    /// off. Defaults to whether the adapter is a CPU; tests flip it to check
+    /// both sets on whatever adapter exists.
+    pub fn set_cpu_device_kernels(&self, on: bool) {
+        self.inner
+            .cpu_kernels
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the kernels for CPU-emulated devices are in use.
+    pub fn uses_cpu_device_kernels(&self) -> bool {
+        self.inner
+            .cpu_kernels
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Caps the bytes of one weight buffer below the device's storage binding
@@ -327,9 +357,17 @@ impl GpuContext {
         Ok(layout.clone())
     }
 
-    /// A raw storage buffer of `bytes` (rounded up to 16), reused from the pool.
+    /// A raw storage buffer of `bytes` (rounded up to 16), reused from the
+    /// pool. With the CPU-device kernels every buffer also has a uniform
+    /// window's worth of slack ([`UNIFORM_WINDOW`] bytes) past its end, so
+    /// that any offset into it can be bound as the kernels' uniform `x`.
     pub(crate) fn raw_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
-        let size = bytes.max(16).div_ceil(16) * 16;
+        let mut size = bytes.max(16).div_ceil(16) * 16;
+        if self.uses_cpu_device_kernels()
+            && size + UNIFORM_WINDOW <= self.inner.limits.max_storage_buffer_binding_size
+        {
+            size += UNIFORM_WINDOW;
+        }
         if size > self.inner.limits.max_storage_buffer_binding_size {
             return Err(KernelError::Gpu(format!(
                 "buffer of {size} bytes exceeds the device's max storage binding of {} bytes",
@@ -349,6 +387,7 @@ impl GpuContext {
             label: Some("activation"),
             size,
             usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,

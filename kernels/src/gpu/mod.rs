@@ -7,6 +7,10 @@
 //!   shader-f16 and subgroups when offered ([`GpuContext::set_portable`]
 //!   forces the portable kernels). Pipelines are compiled once per
 //!   (kernel, variant) and cached.
+//! - On CPU-emulated adapters (lavapipe) the matmuls use kernels made for
+//!   them: a thread per output row, no barriers, activations read through a
+//!   uniform binding ([`GpuContext::set_cpu_device_kernels`]; env
+//!   `INFER_GPU_KERNELS=cpu|gpu` forces one set).
 //! - [`GpuWeight`] is a weight uploaded once, still quantized (F32, F16,
 //!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), split by rows over
 //!   several buffers when larger than the max storage binding.
@@ -133,10 +137,19 @@ impl Readback {
     }
 }
 
+/// A buffer bound at a binding number: a byte range, or the whole buffer
+/// when `size` is `None`.
+struct Bound {
+    binding: u32,
+    buffer: wgpu::Buffer,
+    offset: u64,
+    size: Option<wgpu::BufferSize>,
+}
+
 enum Cmd {
     Dispatch {
         pipeline: Arc<Pipeline>,
-        buffers: Vec<(u32, wgpu::Buffer)>,
+        buffers: Vec<Bound>,
         params: (u64, u64),
         groups: [u32; 3],
     },
@@ -191,6 +204,19 @@ impl GpuStep {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) -> Result<(), KernelError> {
+        let whole: Vec<_> = buffers.iter().map(|&(i, b)| (i, b, 0, None)).collect();
+        self.dispatch_ranges(kernel, p, &whole, groups)
+    }
+
+    /// [`GpuStep::dispatch`] with `(binding, buffer, byte offset, byte size)`
+    /// ranges (`None` = to the end).
+    fn dispatch_ranges<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        p: &P,
+        buffers: &[(u32, &wgpu::Buffer, u64, Option<u64>)],
+        groups: [u32; 3],
+    ) -> Result<(), KernelError> {
         if groups.contains(&0) {
             return Ok(());
         }
@@ -211,7 +237,15 @@ impl GpuStep {
         let bytes = bytemuck::bytes_of(p);
         self.params.resize(off, 0);
         self.params.extend_from_slice(bytes);
-        let buffers = buffers.iter().map(|&(i, b)| (i, b.clone())).collect();
+        let buffers = buffers
+            .iter()
+            .map(|&(binding, b, offset, size)| Bound {
+                binding,
+                buffer: b.clone(),
+                offset,
+                size: size.and_then(wgpu::BufferSize::new),
+            })
+            .collect();
         self.cmds.push(Cmd::Dispatch {
             pipeline,
             buffers,
@@ -364,9 +398,13 @@ impl GpuStep {
                                 size: wgpu::BufferSize::new(*size),
                             }),
                         }];
-                        entries.extend(buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry {
-                            binding: *b,
-                            resource: buf.as_entire_binding(),
+                        entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry {
+                            binding: b.binding,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &b.buffer,
+                                offset: b.offset,
+                                size: b.size,
+                            }),
                         }));
                         let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
                             label: None,

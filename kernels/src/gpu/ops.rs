@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::context::UNIFORM_WINDOW;
 use super::shaders::Kernel;
 use super::{GpuBuffer, GpuContext, GpuStep, GpuWeight};
 use crate::KernelError;
@@ -16,7 +17,8 @@ struct MatParams {
     row0: u32,
     out_rows: u32,
     scale_off: u32,
-    _pad0: u32,
+    /// First output token of the dispatch (the CPU-device kernels' windows).
+    tok0: u32,
     _pad1: u32,
 }
 
@@ -195,7 +197,9 @@ fn u32_of(op: &'static str, v: usize) -> Result<u32, KernelError> {
 
 impl GpuStep {
     /// `out[t*rows + r] = Σ_c W[r][c]·x[t*cols + c]` for `n_tokens` tokens:
-    /// the matvec kernel for one token, the tiled matmul for more.
+    /// the matvec kernel for one token, the tiled matmul for more; with the
+    /// CPU-device kernels ([`GpuContext::set_cpu_device_kernels`]) their
+    /// row-per-thread twins instead.
     pub fn matmul(
         &mut self,
         w: &GpuWeight,
@@ -206,10 +210,10 @@ impl GpuStep {
         const OP: &str = "gpu matmul";
         need(OP, "x", x, n_tokens * w.cols)?;
         need(OP, "out", out, n_tokens * w.rows)?;
-        let rows_per_thread = n_tokens == 1 && self.ctx.inner.cpu_device;
-        let kernel = if rows_per_thread {
-            Kernel::MatvecRows(w.ty)
-        } else if n_tokens == 1 {
+        if self.rows_kernels_fit(w, x, n_tokens) {
+            return self.matmul_rows(w, x, n_tokens, out);
+        }
+        let kernel = if n_tokens == 1 {
             Kernel::Matvec(w.ty)
         } else {
             Kernel::Matmul(w.ty)
@@ -222,12 +226,10 @@ impl GpuStep {
                 row0: part.row0,
                 out_rows: u32_of(OP, w.rows)?,
                 scale_off: part.scale_off,
-                _pad0: 0,
+                tok0: 0,
                 _pad1: 0,
             };
-            let groups = if rows_per_thread {
-                self.groups_2d((part.rows as usize).div_ceil(64))?
-            } else if n_tokens == 1 {
+            let groups = if n_tokens == 1 {
                 self.groups_2d(part.rows as usize)?
             } else {
                 [
@@ -242,6 +244,68 @@ impl GpuStep {
                 &[(1, &part.buffer), (2, x.raw()), (3, out.raw())],
                 groups,
             )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the CPU-device kernels are chosen and can read `x` through
+    /// uniform windows: a token's row fits one window, windows start at
+    /// aligned offsets, and the buffer has the window's slack past its end
+    /// (see `GpuContext::raw_buffer`). Otherwise the real-GPU kernels run.
+    fn rows_kernels_fit(&self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize) -> bool {
+        let lim = &self.ctx.inner.limits;
+        let row_bytes = w.cols as u64 * 4;
+        let last_window = (n_tokens.max(1) as u64 - 1) * row_bytes;
+        self.ctx.uses_cpu_device_kernels()
+            && lim.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+            && row_bytes <= UNIFORM_WINDOW
+            && (n_tokens == 1 || row_bytes % lim.min_uniform_buffer_offset_alignment as u64 == 0)
+            && x.raw().usage().contains(wgpu::BufferUsages::UNIFORM)
+            && x.raw().size() >= last_window + UNIFORM_WINDOW
+    }
+
+    /// The CPU-device matmul: tokens in windows of whole rows of `x` that fit
+    /// one uniform binding, each window one dispatch per weight part.
+    fn matmul_rows(
+        &mut self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu matmul";
+        let row_bytes = w.cols as u64 * 4;
+        let per_window = (UNIFORM_WINDOW / row_bytes) as usize;
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let nt = per_window.min(n_tokens - t0);
+            let x_win = (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW));
+            for part in &w.parts {
+                let p = MatParams {
+                    rows: part.rows,
+                    cols: u32_of(OP, w.cols)?,
+                    n_tokens: u32_of(OP, nt)?,
+                    row0: part.row0,
+                    out_rows: u32_of(OP, w.rows)?,
+                    scale_off: part.scale_off,
+                    tok0: u32_of(OP, t0)?,
+                    _pad1: 0,
+                };
+                let (kernel, groups) = if n_tokens == 1 {
+                    let groups = self.groups_2d((part.rows as usize).div_ceil(64))?;
+                    (Kernel::MatvecRows(w.ty), groups)
+                } else {
+                    let groups = [part.rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1];
+                    (Kernel::MatmulRows(w.ty), groups)
+                };
+                self.dispatch_ranges(
+                    kernel,
+                    &p,
+                    &[(1, &part.buffer, 0, None), x_win, (3, out.raw(), 0, None)],
+                    groups,
+                )?;
+            }
+            t0 += nt;
         }
         Ok(())
     }

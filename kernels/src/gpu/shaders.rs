@@ -18,6 +18,8 @@ pub(crate) enum Kernel {
     /// Matvec with one row per thread, for CPU-emulated devices.
     MatvecRows(QuantType),
     Matmul(QuantType),
+    /// Matmul with one row x 4 tokens per thread, for CPU-emulated devices.
+    MatmulRows(QuantType),
     GetRows(QuantType),
     RmsNorm,
     Rope,
@@ -57,6 +59,7 @@ const QUANT: &str = include_str!("../wgsl/quant.wgsl");
 const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
 const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
+const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
 const ROPE: &str = include_str!("../wgsl/rope.wgsl");
@@ -69,12 +72,29 @@ const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
 
 use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
+/// As B_MAT with x read through a uniform window (the CPU-device kernels).
+const B_MAT_UX: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W)];
 const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
 const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
 const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
+
+/// The `block_dot` snippet of `matvec_rows.wgsl` for a weight type: a
+/// whole-block version where one is written, else the generic one over
+/// `dq4` with its step `QB` in quads.
+fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
+    const GENERIC: &str = include_str!("../wgsl/block_dot.wgsl");
+    match ty {
+        QuantType::Q4_0 => vec![include_str!("../wgsl/block_dot_q4_0.wgsl")],
+        QuantType::Q4_1 => vec![include_str!("../wgsl/block_dot_q4_1.wgsl")],
+        QuantType::Q8_0 => vec![include_str!("../wgsl/block_dot_q8_0.wgsl")],
+        // Rows of F32/F16 are only multiples of 4 long.
+        QuantType::F32 | QuantType::F16 => vec!["const QB: u32 = 1u;\n", GENERIC],
+        _ => vec!["const QB: u32 = 8u;\n", GENERIC],
+    }
+}
 
 /// The dequantization snippet of a weight type, or `None` if the GPU path
 /// does not handle that type.
@@ -117,9 +137,17 @@ impl Kernel {
             ),
             Kernel::MatvecRows(ty) => spec(
                 "matvec_rows",
-                vec![MATVEC_ROWS, QUANT, quant(ty)?],
+                [vec![MATVEC_ROWS, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
                 "main",
-                B_MAT,
+                B_MAT_UX,
+                false,
+                false,
+            ),
+            Kernel::MatmulRows(ty) => spec(
+                "matmul_rows",
+                vec![MATMUL_ROWS, QUANT, quant(ty)?],
+                "main",
+                B_MAT_UX,
                 false,
                 false,
             ),

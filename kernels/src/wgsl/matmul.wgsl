@@ -10,7 +10,7 @@ struct MatParams {
     row0: u32,
     out_rows: u32,
     scale_off: u32,
-    _pad0: u32,
+    tok0: u32,
     _pad1: u32,
 }
 

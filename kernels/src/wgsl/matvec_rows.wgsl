@@ -1,11 +1,14 @@
-// Matrix-vector product (decode), one row per thread: out[t*out_rows + row0 + r]
-// = sum_c W[r][c] * x[t*cols + c], for one row-part of a weight.
-// Bindings: 0 uniform MatParams, 1 weights (re-laid blocks, u32), 2 x (vec4 f32),
-// 3 out (f32). Workgroup: 64 threads, thread i takes row 64*group + i whole and
-// dequantizes it quad by quad with dq4() from the quant_<type> snippet.
-// No barriers and no shared memory: the variant for CPU-emulated devices
-// (lavapipe), which run a workgroup's threads as SIMD lanes and pay a context
-// switch per barrier; `matvec.wgsl` (a workgroup per row) suits real GPUs.
+// Matrix-vector product (decode) for CPU-emulated devices, one row per
+// thread: out[tok0*out_rows + row0 + r] = sum_c W[r][c] * x[c], for one
+// row-part of a weight. Bindings: 0 uniform MatParams, 1 weights (re-laid
+// blocks, u32), 2 x (uniform window of 4096 vec4, the token's row at its
+// start), 3 out (f32). Workgroup: 64 threads, thread i takes row
+// 64*group + i whole, a block at a time with block_dot() from the
+// block_dot[_<type>] snippet (scales decoded once per block).
+// Why this shape: llvmpipe runs a workgroup's threads as SIMD lanes, pays a
+// coroutine switch per barrier and loads from storage buffers one lane at a
+// time, while uniform loads are vector gathers. `matvec.wgsl` (a workgroup
+// per row) suits real GPUs.
 const WG: u32 = 64u;
 
 struct MatParams {
@@ -15,14 +18,18 @@ struct MatParams {
     row0: u32,
     out_rows: u32,
     scale_off: u32,
-    _pad0: u32,
+    tok0: u32,
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatParams;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> xu: array<vec4<f32>, 4096>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn xv(i: u32) -> vec4<f32> {
+    return xu[i];
+}
 
 @compute @workgroup_size(64)
 fn main(
@@ -31,12 +38,10 @@ fn main(
 ) {
     let r = gid.y * nwg.x * WG + gid.x;
     if r >= p.rows { return; }
-    let nq = p.cols / 4u;
-    for (var t = 0u; t < p.n_tokens; t++) {
-        var acc = 0.0;
-        for (var q = 0u; q < nq; q++) {
-            acc += dot(dq4(r, q), x[t * nq + q]);
-        }
-        out[t * p.out_rows + p.row0 + r] = acc;
+    let nb = p.cols / (4u * QB);
+    var acc = 0.0;
+    for (var b = 0u; b < nb; b++) {
+        acc += block_dot(r, b, b * QB);
     }
+    out[p.tok0 * p.out_rows + p.row0 + r] = acc;
 }

@@ -35,6 +35,23 @@ pub fn both() -> [&'static GpuContext; 2] {
     [fast(), portable()]
 }
 
+/// A context on the other kernel set than the adapter's default: the
+/// CPU-device kernels (row per thread, no barriers) on a real GPU, the
+/// real-GPU kernels (workgroup per row, tiled) on lavapipe.
+pub fn other_kernels() -> &'static GpuContext {
+    static C: OnceLock<GpuContext> = OnceLock::new();
+    C.get_or_init(|| {
+        let ctx = open(false);
+        ctx.set_cpu_device_kernels(!ctx.uses_cpu_device_kernels());
+        ctx
+    })
+}
+
+/// Every kernel path: fast, portable and the other kernel set.
+pub fn all() -> [&'static GpuContext; 3] {
+    [fast(), portable(), other_kernels()]
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
