@@ -58,10 +58,7 @@ fn attention(c: &mut Criterion) {
 
 fn decode(c: &mut Criterion) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.is_file() {
-        eprintln!("decode/smollm2 skipped: {} missing (scripts/fetch-models.sh)", path.display());
-        return;
-    }
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh", path.display());
     let model: Arc<Model> =
         Model::load(&path, ModelOptions { prefault: true, ..Default::default() }).expect("loading SmolLM2");
     let mut s = model.session(SessionParams { n_ctx: 64, ..Default::default() }).expect("session");
