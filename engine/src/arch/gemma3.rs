@@ -5,7 +5,7 @@
 
 use infer_gguf::Gguf;
 
-use super::{check_heads, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
+use super::{check_heads, common_config, output_head, Arch, ArchKind, KeyDefaults, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -17,32 +17,14 @@ const ROPE_BASE_SWA: f32 = 10_000.0;
 
 /// Reads `gemma3.*` hyper-parameters.
 pub fn config(g: &Gguf) -> Result<ModelConfig> {
-    let dim = key_usize(g, "embedding_length")?;
-    let n_heads = key_usize(g, "attention.head_count")?;
-    let n_kv_heads = g.arch_u32_opt("attention.head_count_kv")?.map_or(n_heads, |v| v as usize);
-    let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
-    let n_layers = key_usize(g, "block_count")?;
+    let mut c =
+        common_config(g, ArchKind::Gemma3, KeyDefaults { n_ctx_train: 32768, rms_eps: 1e-6, rope_base: 1_000_000.0 })?;
     let pattern = g.arch_u32_opt("attention.sliding_window_pattern")?.map_or(SWA_PATTERN, |v| v as usize).max(1);
-    let c = ModelConfig {
-        arch: ArchKind::Gemma3,
-        n_layers,
-        dim,
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        ffn_dim: key_usize(g, "feed_forward_length")?,
-        vocab: vocab_size(g)?,
-        n_ctx_train: g.arch_u32_opt("context_length")?.unwrap_or(32768) as usize,
-        rms_eps: g.arch_f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
-        rope_base: g.arch_f32_opt("rope.freq_base")?.unwrap_or(1_000_000.0),
-        rope_base_swa: ROPE_BASE_SWA,
-        rope_freq_scale: 1.0 / g.arch_f32_opt("rope.scaling.factor")?.filter(|&f| f > 0.0).unwrap_or(1.0),
-        rope_neox: true,
-        sliding_window: g.arch_u32_opt("attention.sliding_window")?.unwrap_or(0) as usize,
-        swa_layers: (0..n_layers).map(|l| l % pattern < pattern - 1).collect(),
-        // The attention scale comes from the key length, not dim / n_heads.
-        attn_scale: 1.0 / (head_dim as f32).sqrt(),
-    };
+    c.rope_base_swa = ROPE_BASE_SWA;
+    c.rope_neox = true;
+    c.sliding_window = g.arch_u32_opt("attention.sliding_window")?.unwrap_or(0) as usize;
+    c.swa_layers = (0..c.n_layers).map(|l| l % pattern < pattern - 1).collect();
+    // The attention scale comes from the key length (set by common_config), not dim / n_heads.
     check_heads(g, &c)?;
     Ok(c)
 }

@@ -4,37 +4,14 @@
 
 use infer_gguf::Gguf;
 
-use super::{check_heads, output_head, key_usize, vocab_size, Arch, ArchKind, Logits, ModelConfig};
+use super::{check_heads, common_config, output_head, Arch, ArchKind, KeyDefaults, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
 
 /// Reads `llama.*` hyper-parameters.
 pub fn config(g: &Gguf) -> Result<ModelConfig> {
-    let dim = key_usize(g, "embedding_length")?;
-    let n_heads = key_usize(g, "attention.head_count")?;
-    let n_kv_heads = g.arch_u32_opt("attention.head_count_kv")?.map_or(n_heads, |v| v as usize);
-    let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
-    let n_layers = key_usize(g, "block_count")?;
-    let c = ModelConfig {
-        arch: ArchKind::Llama,
-        n_layers,
-        dim,
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        ffn_dim: key_usize(g, "feed_forward_length")?,
-        vocab: vocab_size(g)?,
-        n_ctx_train: g.arch_u32_opt("context_length")?.unwrap_or(4096) as usize,
-        rms_eps: g.arch_f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
-        rope_base: g.arch_f32_opt("rope.freq_base")?.unwrap_or(10_000.0),
-        rope_base_swa: 10_000.0,
-        rope_freq_scale: 1.0 / g.arch_f32_opt("rope.scaling.factor")?.filter(|&f| f > 0.0).unwrap_or(1.0),
-        rope_neox: false,
-        sliding_window: 0,
-        swa_layers: vec![false; n_layers],
-        attn_scale: 1.0 / (head_dim as f32).sqrt(),
-    };
+    let c = common_config(g, ArchKind::Llama, KeyDefaults { n_ctx_train: 4096, rms_eps: 1e-5, rope_base: 10_000.0 })?;
     check_heads(g, &c)?;
     Ok(c)
 }

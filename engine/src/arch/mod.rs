@@ -138,6 +138,41 @@ impl Arch {
     }
 }
 
+/// Defaults an architecture uses for keys a file may omit.
+pub(crate) struct KeyDefaults {
+    pub n_ctx_train: u32,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+}
+
+/// Reads the `{arch}.*` keys shared by the supported architectures; the
+/// architecture then sets its own RoPE ordering, sliding window and scale.
+pub(crate) fn common_config(g: &Gguf, arch: ArchKind, d: KeyDefaults) -> Result<ModelConfig> {
+    let dim = key_usize(g, "embedding_length")?;
+    let n_heads = key_usize(g, "attention.head_count")?;
+    let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
+    let n_layers = key_usize(g, "block_count")?;
+    Ok(ModelConfig {
+        arch,
+        n_layers,
+        dim,
+        n_heads,
+        n_kv_heads: g.arch_u32_opt("attention.head_count_kv")?.map_or(n_heads, |v| v as usize),
+        head_dim,
+        ffn_dim: key_usize(g, "feed_forward_length")?,
+        vocab: vocab_size(g)?,
+        n_ctx_train: g.arch_u32_opt("context_length")?.unwrap_or(d.n_ctx_train) as usize,
+        rms_eps: g.arch_f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(d.rms_eps),
+        rope_base: g.arch_f32_opt("rope.freq_base")?.unwrap_or(d.rope_base),
+        rope_base_swa: d.rope_base,
+        rope_freq_scale: 1.0 / g.arch_f32_opt("rope.scaling.factor")?.filter(|&f| f > 0.0).unwrap_or(1.0),
+        rope_neox: false,
+        sliding_window: 0,
+        swa_layers: vec![false; n_layers],
+        attn_scale: 1.0 / (head_dim as f32).sqrt(),
+    })
+}
+
 /// Reads an architecture key that must be present and non-zero.
 pub(crate) fn key_usize(g: &Gguf, suffix: &str) -> Result<usize> {
     let v = g.arch_u32(suffix)? as usize;
