@@ -24,7 +24,7 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let model = args.model.load()?;
+    let model = args.model.load_for_ctx(args.gen.ctx)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();

@@ -27,7 +27,7 @@ pub struct PerplexityArgs {
 
 pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let model = args.model.load()?;
+    let model = args.model.load_for_ctx(args.ctx)?;
     let tokens = model.tokenizer().encode(&text, true, true)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);

@@ -40,7 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !chat && prompt.as_deref().is_none_or(str::is_empty) {
         anyhow::bail!("the prompt is empty: give PROMPT or -p TEXT");
     }
-    let model = args.model.load()?;
+    let model = args.model.load_for_ctx(args.gen.ctx)?;
     let prompt_ids = if chat {
         let mut messages = match &args.messages {
             Some(p) => read_messages(p)?,
