@@ -5,7 +5,7 @@
 
 use infer_gguf::Gguf;
 
-use super::{check_heads, common_config, output_head, Arch, ArchKind, KeyDefaults, Logits, ModelConfig};
+use super::{common_config, output_head, Arch, ArchKind, KeyDefaults, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -25,7 +25,6 @@ pub fn config(g: &Gguf) -> Result<ModelConfig> {
     c.sliding_window = g.arch_u32_opt("attention.sliding_window")?.unwrap_or(0) as usize;
     c.swa_layers = (0..c.n_layers).map(|l| l % pattern < pattern - 1).collect();
     // The attention scale comes from the key length (set by common_config), not dim / n_heads.
-    check_heads(g, &c)?;
     Ok(c)
 }
 

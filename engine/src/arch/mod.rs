@@ -145,14 +145,14 @@ pub(crate) struct KeyDefaults {
     pub rope_base: f32,
 }
 
-/// Reads the `{arch}.*` keys shared by the supported architectures; the
+/// Reads (and checks) the `{arch}.*` keys shared by the supported architectures; the
 /// architecture then sets its own RoPE ordering, sliding window and scale.
 pub(crate) fn common_config(g: &Gguf, arch: ArchKind, d: KeyDefaults) -> Result<ModelConfig> {
     let dim = key_usize(g, "embedding_length")?;
     let n_heads = key_usize(g, "attention.head_count")?;
     let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
     let n_layers = key_usize(g, "block_count")?;
-    Ok(ModelConfig {
+    let c = ModelConfig {
         arch,
         n_layers,
         dim,
@@ -170,7 +170,9 @@ pub(crate) fn common_config(g: &Gguf, arch: ArchKind, d: KeyDefaults) -> Result<
         sliding_window: 0,
         swa_layers: vec![false; n_layers],
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
-    })
+    };
+    check_heads(g, &c)?;
+    Ok(c)
 }
 
 /// Reads an architecture key that must be present and non-zero.
