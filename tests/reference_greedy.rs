@@ -1,21 +1,26 @@
 //! Greedy generation on the CPU against llama.cpp's reference: the first 16
 //! ids for at least 4 of 5 prompts, and the first step's log-probability of
-//! llama.cpp's chosen token within 0.1 nats.
+//! llama.cpp's chosen token within 0.1 nats; and, teacher-forced along
+//! llama.cpp's 32 recorded tokens, the log-probability of every one of them
+//! close to llama.cpp's (see docs/PARITY.md for why gemma3 needs the latter).
 
 mod common;
 
 use common::*;
-use infer_engine::{perplexity::log_softmax_at, GenerateOptions, Model, ModelOptions, SamplerParams, SessionParams};
+use infer_engine::{perplexity::log_softmax_at, GenerateOptions, Logits, Model, ModelOptions, SamplerParams, SessionParams};
 
 /// How far our first-step log-probability may be from llama.cpp's.
 const FIRST_STEP_LOGPROB_TOL: f64 = 0.1;
 const GREEDY_IDS: usize = 16;
-/// Gemma 3 does not reach the bar yet (0.1 nats, 4 of 5 prompts):
-/// its first-step log-probabilities differ from llama.cpp's by up to ~0.3
-/// nats and greedy text diverges after 6–11 tokens on 2–4 of 5 prompts (which
-/// ones moves with any rounding change: the model sits on near-ties), although
-/// its perplexity is within 1% (tests/reference_perplexity.rs). These looser
-/// bounds pin what holds today so that it cannot get worse.
+/// Gemma 3 does not reach the bar (0.1 nats, 4 of 5 prompts), and
+/// neither does llama.cpp itself: the same build on the same machine kind,
+/// with flash attention on or off, weight repacking on or off, or another
+/// batch size, reproduces the reference's 16 greedy ids on only 1–3 of the 5
+/// prompts, and its first-step log-probabilities move by up to 0.18 nats
+/// between those settings (docs/PARITY.md has the measurements). The model
+/// sits on near-ties that any rounding difference tips. These bounds pin what
+/// holds today; `gemma3_teacher_forced_logprobs_match_llama_cpp` is the
+/// check with teeth.
 const GEMMA3_FIRST_STEP_LOGPROB_TOL: f64 = 0.35;
 const GEMMA3_MIN_MATCHED: usize = 1;
 
@@ -81,4 +86,66 @@ fn smollm2_greedy_matches_llama_cpp() {
 #[test]
 fn gemma3_greedy_matches_llama_cpp() {
     check_model(GEMMA3, GEMMA3_FIRST_STEP_LOGPROB_TOL, GEMMA3_MIN_MATCHED);
+}
+
+/// Teacher-forced parity: feed llama.cpp's own 32 greedy tokens and compare,
+/// at every step, our log-probability of its token with its figure. This
+/// checks the whole trajectory without depending on who wins a near-tie.
+/// Bounds: the median difference (llama.cpp's own settings differ from its
+/// reference by medians of 0.004–0.053 nats and maxima of 0.09–0.39 nats),
+/// the largest one, and how far below our top logit llama.cpp's token may
+/// sit (a near-tie, not a different opinion).
+const TF_MEDIAN_TOL: f64 = 0.05;
+const TF_MAX_TOL: f64 = 0.4;
+const TF_MAX_GAP: f32 = 0.6;
+
+fn check_teacher_forced(name: &str) {
+    let model = Model::load(model_path(name), ModelOptions::default()).unwrap();
+    let r = reference(&format!("{}.llamacpp.json", stem(name)));
+    let mut diffs = Vec::new();
+    let mut worst_gap = 0f32;
+    for case in r["greedy"].as_array().unwrap() {
+        let steps = case["steps"].as_array().unwrap();
+        // Steps merged over an incomplete UTF-8 piece do not line up with tokens.
+        if steps.len() != case["tokens"].as_array().unwrap().len() {
+            continue;
+        }
+        let prompt = ids(&case["prompt_ids"]);
+        let mut s = model.session(SessionParams::default()).unwrap();
+        let mut logits = s.load_prompt(&prompt).unwrap().to_vec();
+        for (i, st) in steps.iter().enumerate() {
+            let id = st["id"].as_u64().unwrap() as u32;
+            let theirs = st["logprob"].as_f64().unwrap();
+            let ours = log_softmax_at(&logits, id as usize);
+            let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let gap = top - logits[id as usize];
+            assert!(
+                gap <= TF_MAX_GAP,
+                "{name}: {:?} step {i}: llama.cpp's token {id} is {gap} below our top logit",
+                case["prompt"]
+            );
+            worst_gap = worst_gap.max(gap);
+            diffs.push((ours - theirs).abs());
+            logits = s.eval(&[id], Logits::Last).unwrap().to_vec();
+        }
+    }
+    diffs.sort_by(|a, b| a.total_cmp(b));
+    let (median, max) = (diffs[diffs.len() / 2], diffs[diffs.len() - 1]);
+    eprintln!(
+        "{name}: teacher-forced over {} steps: |logprob diff| median {median:.4}, max {max:.4}; worst gap {worst_gap:.3}",
+        diffs.len()
+    );
+    assert!(diffs.len() >= 4 * 32, "{name}: only {} comparable steps", diffs.len());
+    assert!(median <= TF_MEDIAN_TOL, "{name}: median teacher-forced logprob difference {median}");
+    assert!(max <= TF_MAX_TOL, "{name}: largest teacher-forced logprob difference {max}");
+}
+
+#[test]
+fn smollm2_teacher_forced_logprobs_match_llama_cpp() {
+    check_teacher_forced(SMOLLM2);
+}
+
+#[test]
+fn gemma3_teacher_forced_logprobs_match_llama_cpp() {
+    check_teacher_forced(GEMMA3);
 }
