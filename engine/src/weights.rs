@@ -1,10 +1,10 @@
 //! The weight table: every tensor a model uses, by id, borrowed from the mmap.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use infer_gguf::{Gguf, QuantType};
-use infer_kernels::cpu::QMatrix;
+use infer_kernels::cpu::{PackedMatrix, QMatrix};
 
 use crate::error::{EngineError, Result};
 
@@ -31,11 +31,18 @@ pub struct WeightInfo {
 pub struct WeightTable {
     gguf: Arc<Gguf>,
     infos: Vec<WeightInfo>,
+    /// Repacked copies for the CPU kernels, made on first CPU use (so layers
+    /// that live on the GPU never get one).
+    packed: Vec<OnceLock<Option<PackedMatrix>>>,
+    repack: bool,
 }
 
 impl WeightTable {
+    /// `INFER_CPU_REPACK=0` keeps every matrix in its file layout (for
+    /// measuring what repacking buys).
     pub fn new(gguf: Arc<Gguf>) -> Self {
-        WeightTable { gguf, infos: Vec::new() }
+        let repack = std::env::var("INFER_CPU_REPACK").map_or(true, |v| v != "0");
+        WeightTable { gguf, infos: Vec::new(), packed: Vec::new(), repack }
     }
 
     /// The file the weights live in.
@@ -58,7 +65,9 @@ impl WeightTable {
 
     /// Registers a tensor that may be absent (tied output head, optional norms).
     pub fn optional(&mut self, name: &str, shape: &[u64]) -> Result<Option<WeightId>> {
-        let Some(t) = self.gguf.tensor_info(name) else { return Ok(None) };
+        let Some(t) = self.gguf.tensor_info(name) else {
+            return Ok(None);
+        };
         let mut got = t.dims.clone();
         while got.len() > 1 && got.last() == Some(&1) {
             got.pop();
@@ -86,6 +95,7 @@ impl WeightTable {
             start: (self.gguf.data_offset() + t.offset) as usize,
             n_bytes: t.n_bytes as usize,
         });
+        self.packed.push(OnceLock::new());
         Ok(Some(WeightId(self.infos.len() - 1)))
     }
 
@@ -106,7 +116,27 @@ impl WeightTable {
     /// The tensor as a quantized matrix for the CPU kernels.
     pub fn matrix(&self, id: WeightId) -> QMatrix<'_> {
         let i = &self.infos[id.0];
-        QMatrix { ty: i.ty, data: self.bytes(id), rows: i.rows, cols: i.cols }
+        QMatrix { ty: i.ty, data: self.bytes(id), rows: i.rows, cols: i.cols, packed: None }
+    }
+
+    /// The tensor for the CPU matmuls: with a repacked copy where the CPU
+    /// kernels have a faster layout for it (Q4_0, made on the first call).
+    pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
+        let m = self.matrix(id);
+        if !self.repack || !PackedMatrix::packs(m.ty, m.rows) {
+            return m;
+        }
+        // The CPU reads the copy from now on; the file's pages can go as
+        // they are copied (an embedding lookup faults its rows back in).
+        let start = self.infos[id.0].start;
+        let release = |off: usize, len: usize| self.gguf.release(start + off, len);
+        let packed = self.packed[id.0].get_or_init(|| PackedMatrix::pack_releasing(&m, &release));
+        QMatrix { packed: packed.as_ref(), ..m }
+    }
+
+    /// Bytes of the repacked copies made so far.
+    pub fn packed_bytes(&self) -> usize {
+        self.packed.iter().filter_map(|p| p.get().and_then(|p| p.as_ref())).map(|p| p.bytes()).sum()
     }
 
     /// The tensor as f32 values: borrowed when it is F32 and aligned, else dequantized.

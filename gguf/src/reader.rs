@@ -161,6 +161,26 @@ impl Gguf {
     pub fn bytes(&self) -> &[u8] {
         &self.mmap
     }
+    /// Lets the OS drop the resident pages of `bytes()[offset..offset + len]`
+    /// (e.g. a tensor that was copied into another layout); a later read
+    /// loads them from the file again. Only whole pages inside the range go.
+    /// A hint: failures are ignored.
+    pub fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let end = offset.saturating_add(len).min(self.mmap.len()) / PAGE * PAGE;
+            let start = offset.div_ceil(PAGE) * PAGE;
+            if end > start {
+                // SAFETY: the map is a read-only, shared mapping of the file:
+                // dropped pages are re-read from the file, never lost.
+                let _ =
+                    unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
     /// All metadata in file order.
     pub fn metadata(&self) -> &[(String, Value)] {
         &self.metadata
@@ -259,9 +279,7 @@ impl Gguf {
                 | ValueType::U64
                 | ValueType::I64,
                 items,
-            ) => {
-                items.iter().map(|x| self.int_of(key, x, "i32")).collect()
-            }
+            ) => items.iter().map(|x| self.int_of(key, x, "i32")).collect(),
             v => Err(self.wrong_type(key, "array<i32>", v)),
         }
     }
@@ -414,7 +432,13 @@ impl<'a> Cursor<'a> {
         let n = self.u64(what)?;
         let left = self.left();
         if n.checked_mul(min_each).is_none_or(|b| b > left) {
-            return Err(GgufError::CountTooLarge { path: self.path.into(), offset, what: what.to_string(), value: n, left });
+            return Err(GgufError::CountTooLarge {
+                path: self.path.into(),
+                offset,
+                what: what.to_string(),
+                value: n,
+                left,
+            });
         }
         Ok(n as usize)
     }
@@ -551,11 +575,15 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
         for index in 0..n_dims as usize {
             let d_off = c.pos as u64;
             let d = c.u64("tensor dimension")?;
-            let bad = |why| GgufError::BadDim { path: path.into(), name: name.clone(), index, value: d, offset: d_off, why };
+            let bad =
+                |why| GgufError::BadDim { path: path.into(), name: name.clone(), index, value: d, offset: d_off, why };
             if d == 0 {
                 return Err(bad("zero"));
             }
-            n_elements = n_elements.checked_mul(d).filter(|&n| n <= i64::MAX as u64).ok_or_else(|| bad("element count overflows"))?;
+            n_elements = n_elements
+                .checked_mul(d)
+                .filter(|&n| n <= i64::MAX as u64)
+                .ok_or_else(|| bad("element count overflows"))?;
             dims.push(d);
         }
         if dims.is_empty() {

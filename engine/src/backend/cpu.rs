@@ -107,7 +107,7 @@ impl Backend for CpuBackend {
 
     fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()> {
         let weights = self.weights.clone();
-        let m = weights.matrix(w);
+        let m = weights.cpu_matrix(w);
         let n = self.n_tokens;
         self.ensure(out, m.rows * n);
         let mut o = self.take(out);
@@ -132,7 +132,7 @@ impl Backend for CpuBackend {
             return Ok(());
         }
         // Fixed-size arrays: no allocation per call.
-        let mats: [_; MAX_MULTI] = std::array::from_fn(|i| weights.matrix(ws[i.min(k - 1)].0));
+        let mats: [_; MAX_MULTI] = std::array::from_fn(|i| weights.cpu_matrix(ws[i.min(k - 1)].0));
         for (m, &(_, out)) in mats.iter().zip(ws) {
             self.ensure(out, m.rows * n);
         }

@@ -14,10 +14,13 @@
 //! outputs `n_tokens × rows`.
 
 mod quantize;
+pub mod repack;
 mod tiled;
 pub mod vec_dot;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed;
 
 use std::cell::RefCell;
 
@@ -28,6 +31,7 @@ use crate::dequant;
 use crate::KernelError;
 
 pub use quantize::{quantize_q8_act, quantize_q8_k, BlockQ8Act};
+pub use repack::{matmul_packed_with, PackedMatrix};
 pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};
 
 /// A borrowed quantized weight matrix, `rows × cols`.
@@ -38,6 +42,9 @@ pub struct QMatrix<'a> {
     pub data: &'a [u8],
     pub rows: usize,
     pub cols: usize,
+    /// The same matrix repacked for the CPU kernels, when the owner made
+    /// one ([`PackedMatrix::pack`]); the CPU matmuls then read it instead of `data`.
+    pub packed: Option<&'a PackedMatrix>,
 }
 
 impl<'a> QMatrix<'a> {
@@ -55,7 +62,7 @@ impl<'a> QMatrix<'a> {
                 format!("{rows}×{cols} {ty} needs {want:?} bytes, got {}", data.len()),
             ));
         }
-        Ok(QMatrix { ty, data, rows, cols })
+        Ok(QMatrix { ty, data, rows, cols, packed: None })
     }
 
     /// Bytes of one row.

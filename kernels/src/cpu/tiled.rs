@@ -33,9 +33,8 @@ impl Isa {
         let mut v = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
+            let avx2 =
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
             if avx2 {
                 v.push(Isa::Avx2);
                 if is_x86_feature_detected!("avx512f")
@@ -125,6 +124,20 @@ pub fn matmul_multi_with(
     if !Isa::available().contains(&isa) {
         return Err(KernelError::Unsupported(ws[0].ty, "matmul on an instruction set this CPU lacks"));
     }
+    // Repacked copies, when every matrix has one that matches it.
+    if let Some(p0) = ws[0].packed {
+        let mut packed = [p0; MAX_MULTI];
+        let mut all = true;
+        for (p, w) in packed.iter_mut().zip(ws) {
+            match w.packed {
+                Some(m) if m.ty == w.ty && m.rows == w.rows && m.cols == w.cols => *p = m,
+                _ => all = false,
+            }
+        }
+        if all {
+            return super::matmul_packed_with(isa, &packed[..ws.len()], x, n_tokens, outs);
+        }
+    }
     let a = Args { ws, x, n_tokens, outs };
     macro_rules! go {
         ($W:ty, $A:ty, $quant:path, $simd:ident, $scalar:path) => {
@@ -174,7 +187,11 @@ struct Args<'a, 'w, 'o> {
 /// Quantizes the activations, then computes row chunks of every matrix in
 /// one parallel loop. `kern` computes `o[t] = w_row · x[t]` for
 /// `t < nt ≤ TOKENS_PER_PASS`, with `x` holding `nt` rows of `w_row.len()` blocks.
-fn run<W: Block + Sync, A: Pod + Send + Sync, K>(a: Args, quant: fn(&[f32], &mut [A]), kern: K) -> Result<(), KernelError>
+fn run<W: Block + Sync, A: Pod + Send + Sync, K>(
+    a: Args,
+    quant: fn(&[f32], &mut [A]),
+    kern: K,
+) -> Result<(), KernelError>
 where
     K: Fn(&[W], &[A], usize, &mut [f32]) + Sync,
 {

@@ -1,0 +1,107 @@
+//! Repacked Q4_0, Q5_0 and Q8_0 (eight interleaved rows): every instruction set
+//! against the row-major integer kernels on the same matrix, and the packed
+//! layout's scalar spec against a hand-built integer dot product.
+
+use infer_gguf::QuantType;
+use infer_kernels::cpu::repack::{vec_dot_q4_0x8, PACK_ROWS};
+use infer_kernels::cpu::{matmul_with, quantize_q8_act, BlockQ8Act, Isa, PackedMatrix, QMatrix};
+use rand::{Rng, SeedableRng};
+
+/// Relative to the largest output: the packed kernels sum each block's
+/// integers exactly where the row-major ones sum 8 float lanes, so they
+/// agree to f32 rounding.
+const TOL: f32 = 1e-5;
+
+fn random_q4_0(rng: &mut rand::rngs::StdRng, rows: usize, cols: usize) -> Vec<u8> {
+    random_blocks(rng, QuantType::Q4_0, rows, cols)
+}
+
+/// Random quants with a small f16 scale leading each block.
+fn random_blocks(rng: &mut rand::rngs::StdRng, ty: QuantType, rows: usize, cols: usize) -> Vec<u8> {
+    let bpb = ty.block_bytes();
+    let mut data = vec![0u8; rows * cols / 32 * bpb];
+    rng.fill(&mut data[..]);
+    for b in data.chunks_mut(bpb) {
+        let d = half::f16::from_f32(rng.random_range(0.001..0.02));
+        b[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+    }
+    data
+}
+
+fn max_rel(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+#[test]
+fn packed_matches_row_major_on_every_isa() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for ty in [QuantType::Q4_0, QuantType::Q5_0, QuantType::Q8_0] {
+        check_packed(&mut rng, ty);
+    }
+}
+
+fn check_packed(rng: &mut rand::rngs::StdRng, ty: QuantType) {
+    for (rows, cols) in [(8usize, 32usize), (64, 256), (136, 576), (256, 2048)] {
+        let data = random_blocks(rng, ty, rows, cols);
+        let plain = QMatrix::new(ty, &data, rows, cols).unwrap();
+        let packed = PackedMatrix::pack(&plain).expect("a matrix of 8k rows packs");
+        assert_eq!(packed.bytes(), data.len(), "the packed copy is as big as the original");
+        let with_pack = QMatrix { packed: Some(&packed), ..plain };
+        for n_tokens in [1usize, 2, 3, 5, 8, 13, 17] {
+            let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let mut want = vec![0.0; rows * n_tokens];
+            matmul_with(Isa::Scalar, &plain, &x, n_tokens, &mut want).unwrap();
+            for isa in Isa::available() {
+                let mut got = vec![0.0; rows * n_tokens];
+                matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
+                let e = max_rel(&got, &want);
+                assert!(e < TOL, "{ty} {isa:?} {rows}×{cols} n_tokens {n_tokens}: rel error {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_spec_is_the_integer_dot_product() {
+    // One group, one token: the spec's sums against a hand-built dot product.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (rows, cols) = (PACK_ROWS, 64);
+    let data = random_q4_0(&mut rng, rows, cols);
+    let plain = QMatrix::new(QuantType::Q4_0, &data, rows, cols).unwrap();
+    let packed = PackedMatrix::pack(&plain).unwrap();
+    let x: Vec<f32> = (0..cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut acts = vec![BlockQ8Act { d: 0.0, s: 0.0, qs: [0; 32] }; cols / 32];
+    quantize_q8_act(&x, &mut acts);
+    let mut out = [0.0f32; PACK_ROWS];
+    let blocks: Vec<_> = (0..cols / 32).map(|b| packed_block(&packed, b)).collect();
+    vec_dot_q4_0x8(&blocks, &acts, 1, &mut out);
+    for r in 0..rows {
+        let mut want = 0.0f32;
+        for (b, xb) in acts.iter().enumerate() {
+            let blk = &data[(r * cols / 32 + b) * 18..][..18];
+            let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+            let mut s = 0i32;
+            for j in 0..16 {
+                s += ((blk[2 + j] & 0xF) as i32 - 8) * xb.qs[j] as i32;
+                s += ((blk[2 + j] >> 4) as i32 - 8) * xb.qs[16 + j] as i32;
+            }
+            want += d * xb.d * s as f32;
+        }
+        assert!((out[r] - want).abs() <= 1e-5 * want.abs().max(1.0), "row {r}: {} vs {want}", out[r]);
+    }
+}
+
+fn packed_block(p: &PackedMatrix, b: usize) -> infer_kernels::cpu::repack::BlockQ4_0x8 {
+    p.group_q4_0(0).expect("a Q4_0 packed matrix")[b]
+}
+
+#[test]
+fn only_packable_types_with_whole_row_groups_pack() {
+    let data = vec![0u8; 12 * 18];
+    let w = QMatrix::new(QuantType::Q4_0, &data, 12, 32).unwrap();
+    assert!(PackedMatrix::pack(&w).is_none(), "12 rows is not a whole number of 8-row groups");
+    let data = vec![0u8; 8 * 20];
+    let w = QMatrix::new(QuantType::Q4_1, &data, 8, 32).unwrap();
+    assert!(PackedMatrix::pack(&w).is_none(), "Q4_1 has no packed layout");
+}
