@@ -274,49 +274,112 @@ fn attend<T: KvElem>(kc: &mut [T], vc: &mut [T], qs: &[f32], ks: &[f32], vs: &[f
     let p = &b.p;
     let hd = p.head_dim;
     let kv_dim = p.n_kv_heads * hd;
-    let q_dim = p.n_heads * hd;
     let (n, pos0) = (b.n, b.pos0);
     T::store(&mut kc[pos0 * kv_dim..(pos0 + n) * kv_dim], &ks[..n * kv_dim]);
     T::store(&mut vc[pos0 * kv_dim..(pos0 + n) * kv_dim], &vs[..n * kv_dim]);
     let (kc, vc) = (&*kc, &*vc);
     let group = p.n_heads / p.n_kv_heads;
+    let avx2 = has_avx2_fma();
     // One task per (token, KV head): each cached key/value row is converted
     // once and used by all the query heads of its group (GQA).
-    out.par_chunks_mut(group * hd).enumerate().for_each_init(
-        || (Vec::new(), vec![0.0f32; group * hd], vec![0.0f32; hd]),
-        |(scores, qg, row): &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, og)| {
-            let (t, kvh) = (i / p.n_kv_heads, i % p.n_kv_heads);
-            let pos = pos0 + t;
-            let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
-            let n = pos + 1 - start;
-            T::round_trip(&qs[t * q_dim + kvh * group * hd..][..group * hd], qg);
-            scores.clear();
-            scores.resize(group * n, 0.0);
-            for (jj, j) in (start..=pos).enumerate() {
-                T::load(&kc[j * kv_dim + kvh * hd..][..hd], row);
-                for g in 0..group {
-                    scores[g * n + jj] = dot(&qg[g * hd..(g + 1) * hd], row) * p.scale;
-                }
+    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, og)| {
+        ATTN_SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (scores, qg, row) = &mut *guard;
+            qg.resize(group * hd, 0.0);
+            row.resize(hd, 0.0);
+            let a = AttnTask { kc, vc, qs, b, i, group };
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: AVX2 and FMA were detected at run time.
+                unsafe { attend_task_avx2(&a, og, scores, qg, row) };
+                return;
             }
-            for g in 0..group {
-                ops::softmax_ref(&mut scores[g * n..(g + 1) * n]);
+            let _ = avx2;
+            attend_task(&a, og, scores, qg, row);
+        })
+    });
+}
+
+thread_local! {
+    /// Scores, the group's rounded queries and one converted K/V row.
+    static ATTN_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *YES.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One (token, KV head) attention task.
+struct AttnTask<'a, T> {
+    kc: &'a [T],
+    vc: &'a [T],
+    qs: &'a [f32],
+    b: &'a AttnBatch,
+    /// `token * n_kv_heads + kv_head`.
+    i: usize,
+    group: usize,
+}
+
+/// The same code compiled for AVX2 + FMA (256-bit lanes instead of SSE's
+/// 128). Rust never contracts `a * b + c` into an FMA on its own, so the
+/// results are bit-identical to [`attend_task`]'s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_task_avx2<T: KvElem>(
+    a: &AttnTask<T>,
+    og: &mut [f32],
+    scores: &mut Vec<f32>,
+    qg: &mut [f32],
+    row: &mut [f32],
+) {
+    attend_task(a, og, scores, qg, row)
+}
+
+#[inline(always)]
+fn attend_task<T: KvElem>(a: &AttnTask<T>, og: &mut [f32], scores: &mut Vec<f32>, qg: &mut [f32], row: &mut [f32]) {
+    let AttnTask { kc, vc, qs, b, i, group } = *a;
+    let p = &b.p;
+    let hd = p.head_dim;
+    let kv_dim = p.n_kv_heads * hd;
+    let q_dim = p.n_heads * hd;
+    let (t, kvh) = (i / p.n_kv_heads, i % p.n_kv_heads);
+    let pos = b.pos0 + t;
+    let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
+    let n = pos + 1 - start;
+    T::round_trip(&qs[t * q_dim + kvh * group * hd..][..group * hd], qg);
+    scores.clear();
+    scores.resize(group * n, 0.0);
+    for (jj, j) in (start..=pos).enumerate() {
+        T::load(&kc[j * kv_dim + kvh * hd..][..hd], row);
+        for g in 0..group {
+            scores[g * n + jj] = dot(&qg[g * hd..(g + 1) * hd], row) * p.scale;
+        }
+    }
+    for g in 0..group {
+        ops::softmax_ref(&mut scores[g * n..(g + 1) * n]);
+    }
+    og.fill(0.0);
+    for (jj, j) in (start..=pos).enumerate() {
+        T::load(&vc[j * kv_dim + kvh * hd..][..hd], row);
+        for g in 0..group {
+            let w = scores[g * n + jj];
+            for (o, &x) in og[g * hd..(g + 1) * hd].iter_mut().zip(row.iter()) {
+                *o += w * x;
             }
-            og.fill(0.0);
-            for (jj, j) in (start..=pos).enumerate() {
-                T::load(&vc[j * kv_dim + kvh * hd..][..hd], row);
-                for g in 0..group {
-                    let w = scores[g * n + jj];
-                    for (o, &x) in og[g * hd..(g + 1) * hd].iter_mut().zip(row.iter()) {
-                        *o += w * x;
-                    }
-                }
-            }
-        },
-    );
+        }
+    }
 }
 
 /// f32 dot product in 8 independent lanes (vectorizes).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
