@@ -14,7 +14,7 @@ use infer_engine::synth::{random_blocks, Rng};
 use infer_engine::threads;
 use infer_gguf::blocks::BlockQ8K;
 use infer_gguf::QuantType;
-use infer_kernels::cpu::{matmul, quantize_q8_act, quantize_q8_k, BlockQ8Act, QMatrix};
+use infer_kernels::cpu::{matmul, quantize_q8_act, quantize_q8_k, BlockQ8Act, PackedMatrix, QMatrix};
 
 const TYPES: [QuantType; 6] =
     [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q8_0, QuantType::Q4K, QuantType::Q6K];
@@ -46,6 +46,14 @@ fn bench_matmul(c: &mut Criterion, n_tokens: usize, group_name: &str) {
             g.bench_function(id, |b| {
                 b.iter(|| threads::install(|| matmul(&w, &x, n_tokens, &mut out).expect("matmul")))
             });
+            // The repacked layout the engine uses for this type, when it has one.
+            if let Some(p) = PackedMatrix::pack(&w) {
+                let wp = QMatrix { packed: Some(&p), ..w };
+                let id = BenchmarkId::new(format!("{}_x8", ty.name()), format!("{rows}x{cols}"));
+                g.bench_function(id, |b| {
+                    b.iter(|| threads::install(|| matmul(&wp, &x, n_tokens, &mut out).expect("matmul")))
+                });
+            }
         }
     }
     g.finish();
