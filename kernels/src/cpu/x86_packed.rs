@@ -30,11 +30,13 @@ unsafe fn tile<D: Dot, const T: usize>(w: &[BlockQ4_0x8], x: &[BlockQ8Act], out:
         for t in 0..T {
             let xb = x.get_unchecked(t * nb + b);
             let xq = xb.qs.as_ptr() as *const i32;
-            let mut s = _mm256_setzero_si256();
+            // Two independent chains (integer sums: the split is exact).
+            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for g in 0..4 {
                 s = D::dot_u8i8(s, lo[g], _mm256_set1_epi32(xq.add(g).read_unaligned()));
-                s = D::dot_u8i8(s, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
+                s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
             }
+            let s = _mm256_add_epi32(s, s2);
             // Nibbles are q + 8: subtract 8 Σx (exact in f32).
             let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
             acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
@@ -57,10 +59,13 @@ unsafe fn tile_q8<D: Dot, const T: usize>(w: &[BlockQ8_0x8], x: &[BlockQ8Act], o
         for t in 0..T {
             let xb = x.get_unchecked(t * nb + b);
             let xq = xb.qs.as_ptr() as *const i32;
-            let mut s = _mm256_setzero_si256();
-            for g in 0..8 {
-                s = D::dot_u8i8(s, _mm256_loadu_si256(q.add(g)), _mm256_set1_epi32(xq.add(g).read_unaligned()));
+            // Two independent chains (integer sums: the split is exact).
+            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for g in 0..4 {
+                s = D::dot_u8i8(s, _mm256_loadu_si256(q.add(2 * g)), _mm256_set1_epi32(xq.add(2 * g).read_unaligned()));
+                s2 = D::dot_u8i8(s2, _mm256_loadu_si256(q.add(2 * g + 1)), _mm256_set1_epi32(xq.add(2 * g + 1).read_unaligned()));
             }
+            let s = _mm256_add_epi32(s, s2);
             // Weights are q + 128: subtract 128 Σx (exact in f32).
             let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
             acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
@@ -113,11 +118,13 @@ unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[Bl
         for t in 0..T {
             let xb = x.get_unchecked(t * nb + b);
             let xq = xb.qs.as_ptr() as *const i32;
-            let mut s = _mm256_setzero_si256();
+            // Two independent chains (integer sums: the split is exact).
+            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for g in 0..4 {
                 s = D::dot_u8i8(s, lo[g], _mm256_set1_epi32(xq.add(g).read_unaligned()));
-                s = D::dot_u8i8(s, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
+                s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
             }
+            let s = _mm256_add_epi32(s, s2);
             // Weights are q + 16: subtract 16 Σx (exact in f32).
             let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
             acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
