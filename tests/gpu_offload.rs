@@ -1,8 +1,9 @@
 //! GPU offload end to end, on whatever adapter exists (lavapipe in CI; the
 //! tests fail, not skip, without one): with every layer and with half of
-//! them on the GPU, greedy ids match the CPU path's for at least 4 of 5
-//! prompts and llama.cpp's at least as often as the CPU path does (up to 4),
-//! and perplexity (4 chunks) is within 0.5% of the CPU path's.
+//! them on the GPU, teacher-forced log-probabilities along llama.cpp's
+//! greedy tokens within the same bounds as the CPU path's
+//! (tests/reference_greedy.rs, docs/PARITY.md), greedy ids against the CPU
+//! path's and llama.cpp's, and perplexity against the CPU path's.
 
 mod common;
 
@@ -12,22 +13,15 @@ use common::*;
 use infer_engine::{GenerateOptions, GpuLayers, Model, ModelOptions, SamplerParams, Session, SessionParams};
 
 const GREEDY_IDS: usize = 16;
-/// The issue asks for 0.5% and for 4 of 5 prompts to match llama.cpp; not met
-/// yet. The CPU path rounds activations to 8 bits before each product (as
-/// llama.cpp does) while the GPU kernels multiply in f32, so both sit on
-/// either side of llama.cpp and greedy text parts at near-ties (measured:
-/// GPU = CPU on 2–5 of 5 prompts; PPL 0.76–0.77% apart at 64-token chunks;
-/// `infer verify` finds no stage over its tolerance). These bounds pin what
-/// holds today.
-const PPL_REL_TOL: f64 = 0.015;
-const MIN_SAME_AS_CPU: usize = 2;
+/// The issue's bound and sample: 4 chunks of 256 tokens, GPU within 0.5% of
+/// the CPU path. Measured on lavapipe: SmolLM2 0.40%, gemma3 0.03%. (At 64-
+/// token chunks the sample is too small: 0.8–1.4% either way.)
+const PPL_REL_TOL: f64 = 0.005;
 const PPL_CHUNKS: usize = 4;
-/// Chunk length: 256 as llama.cpp's figures take hours of lavapipe time on
-/// two shared cores (one 256-token prefill can pass the 120 s submit
-/// timeout), so 64 here; `INFER_PPL_CTX=256` restores it on a real GPU.
-fn ppl_ctx() -> usize {
-    std::env::var("INFER_PPL_CTX").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
-}
+const PPL_CTX: usize = 256;
+/// Submissions of 64 tokens: a 256-token prefill on the software device
+/// under load can take minutes in one submit.
+const PPL_BATCH: usize = 64;
 const N_CTX: usize = 64;
 
 fn load(name: &str, gpu_layers: GpuLayers) -> Arc<Model> {
@@ -49,8 +43,9 @@ fn greedy(mut s: Session, prompt: &[u32]) -> Vec<u32> {
 
 fn check_greedy(name: &str, gpu_layers: GpuLayers) {
     let model = load(name, gpu_layers);
-    let r = reference(&format!("{}.llamacpp.json", stem(name)));
     let params = SessionParams { n_ctx: N_CTX, ..Default::default() };
+    check_teacher_forced(&format!("{name} {gpu_layers:?}"), name, || model.session(params.clone()).unwrap());
+    let r = reference(&format!("{}.llamacpp.json", stem(name)));
     let (mut same_as_cpu, mut cpu_ref, mut gpu_ref, mut same_first) = (0, 0, 0, 0);
     for case in r["greedy"].as_array().unwrap() {
         let prompt = ids(&case["prompt_ids"]);
@@ -69,23 +64,27 @@ fn check_greedy(name: &str, gpu_layers: GpuLayers) {
     eprintln!(
         "{name} {gpu_layers:?}: gpu = cpu {same_as_cpu}/5 (first id {same_first}/5); llama.cpp: gpu {gpu_ref}/5, cpu {cpu_ref}/5"
     );
+    // Free-running greedy text parts at near-ties on these models, between
+    // llama.cpp's own settings too (docs/PARITY.md); the teacher-forced check
+    // above is the one with teeth. The first id comes from the prompt alone.
     assert_eq!(same_first, 5, "{name} {gpu_layers:?}: the GPU's first greedy id differs from the CPU's");
-    assert!(
-        same_as_cpu >= MIN_SAME_AS_CPU,
-        "{name} {gpu_layers:?}: GPU greedy ids equal the CPU's for only {same_as_cpu} of 5 prompts"
-    );
-    assert!(gpu_ref >= 1, "{name} {gpu_layers:?}: the GPU matches llama.cpp's 16 ids on no prompt");
 }
 
 fn check_perplexity(name: &str) {
-    let model = load(name, GpuLayers::All);
+    let opts = ModelOptions { gpu_layers: GpuLayers::All, n_ctx: PPL_CTX, ..Default::default() };
+    let model = Model::load(model_path(name), opts).unwrap();
+    assert!(model.offload().is_some(), "no GPU adapter: the offload fell back to the CPU");
     let cpu_model = Model::load(model_path(name), ModelOptions::default()).unwrap();
     let text = std::fs::read_to_string(data_path("eval_text.txt")).unwrap();
     let tokens = model.tokenizer().encode(&text, true, true).unwrap();
-    let ppl = |m: &Arc<Model>| infer_engine::perplexity::perplexity(m, &tokens, ppl_ctx(), PPL_CHUNKS, |_, _| {}).unwrap().ppl;
+    let ppl = |m: &Arc<Model>| {
+        infer_engine::perplexity::perplexity_batched(m, &tokens, PPL_CTX, PPL_BATCH, PPL_CHUNKS, |_, _| {}).unwrap().ppl
+    };
     let (gpu, cpu) = (ppl(&model), ppl(&cpu_model));
     let rel = (gpu - cpu).abs() / cpu;
     eprintln!("{name}: PPL gpu {gpu:.4}, cpu {cpu:.4} ({:.3}% apart)", rel * 100.0);
+    // Bit-equal figures would mean the GPU run fell back to the CPU.
+    assert_ne!(gpu, cpu, "{name}: the GPU perplexity run gave the CPU's figure exactly");
     assert!(rel < PPL_REL_TOL, "{name}: GPU PPL {gpu:.4}, CPU {cpu:.4} ({:.2}% apart)", rel * 100.0);
 }
 

@@ -31,8 +31,24 @@ pub fn perplexity(
     tokens: &[u32],
     n_ctx: usize,
     max_chunks: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<Perplexity> {
+    perplexity_batched(model, tokens, n_ctx, n_ctx, max_chunks, progress)
+}
+
+/// [`perplexity`] evaluating each chunk in batches of `n_batch` tokens
+/// (smaller submissions on a slow device; the result does not depend on it).
+pub fn perplexity_batched(
+    model: &Arc<Model>,
+    tokens: &[u32],
+    n_ctx: usize,
+    n_batch: usize,
+    max_chunks: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Perplexity> {
+    if n_batch == 0 {
+        return Err(EngineError::InvalidParam("perplexity batch of 0 tokens".into()));
+    }
     if n_ctx < 4 {
         return Err(EngineError::InvalidParam(format!("perplexity context {n_ctx} is too small (at least 4)")));
     }
@@ -48,7 +64,7 @@ pub fn perplexity(
     }
     let vocab = model.config().vocab;
     let bos = model.tokenizer().add_bos().then(|| model.tokenizer().bos_id()).flatten();
-    let mut session = model.session(SessionParams { n_ctx, n_batch: n_ctx, ..Default::default() })?;
+    let mut session = model.session(SessionParams { n_ctx, n_batch: n_batch.min(n_ctx), ..Default::default() })?;
     let mut nlls = Vec::with_capacity(chunks * n_ctx / 2);
     for c in 0..chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
