@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use infer_gguf::{Gguf, QuantType};
-use infer_kernels::cpu::{PackedMatrix, QMatrix};
+use infer_kernels::cpu::{Isa, PackedMatrix, QMatrix};
 
 use crate::error::{EngineError, Result};
 
@@ -123,7 +123,7 @@ impl WeightTable {
     /// kernels have a faster layout for it (Q4_0, made on the first call).
     pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
         let m = self.matrix(id);
-        if !self.repack || !PackedMatrix::packs(m.ty, m.rows) {
+        if !self.repack || !PackedMatrix::packs(m.ty, m.rows) || !PackedMatrix::helps(Isa::best()) {
             return m;
         }
         // The CPU reads the copy from now on; the file's pages can go as

@@ -3,7 +3,7 @@
 //! [`matmul`] quantizes the activations once per call (to [`BlockQ8Act`]
 //! for the 32-weight types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0; to Q8_K for Q4_K,
 //! Q5_K, Q6_K) and runs integer dot products on the best instruction set
-//! found at run time ([`Isa`]): AVX-512 VNNI, AVX2, or the scalar
+//! found at run time ([`Isa`]): AVX-512 VNNI, AVX2, NEON, or the scalar
 //! [`vec_dot`] twins. Rows are split over rayon in chunks; within a chunk a
 //! pass of up to [`TOKENS_PER_PASS`] tokens reads each weight row once.
 //! Other types take the dequantize-a-row path ([`matmul_dequant`]),
@@ -17,6 +17,8 @@ mod quantize;
 pub mod repack;
 mod tiled;
 pub mod vec_dot;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]

@@ -89,6 +89,12 @@ pub struct PackedMatrix {
 }
 
 impl PackedMatrix {
+    /// Whether the packed kernels on `isa` beat its row-major ones (the
+    /// packed layout has x86 kernels; elsewhere it runs its scalar spec).
+    pub fn helps(isa: Isa) -> bool {
+        matches!(isa, Isa::Avx2 | Isa::Avx512Vnni)
+    }
+
     /// Whether [`PackedMatrix::pack`] takes a matrix of this type and shape.
     pub fn packs(ty: QuantType, rows: usize) -> bool {
         matches!(ty, QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0) && rows.is_multiple_of(PACK_ROWS) && rows > 0

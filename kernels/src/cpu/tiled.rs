@@ -25,12 +25,16 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI on 256-bit registers (x86-64).
     Avx512Vnni,
+    /// NEON (aarch64, where it is always present).
+    Neon,
 }
 
 impl Isa {
     /// Every instruction set this CPU runs, scalar first.
     pub fn available() -> Vec<Isa> {
         let mut v = vec![Isa::Scalar];
+        #[cfg(target_arch = "aarch64")]
+        v.push(Isa::Neon);
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 =
@@ -150,6 +154,8 @@ pub fn matmul_multi_with(
                 Isa::Avx512Vnni => {
                     run::<$W, $A, _>(a, $quant, |w, x, nt, o| unsafe { super::x86::vnni::$simd(w, x, nt, o) })
                 }
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => run::<$W, $A, _>(a, $quant, |w, x, nt, o| super::neon::kernels::$simd(w, x, nt, o)),
                 _ => run::<$W, $A, _>(a, $quant, |w, x, nt, o| {
                     for (t, o) in o[..nt].iter_mut().enumerate() {
                         *o = $scalar(w, &x[t * w.len()..(t + 1) * w.len()]);
