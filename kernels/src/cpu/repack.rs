@@ -343,42 +343,32 @@ pub fn matmul_packed_with(
     if !Isa::available().contains(&isa) {
         return Err(KernelError::Unsupported(ws[0].ty, "matmul on an instruction set this CPU lacks"));
     }
-    type Kern<B> = fn(&[B], &[BlockQ8Act], usize, &mut [f32]);
-    match ws[0].ty {
-        QuantType::Q4_0 => {
-            let kern: Kern<BlockQ4_0x8> = match isa {
+    // The kernel of one block type on `isa`: x86 SIMD or the scalar spec.
+    macro_rules! kernel {
+        ($B:ty, $avx2:ident, $vnni:ident, $spec:path) => {{
+            let k: fn(&[$B], &[BlockQ8Act], usize, &mut [f32]) = match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa` was found in `Isa::available()`.
-                Isa::Avx2 => |w, x, nt, o| unsafe { super::x86_packed::avx2_q4_0x8(w, x, nt, o) },
+                Isa::Avx2 => |w, x, nt, o| unsafe { super::x86_packed::$avx2(w, x, nt, o) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx512Vnni => |w, x, nt, o| unsafe { super::x86_packed::vnni_q4_0x8(w, x, nt, o) },
-                _ => vec_dot_q4_0x8,
+                Isa::Avx512Vnni => |w, x, nt, o| unsafe { super::x86_packed::$vnni(w, x, nt, o) },
+                _ => $spec,
             };
+            k
+        }};
+    }
+    match ws[0].ty {
+        QuantType::Q4_0 => {
+            let kern = kernel!(BlockQ4_0x8, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8);
             run_packed(ws, x, n_tokens, outs, 8, |w, g| w.group_q4_0(g), kern)
         }
         QuantType::Q5_0 => {
-            let kern: Kern<BlockQ5_0x8> = match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` was found in `Isa::available()`.
-                Isa::Avx2 => |w, x, nt, o| unsafe { super::x86_packed::avx2_q5_0x8(w, x, nt, o) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Isa::Avx512Vnni => |w, x, nt, o| unsafe { super::x86_packed::vnni_q5_0x8(w, x, nt, o) },
-                _ => vec_dot_q5_0x8,
-            };
+            let kern = kernel!(BlockQ5_0x8, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8);
             run_packed(ws, x, n_tokens, outs, 16, |w, g| w.group_q5_0(g), kern)
         }
         QuantType::Q8_0 => {
-            let kern: Kern<BlockQ8_0x8> = match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` was found in `Isa::available()`.
-                Isa::Avx2 => |w, x, nt, o| unsafe { super::x86_packed::avx2_q8_0x8(w, x, nt, o) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Isa::Avx512Vnni => |w, x, nt, o| unsafe { super::x86_packed::vnni_q8_0x8(w, x, nt, o) },
-                _ => vec_dot_q8_0x8,
-            };
+            let kern = kernel!(BlockQ8_0x8, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8);
             run_packed(ws, x, n_tokens, outs, 128, |w, g| w.group_q8_0(g), kern)
         }
         ty => Err(KernelError::Unsupported(ty, "matmul_packed")),

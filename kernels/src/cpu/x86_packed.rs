@@ -10,43 +10,6 @@ use super::quantize::BlockQ8Act;
 use super::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, PACK_ROWS};
 use super::x86::{Avx2, Dot, Vnni};
 
-/// `out[t * 8 + r] = row r · x[t]` for `t < T`; `x[t * nb + b]` holds
-/// token `t`'s block `b` with `s = 8 Σq` (see [`with_sums`]).
-#[inline(always)]
-#[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
-unsafe fn tile<D: Dot, const T: usize>(w: &[BlockQ4_0x8], x: &[BlockQ8Act], out: &mut [f32]) {
-    let nb = w.len();
-    let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for (b, wb) in w.iter().enumerate() {
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
-        let mut lo = [_mm256_setzero_si256(); 4];
-        let mut hi = [_mm256_setzero_si256(); 4];
-        for g in 0..4 {
-            let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * g) as *const __m256i);
-            lo[g] = _mm256_and_si256(v, m4);
-            hi[g] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
-        for t in 0..T {
-            let xb = x.get_unchecked(t * nb + b);
-            let xq = xb.qs.as_ptr() as *const i32;
-            // Two independent chains (integer sums: the split is exact).
-            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for g in 0..4 {
-                s = D::dot_u8i8(s, lo[g], _mm256_set1_epi32(xq.add(g).read_unaligned()));
-                s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
-            }
-            let s = _mm256_add_epi32(s, s2);
-            // Nibbles are q + 8: subtract 8 Σx (exact in f32).
-            let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
-            acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
-        }
-    }
-    for (t, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), *a);
-    }
-}
-
 /// As [`tile`] for Q8_0: eight 4-byte groups of `q + 128`, no unpacking.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
@@ -63,7 +26,11 @@ unsafe fn tile_q8<D: Dot, const T: usize>(w: &[BlockQ8_0x8], x: &[BlockQ8Act], o
             let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for g in 0..4 {
                 s = D::dot_u8i8(s, _mm256_loadu_si256(q.add(2 * g)), _mm256_set1_epi32(xq.add(2 * g).read_unaligned()));
-                s2 = D::dot_u8i8(s2, _mm256_loadu_si256(q.add(2 * g + 1)), _mm256_set1_epi32(xq.add(2 * g + 1).read_unaligned()));
+                s2 = D::dot_u8i8(
+                    s2,
+                    _mm256_loadu_si256(q.add(2 * g + 1)),
+                    _mm256_set1_epi32(xq.add(2 * g + 1).read_unaligned()),
+                );
             }
             let s = _mm256_add_epi32(s, s2);
             // Weights are q + 128: subtract 128 Σx (exact in f32).
@@ -99,22 +66,64 @@ impl FifthBits for Vnni {
     }
 }
 
-/// As [`tile`] for Q5_0: nibbles with their fifth bits or-ed in.
+/// Interleaved 4-bit (and 5-bit) blocks: eight rows' scales and, per
+/// 4-byte group `g < 4`, the 32-byte registers of weights `4g..` (`lo`) and
+/// `16 + 4g..` (`hi`), stored unsigned (`q + 8`, `q + 16`).
+trait Nibbles {
+    fn scales(&self) -> &[half::f16; PACK_ROWS];
+    unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]);
+}
+
+#[inline(always)]
+unsafe fn nibble_groups(qs: &[u8; 16 * PACK_ROWS]) -> ([__m256i; 4], [__m256i; 4]) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut lo = [_mm256_setzero_si256(); 4];
+    let mut hi = [_mm256_setzero_si256(); 4];
+    for g in 0..4 {
+        let v = _mm256_loadu_si256(qs.as_ptr().add(32 * g) as *const __m256i);
+        lo[g] = _mm256_and_si256(v, m4);
+        hi[g] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    (lo, hi)
+}
+
+impl Nibbles for BlockQ4_0x8 {
+    #[inline(always)]
+    fn scales(&self) -> &[half::f16; PACK_ROWS] {
+        &self.d
+    }
+    #[inline(always)]
+    unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]) {
+        nibble_groups(&self.qs)
+    }
+}
+
+impl Nibbles for BlockQ5_0x8 {
+    #[inline(always)]
+    fn scales(&self) -> &[half::f16; PACK_ROWS] {
+        &self.d
+    }
+    #[inline(always)]
+    unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]) {
+        let (mut lo, mut hi) = nibble_groups(&self.qs);
+        for g in 0..4 {
+            lo[g] = _mm256_or_si256(lo[g], F::expand(self.qh[2 * g]));
+            hi[g] = _mm256_or_si256(hi[g], F::expand(self.qh[2 * g + 1]));
+        }
+        (lo, hi)
+    }
+}
+
+/// `out[t * 8 + r] = row r · x[t]` for `t < T`, 4- or 5-bit weights;
+/// `x[t * nb + b]` holds token `t`'s block `b` with `s = offset · Σq`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
-unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[BlockQ8Act], out: &mut [f32]) {
+unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
-    let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [_mm256_setzero_ps(); T];
     for (b, wb) in w.iter().enumerate() {
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
-        let mut lo = [_mm256_setzero_si256(); 4];
-        let mut hi = [_mm256_setzero_si256(); 4];
-        for g in 0..4 {
-            let v = _mm256_loadu_si256(wb.qs.as_ptr().add(32 * g) as *const __m256i);
-            lo[g] = _mm256_or_si256(_mm256_and_si256(v, m4), D::expand(wb.qh[2 * g]));
-            hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), D::expand(wb.qh[2 * g + 1]));
-        }
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(wb.scales().as_ptr() as *const __m128i));
+        let (lo, hi) = wb.unpack::<D>();
         for t in 0..T {
             let xb = x.get_unchecked(t * nb + b);
             let xq = xb.qs.as_ptr() as *const i32;
@@ -125,7 +134,7 @@ unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[Bl
                 s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
             }
             let s = _mm256_add_epi32(s, s2);
-            // Weights are q + 16: subtract 16 Σx (exact in f32).
+            // Weights are stored as q + offset: subtract offset · Σx (exact in f32).
             let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
             acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
         }
@@ -133,6 +142,16 @@ unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[Bl
     for (t, a) in acc.iter().enumerate() {
         _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), *a);
     }
+}
+
+#[inline(always)]
+unsafe fn tile_q4<D: Dot + FifthBits, const T: usize>(w: &[BlockQ4_0x8], x: &[BlockQ8Act], out: &mut [f32]) {
+    tile::<D, BlockQ4_0x8, T>(w, x, out)
+}
+
+#[inline(always)]
+unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[BlockQ8Act], out: &mut [f32]) {
+    tile::<D, BlockQ5_0x8, T>(w, x, out)
 }
 
 macro_rules! tiles {
@@ -160,13 +179,13 @@ macro_rules! tiles {
 /// AVX2 + FMA + F16C; `out` holds `nt * 8` values.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn avx2_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    tiles!(tile, Avx2, 4, w, x, nt, out)
+    tiles!(tile_q4, Avx2, 4, w, x, nt, out)
 }
 
 /// The same with AVX-512 VNNI on 256-bit registers (32 of them: 8 tokens).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn vnni_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    tiles!(tile, Vnni, 8, w, x, nt, out)
+    tiles!(tile_q4, Vnni, 8, w, x, nt, out)
 }
 
 /// Q5_0, AVX2 + FMA + F16C (weights ≤ 31: `vpmaddubsw` cannot saturate).
