@@ -120,7 +120,8 @@ impl WeightTable {
     }
 
     /// The tensor for the CPU matmuls: with a repacked copy where the CPU
-    /// kernels have a faster layout for it (Q4_0, made on the first call).
+    /// kernels have a faster layout for it (Q4_0, Q5_0, Q8_0 on x86; made on
+    /// the first call).
     pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
         let m = self.matrix(id);
         if !self.repack || !PackedMatrix::packs(m.ty, m.rows) || !PackedMatrix::helps(Isa::best()) {
