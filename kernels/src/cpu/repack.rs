@@ -230,71 +230,67 @@ fn interleave<S: infer_gguf::blocks::Block + Sync, P: Pod + Send>(
 /// the group dotted with token `t`, per block the exact integer sum
 /// `Σ q·x − 8 Σx` scaled by `d_w · d_x`, accumulated over blocks in order.
 pub fn vec_dot_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    let nb = w.len();
-    for t in 0..nt {
-        let mut acc = [0.0f32; PACK_ROWS];
-        for (b, wb) in w.iter().enumerate() {
-            let xb = &x[t * nb + b];
-            let sx: i32 = xb.qs.iter().map(|&q| q as i32).sum();
-            for (r, a) in acc.iter_mut().enumerate() {
-                let mut s = 0i32;
-                for g in 0..4 {
-                    for j in 0..4 {
-                        let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
-                        s += (byte & 0xF) as i32 * xb.qs[g * 4 + j] as i32;
-                        s += (byte >> 4) as i32 * xb.qs[16 + g * 4 + j] as i32;
-                    }
-                }
-                *a += (wb.d[r].to_f32() * xb.d) * (s - 8 * sx) as f32;
-            }
-        }
-        out[t * PACK_ROWS..(t + 1) * PACK_ROWS].copy_from_slice(&acc);
-    }
+    spec(
+        w,
+        x,
+        nt,
+        out,
+        8,
+        |wb| &wb.d,
+        |wb, r, i| {
+            // Weight i < 16 is the low nibble of byte i, i ≥ 16 the high nibble of byte i − 16.
+            let (g, j) = ((i % 16) / 4, i % 4);
+            let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
+            (if i < 16 { byte & 0xF } else { byte >> 4 }) as i32
+        },
+    )
 }
 
 /// The specification of the packed Q5_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 16)·x − 16 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q5_0x8(w: &[BlockQ5_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    let nb = w.len();
-    for t in 0..nt {
-        let mut acc = [0.0f32; PACK_ROWS];
-        for (b, wb) in w.iter().enumerate() {
-            let xb = &x[t * nb + b];
-            let sx: i32 = xb.qs.iter().map(|&q| q as i32).sum();
-            for (r, a) in acc.iter_mut().enumerate() {
-                let mut s = 0i32;
-                for g in 0..4 {
-                    for j in 0..4 {
-                        let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
-                        let bit = |h: u32| (((h >> (4 * r + j)) & 1) << 4) as i32;
-                        s += ((byte & 0xF) as i32 | bit(wb.qh[2 * g])) * xb.qs[g * 4 + j] as i32;
-                        s += ((byte >> 4) as i32 | bit(wb.qh[2 * g + 1])) * xb.qs[16 + g * 4 + j] as i32;
-                    }
-                }
-                *a += (wb.d[r].to_f32() * xb.d) * (s - 16 * sx) as f32;
-            }
-        }
-        out[t * PACK_ROWS..(t + 1) * PACK_ROWS].copy_from_slice(&acc);
-    }
+    spec(
+        w,
+        x,
+        nt,
+        out,
+        16,
+        |wb| &wb.d,
+        |wb, r, i| {
+            let (g, j) = ((i % 16) / 4, i % 4);
+            let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
+            let (nibble, h) = if i < 16 { (byte & 0xF, wb.qh[2 * g]) } else { (byte >> 4, wb.qh[2 * g + 1]) };
+            (nibble as u32 | ((h >> (4 * r + j)) & 1) << 4) as i32
+        },
+    )
 }
 
 /// The specification of the packed Q8_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 128)·x − 128 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q8_0x8(w: &[BlockQ8_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    spec(w, x, nt, out, 128, |wb| &wb.d, |wb, r, i| wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32)
+}
+
+/// The loop the packed specs share: `q(block, row, i)` is row `row`'s stored
+/// (unsigned, `q + offset`) weight `i < 32` of the block.
+fn spec<B>(
+    w: &[B],
+    x: &[BlockQ8Act],
+    nt: usize,
+    out: &mut [f32],
+    offset: i32,
+    scales: impl Fn(&B) -> &[f16; PACK_ROWS],
+    q: impl Fn(&B, usize, usize) -> i32,
+) {
     let nb = w.len();
     for t in 0..nt {
         let mut acc = [0.0f32; PACK_ROWS];
         for (b, wb) in w.iter().enumerate() {
             let xb = &x[t * nb + b];
-            let sx: i32 = xb.qs.iter().map(|&q| q as i32).sum();
+            let sx: i32 = xb.qs.iter().map(|&v| v as i32).sum();
             for (r, a) in acc.iter_mut().enumerate() {
-                let mut s = 0i32;
-                for g in 0..8 {
-                    for j in 0..4 {
-                        s += wb.qs[g * 4 * PACK_ROWS + r * 4 + j] as i32 * xb.qs[g * 4 + j] as i32;
-                    }
-                }
-                *a += (wb.d[r].to_f32() * xb.d) * (s - 128 * sx) as f32;
+                let s: i32 = (0..32).map(|i| q(wb, r, i) * xb.qs[i] as i32).sum();
+                *a += (scales(wb)[r].to_f32() * xb.d) * (s - offset * sx) as f32;
             }
         }
         out[t * PACK_ROWS..(t + 1) * PACK_ROWS].copy_from_slice(&acc);
