@@ -97,3 +97,22 @@ fn offload_sweep_has_a_row_per_ratio_and_the_same_greedy_text() {
     assert_eq!(texts[0], texts[1]);
     assert_eq!(texts[0], texts[2]);
 }
+
+#[test]
+fn devices_lists_the_chosen_adapter_and_its_bandwidth() {
+    let j = infer_json(&["devices", "--json", "--bandwidth"]);
+    let list = j["adapters"].as_array().expect("adapters");
+    assert_eq!(list.iter().filter(|a| a["chosen"] == true).count(), 1, "{j}");
+    assert!(list.iter().all(|a| a["max_storage_binding_bytes"].as_u64().unwrap() > 0), "{j}");
+    let bw = j["copy_bandwidth_gb_s"].as_f64().expect("bandwidth");
+    assert!(bw > 0.1 && bw.is_finite(), "copy bandwidth {bw} GB/s");
+    // An adapter filter that matches nothing: listed, nothing chosen, the offload would use the CPU.
+    let out = std::process::Command::new(infer_bin())
+        .args(["devices"])
+        .env("INFER_GPU_ADAPTER", "no-such-adapter")
+        .output()
+        .expect("running infer");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no adapter matches INFER_GPU_ADAPTER") && !text.contains("* "), "{text}");
+}

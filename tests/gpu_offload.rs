@@ -148,3 +148,37 @@ fn a_layer_over_the_budget_is_a_clear_error() {
     let n = m.offload().map_or(0, |o| o.plan.n_gpu);
     assert!(n > 1 && n < 31, "auto with 100 MiB put {n} layers on the GPU");
 }
+
+/// Greedy generation on a GPU head reads back only the chosen id
+/// (`Logits::Greedy`); it must pick exactly what the host's argmax over the
+/// same logits picks, from a prompt batch (`keep_last`) and step by step.
+fn check_greedy_readback(name: &str) {
+    let model = load(name, GpuLayers::All);
+    let params = SessionParams { n_ctx: N_CTX, ..Default::default() };
+    let prompt = model.prompt_tokens("The capital of France is").unwrap();
+    let generated = greedy(model.session(params.clone()).unwrap(), &prompt);
+    let mut s = model.session(params.clone()).unwrap();
+    let mut host = Vec::new();
+    let mut logits = s.load_prompt(&prompt).unwrap().to_vec();
+    for _ in 0..GREEDY_IDS {
+        let id = infer_engine::sampler::argmax(
+            &logits.iter().copied().enumerate().map(|(i, l)| (i as u32, l)).collect::<Vec<_>>(),
+        );
+        host.push(id);
+        logits = s.eval(&[id], infer_engine::Logits::Last).unwrap().to_vec();
+    }
+    assert_eq!(generated, host, "{name}: greedy ids read back from the GPU differ from the host's argmax");
+    let mut fresh = model.session(params).unwrap();
+    assert_eq!(fresh.eval_greedy(&prompt).unwrap(), host[0], "{name}: eval_greedy over the prompt batch");
+    assert!(fresh.logits().is_empty(), "{name}: a greedy step left logits behind");
+}
+
+#[test]
+fn smollm2_greedy_token_readback() {
+    check_greedy_readback(SMOLLM2);
+}
+
+#[test]
+fn gemma3_greedy_token_readback() {
+    check_greedy_readback(GEMMA3);
+}

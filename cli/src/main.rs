@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chat;
 mod common;
+mod devices;
 mod gen_args;
 mod inspect;
 mod perplexity;
@@ -44,6 +45,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic llama model of a real shape with random weights.
     Synth(synth::SynthArgs),
+    /// List the GPU adapters, the one the offload uses, and its bandwidth.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     // Print the error chain on one line ourselves: returning the error from
     // main would also print a backtrace whenever RUST_BACKTRACE is set.

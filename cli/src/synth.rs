@@ -8,7 +8,7 @@ use infer_engine::synth::{parse_type, write_synth, SynthConfig, SynthTokenizer, 
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
-    /// Shape: 1b (dim 2048, 16 layers), 3b (3072, 28) or 8b (4096, 32)
+    /// Shape: 135m (SmolLM2's: dim 576, 30 layers), 1b (2048, 16), 3b (3072, 28) or 8b (4096, 32)
     #[arg(long, default_value = "1b")]
     pub preset: String,
     /// Weight type of every matrix: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16, f32

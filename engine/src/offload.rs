@@ -359,7 +359,7 @@ pub(crate) fn redo_on_cpu(
     cached: &[u32],
     chunk: &[u32],
     which: crate::arch::Logits,
-    logits: &mut Vec<f32>,
+    out: &mut crate::arch::HeadOutput,
     (n_ctx, n_batch, cache_type): (usize, usize, CacheType),
 ) -> Result<()> {
     eprintln!("warning: {err}; going on with every layer on the CPU (re-evaluating {} cached tokens)", cached.len());
@@ -367,12 +367,12 @@ pub(crate) fn redo_on_cpu(
     let hook = bk.hook.take();
     *bk = build_backends(model, n_ctx, n_batch, cache_type, true)?;
     let (arch, table) = (model.arch(), model.weights());
-    let mut scratch = Vec::new();
+    let mut scratch = crate::arch::HeadOutput::default();
     for (i, c) in cached.chunks(n_batch).enumerate() {
         arch.forward(bk, table, c, i * n_batch, crate::arch::Logits::Last, &mut scratch)?;
     }
     bk.hook = hook;
-    arch.forward(bk, table, chunk, cached.len(), which, logits)
+    arch.forward(bk, table, chunk, cached.len(), which, out)
 }
 
 #[cfg(test)]

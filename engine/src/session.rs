@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::arch::Logits;
+use crate::arch::{HeadOutput, Logits};
 use crate::backend::Backends;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
@@ -94,8 +94,10 @@ pub struct Session {
     /// Tokens never dropped by a context shift (e.g. the system prompt).
     n_keep: usize,
     logits: Vec<f32>,
-    /// Scratch for one forward step's logits.
-    step: Vec<f32>,
+    /// The last [`Logits::Greedy`] evaluation's token.
+    greedy: Option<u32>,
+    /// Scratch for one forward step's output.
+    step: HeadOutput,
     timings: Timings,
 }
 
@@ -119,7 +121,8 @@ impl Session {
             tokens: Vec::new(),
             n_keep: 0,
             logits: Vec::new(),
-            step: Vec::new(),
+            greedy: None,
+            step: HeadOutput::default(),
             timings: Timings::default(),
         })
     }
@@ -154,7 +157,8 @@ impl Session {
 
     /// Evaluates `tokens` after those already cached and returns the logits:
     /// the last position's (`vocab` values) or, with [`Logits::All`], every
-    /// evaluated position's (`tokens.len() * vocab`).
+    /// evaluated position's (`tokens.len() * vocab`). With
+    /// [`Logits::Greedy`] the slice is empty; use [`Session::eval_greedy`].
     pub fn eval(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -166,6 +170,7 @@ impl Session {
         // Logits of every batch are appended (All) or overwrite the last (Last);
         // the buffers are reused from call to call.
         self.logits.clear();
+        self.greedy = None;
         let mut step = std::mem::take(&mut self.step);
         for chunk in tokens.chunks(self.params.n_batch) {
             let pos0 = self.tokens.len();
@@ -184,14 +189,37 @@ impl Session {
                 return Err(e);
             }
             self.tokens.extend_from_slice(chunk);
-            if which == Logits::Last {
+            if which != Logits::All {
                 self.logits.clear();
             }
-            self.logits.extend_from_slice(&step);
+            self.logits.extend_from_slice(&step.logits);
+            self.greedy = step.token;
         }
         self.step = step;
         debug_assert_eq!(self.logits.len() % vocab, 0);
         Ok(&self.logits)
+    }
+
+    /// Evaluates `tokens` and returns the most likely next token (the lowest
+    /// id on ties): what greedy sampling picks from [`Session::eval`]'s
+    /// logits, but a GPU output head reads back only the id. Leaves
+    /// [`Session::logits`] empty.
+    ///
+    /// ```no_run
+    /// # use infer_engine::{Model, ModelOptions, SessionParams};
+    /// # fn main() -> infer_engine::Result<()> {
+    /// let model = Model::load("model.gguf", ModelOptions::default())?;
+    /// let mut session = model.session(SessionParams::default())?;
+    /// let mut ids = model.prompt_tokens("The capital of France is")?;
+    /// for _ in 0..8 {
+    ///     let next = session.eval_greedy(&ids[session.tokens().len()..])?;
+    ///     ids.push(next);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn eval_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        self.eval(tokens, Logits::Greedy)?;
+        self.greedy.ok_or_else(|| EngineError::InvalidParam("the greedy step returned no token".into()))
     }
 
     /// Makes the cache hold exactly `prompt`: reuses the common prefix with
@@ -217,14 +245,14 @@ impl Session {
 
     /// Appends one token, shifting the context first when it is full and
     /// context shift is on.
-    fn push_token(&mut self, id: u32) -> Result<()> {
+    fn push_token(&mut self, id: u32, which: Logits) -> Result<()> {
         if self.tokens.len() + 1 > self.n_ctx {
             if !self.params.context_shift {
                 return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
             }
             self.shift_context()?;
         }
-        self.eval(&[id], Logits::Last)?;
+        self.eval(&[id], which)?;
         Ok(())
     }
 
@@ -244,7 +272,8 @@ impl Session {
         Ok(())
     }
 
-    /// The last logits computed.
+    /// The last logits computed (empty after a greedy step: greedy generation
+    /// reads back only the chosen token).
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }
@@ -305,12 +334,20 @@ impl Generation<'_> {
             return Ok(None);
         }
         let start = Instant::now();
+        // Greedy without a penalty needs no logits on the host: after the
+        // prompt, the head's backend picks the token.
+        let p = &self.sampler.params;
+        let greedy = p.temperature <= 0.0 && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0);
+        let which = if greedy { Logits::Greedy } else { Logits::Last };
         if self.started {
             let last = *self.generated.last().unwrap_or(&0);
-            self.session.push_token(last)?;
+            self.session.push_token(last, which)?;
         }
         self.started = true;
-        let id = self.sampler.sample(&self.session.logits, &self.session.tokens);
+        let id = match self.session.greedy {
+            Some(id) if greedy => id,
+            _ => self.sampler.sample(&self.session.logits, &self.session.tokens),
+        };
         self.session.timings.gen_tokens += 1;
         self.session.timings.gen_time += start.elapsed();
         self.generated.push(id);
@@ -319,7 +356,7 @@ impl Generation<'_> {
             self.finish = Some(FinishReason::Eog);
             // Cache the final token too, so a follow-up turn reuses the prefix.
             if self.session.tokens.len() < self.session.n_ctx {
-                self.session.eval(&[id], Logits::Last)?;
+                self.session.eval(&[id], which)?;
             }
             let text = std::mem::take(&mut self.pending) + &self.decoder.finish();
             return Ok(Some(Token { id, text }));

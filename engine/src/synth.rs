@@ -44,13 +44,15 @@ pub struct SynthConfig {
 }
 
 /// Preset names accepted by [`SynthConfig::preset`].
-pub const PRESETS: &[&str] = &["1b", "3b", "8b"];
+pub const PRESETS: &[&str] = &["135m", "1b", "3b", "8b"];
 
 impl SynthConfig {
-    /// The shape of Llama 3.2 1B / 3B or Llama 3.1 8B with a 49152-token vocabulary.
+    /// The shape of SmolLM2 135M, Llama 3.2 1B / 3B or Llama 3.1 8B with a
+    /// 49152-token vocabulary (SmolLM2's own).
     pub fn preset(name: &str, ty: QuantType) -> Option<Self> {
         // (dim, layers, ffn, heads, kv heads)
         let (dim, n_layers, ffn_dim, n_heads, n_kv_heads) = match name {
+            "135m" => (576, 30, 1536, 9, 3),
             "1b" => (2048, 16, 8192, 32, 8),
             "3b" => (3072, 28, 8192, 24, 8),
             "8b" => (4096, 32, 14336, 32, 8),

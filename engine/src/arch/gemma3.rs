@@ -5,7 +5,7 @@
 
 use infer_gguf::Gguf;
 
-use super::{common_config, output_head, Arch, ArchKind, KeyDefaults, Logits, ModelConfig};
+use super::{common_config, output_head, Arch, ArchKind, HeadOutput, KeyDefaults, Logits, ModelConfig};
 use crate::backend::{Activation, AttnParams, Backends, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -36,7 +36,7 @@ pub fn forward(
     tokens: &[u32],
     pos0: usize,
     which: Logits,
-    logits: &mut Vec<f32>,
+    out: &mut HeadOutput,
 ) -> Result<()> {
     let c = &arch.config;
     let w = &arch.weights;
@@ -97,5 +97,5 @@ pub fn forward(
     }
 
     // Output head: rmsnorm, then logits = x · outputᵀ           [n_out, vocab]
-    output_head(arch, bk, which, logits)
+    output_head(arch, bk, which, out)
 }

@@ -93,6 +93,19 @@ pub enum Logits {
     Last,
     /// Every position's (perplexity, scoring).
     All,
+    /// Only the last position's most likely token (greedy decoding): the
+    /// head's backend picks it, so a GPU head reads back one id instead of
+    /// `vocab` logits.
+    Greedy,
+}
+
+/// What a forward step returns.
+#[derive(Debug, Clone, Default)]
+pub struct HeadOutput {
+    /// `vocab` logits per returned position; empty with [`Logits::Greedy`].
+    pub logits: Vec<f32>,
+    /// With [`Logits::Greedy`]: the id of the highest logit (the lowest id on ties).
+    pub token: Option<u32>,
 }
 
 /// A loaded architecture: config and weights.
@@ -121,7 +134,7 @@ impl Arch {
     }
 
     /// Runs `tokens` at positions `pos0..` through the model; writes the
-    /// requested logits (`vocab` per returned position) to `logits`.
+    /// requested logits (`vocab` per returned position) or greedy token to `out`.
     pub fn forward(
         &self,
         bk: &mut Backends,
@@ -129,11 +142,11 @@ impl Arch {
         tokens: &[u32],
         pos0: usize,
         which: Logits,
-        logits: &mut Vec<f32>,
+        out: &mut HeadOutput,
     ) -> Result<()> {
         match self.config.arch {
-            ArchKind::Llama => llama::forward(self, bk, table, tokens, pos0, which, logits),
-            ArchKind::Gemma3 => gemma3::forward(self, bk, table, tokens, pos0, which, logits),
+            ArchKind::Llama => llama::forward(self, bk, table, tokens, pos0, which, out),
+            ArchKind::Gemma3 => gemma3::forward(self, bk, table, tokens, pos0, which, out),
         }
     }
 }
@@ -261,18 +274,27 @@ pub(crate) fn embed(table: &WeightTable, w: WeightId, tokens: &[u32], out: &mut 
 }
 
 /// The output head shared by every architecture: final RMSNorm, then
-/// `logits = x · outputᵀ` for the last position or all of them.
-pub(crate) fn output_head(arch: &Arch, bk: &mut Backends, which: Logits, logits: &mut Vec<f32>) -> Result<()> {
+/// `logits = x · outputᵀ` for the last position or all of them, or only the
+/// last position's most likely token.
+pub(crate) fn output_head(arch: &Arch, bk: &mut Backends, which: Logits, out: &mut HeadOutput) -> Result<()> {
+    use crate::backend::Slot;
     let (c, w) = (&arch.config, &arch.weights);
     let mut b = bk.for_layer(c.n_layers, c.dim)?;
-    if which == Logits::Last {
-        b.keep_last(crate::backend::Slot::X, c.dim)?;
+    if which != Logits::All {
+        b.keep_last(Slot::X, c.dim)?;
     }
-    use crate::backend::Slot;
     b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
     b.matmul(w.output, Slot::Xn, Slot::Logits)?;
-    logits.resize(b.n_tokens() * c.vocab, 0.0);
-    b.read(Slot::Logits, logits)?;
     b.record(c.n_layers, "logits", Slot::Logits, c.vocab)?;
+    if which == Logits::Greedy {
+        let mut ids = Vec::with_capacity(1);
+        b.argmax(Slot::Logits, c.vocab, &mut ids)?;
+        out.logits.clear();
+        out.token = ids.first().copied();
+    } else {
+        out.logits.resize(b.n_tokens() * c.vocab, 0.0);
+        b.read(Slot::Logits, &mut out.logits)?;
+        out.token = None;
+    }
     Ok(())
 }

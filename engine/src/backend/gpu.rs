@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use infer_kernels::gpu::{AttnShape, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback};
+use infer_kernels::gpu::{AttnShape, BindCache, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback};
 use infer_kernels::KernelError;
 
 use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
@@ -100,6 +100,10 @@ fn sb(b: &[Option<GpuBuffer>], s: Slot) -> std::result::Result<&GpuBuffer, Kerne
         .ok_or_else(|| KernelError::Shape { op: "gpu backend", detail: format!("slot {s:?} cannot be an op operand") })
 }
 
+fn no_logits() -> KernelError {
+    KernelError::Gpu("argmax of logits before the output head ran".into())
+}
+
 fn gpu_err(e: infer_kernels::KernelError) -> EngineError {
     match e {
         infer_kernels::KernelError::Gpu(m) => EngineError::Gpu(m),
@@ -121,6 +125,10 @@ pub struct GpuBackend {
     logit_rows: usize,
     /// For in-place norms and moved rows (ops need distinct in/out buffers).
     tmp: GpuBuffer,
+    /// Greedy token ids (u32), one per batch row; made on first use.
+    ids: Option<GpuBuffer>,
+    /// Bind groups reused from token to token (they bind this backend's buffers).
+    binds: BindCache,
     kv: Vec<Option<GpuKvCache>>,
     step: Option<GpuStep>,
     /// Buffers the open step uses that nothing else holds; freed at submit.
@@ -153,6 +161,8 @@ impl GpuBackend {
             logits: Vec::new(),
             logit_rows: 1,
             tmp,
+            ids: None,
+            binds: BindCache::default(),
             kv,
             step: None,
             retired: Vec::new(),
@@ -177,8 +187,8 @@ impl GpuBackend {
     where
         F: FnOnce(&mut GpuStep, &[Option<GpuBuffer>], &GpuBuffer, &[GpuBuffer]) -> std::result::Result<(), KernelError>,
     {
-        let ctx = &self.ctx;
-        let step = self.step.get_or_insert_with(|| ctx.step());
+        let (ctx, binds) = (&self.ctx, &self.binds);
+        let step = self.step.get_or_insert_with(|| ctx.step_cached(binds));
         f(step, &self.bufs, &self.tmp, &self.logits).map_err(gpu_err)
     }
 
@@ -294,6 +304,33 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn argmax(&mut self, src: Slot, width: usize, out: &mut Vec<u32>) -> Result<()> {
+        let n = self.n_tokens;
+        // Logits spread over several chunks (long batches) are rare: read them back.
+        if n == 0 || (src == Slot::Logits && (width != self.widths.vocab || n > self.logit_rows)) {
+            return super::argmax_on_host(self, src, width, out);
+        }
+        if self.ids.as_ref().is_none_or(|b| b.len() < n) {
+            self.ids = Some(self.ctx.buffer(self.n_batch.max(n)).map_err(gpu_err)?);
+        }
+        let ids = self.ids.take().ok_or_else(|| EngineError::Gpu("argmax buffer missing".into()))?;
+        let r = self.rec(|st, b, _, logits| {
+            let x = if src == Slot::Logits { logits.first().ok_or_else(no_logits)? } else { sb(b, src)? };
+            st.argmax(x, n, width, &ids)?;
+            st.read_n(&ids, n)
+        });
+        self.ids = Some(ids);
+        r?;
+        let reads = self.flush()?;
+        let got = reads.last().map(|r| r.u32()).unwrap_or_default();
+        if got.len() < n {
+            return Err(EngineError::Gpu(format!("argmax returned {} ids, {n} asked", got.len())));
+        }
+        out.clear();
+        out.extend_from_slice(&got[..n]);
+        Ok(())
+    }
+
     fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()> {
         let n = self.n_tokens;
         if n > 1 {
@@ -361,8 +398,8 @@ impl Backend for GpuBackend {
             window: p.window,
             scale: p.scale,
         };
-        let ctx = &self.ctx;
-        let st = self.step.get_or_insert_with(|| ctx.step());
+        let (ctx, binds) = (&self.ctx, &self.binds);
+        let st = self.step.get_or_insert_with(|| ctx.step_cached(binds));
         let b = &self.bufs;
         let r = (|| {
             st.kv_write(cache, sb(b, k)?, sb(b, v)?, n, pos0)?;

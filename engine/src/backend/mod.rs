@@ -141,6 +141,12 @@ pub trait Backend: Send {
     fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()>;
     /// `x *= s` over `width` values per token.
     fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()>;
+    /// For every token, the index of the largest of its `width` values of
+    /// `src` (the lowest index on ties) into `out`. The default reads `src`
+    /// back; a GPU backend picks on the device and reads back only the ids.
+    fn argmax(&mut self, src: Slot, width: usize, out: &mut Vec<u32>) -> Result<()> {
+        argmax_on_host(self, src, width, out)
+    }
     /// Forgets cached positions `from..` of every layer.
     fn truncate_cache(&mut self, from: usize);
     /// Shows `slot` to the hook under `name` when a hook is set (tests, `infer verify`).
@@ -152,6 +158,24 @@ pub trait Backend: Send {
         }
         Ok(())
     }
+}
+
+/// [`Backend::argmax`] by reading `src` back: the spec every backend matches.
+pub fn argmax_on_host<B: Backend + ?Sized>(b: &mut B, src: Slot, width: usize, out: &mut Vec<u32>) -> Result<()> {
+    let mut host = vec![0.0; b.n_tokens() * width];
+    b.read(src, &mut host)?;
+    out.clear();
+    out.extend(host.chunks(width.max(1)).map(|row| {
+        // `>` skips NaN and keeps the first of equal values.
+        let mut best = (0u32, f32::NEG_INFINITY);
+        for (i, &v) in row.iter().enumerate() {
+            if v > best.1 {
+                best = (i as u32, v);
+            }
+        }
+        best.0
+    }));
+    Ok(())
 }
 
 /// The backends of one session and the layer → backend plan.

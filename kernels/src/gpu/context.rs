@@ -77,6 +77,85 @@ fn parse_backend(s: &str) -> Result<wgpu::Backends, KernelError> {
     })
 }
 
+/// One adapter as `infer devices` lists it.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub max_buffer_bytes: u64,
+    pub max_storage_binding_bytes: u64,
+    pub max_workgroup_storage_bytes: u32,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// What adapter discovery found: the adapters, their summaries, and the
+/// best one passing the name filter.
+struct Found {
+    backends: wgpu::Backends,
+    name_filter: Option<String>,
+    adapters: Vec<wgpu::Adapter>,
+    summaries: Vec<AdapterSummary>,
+    chosen: Option<usize>,
+}
+
+fn find_adapters() -> Result<Found, KernelError> {
+    let backends = match std::env::var("INFER_GPU_BACKEND") {
+        Ok(s) if !s.is_empty() => parse_backend(&s)?,
+        // GL is left out by default: it lacks compute features we rely on.
+        _ => wgpu::Backends::PRIMARY,
+    };
+    let name_filter = std::env::var("INFER_GPU_ADAPTER")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let summaries: Vec<AdapterSummary> = adapters
+        .iter()
+        .map(|a| {
+            let (i, l, f) = (a.get_info(), a.limits(), a.features());
+            AdapterSummary {
+                name: i.name,
+                backend: format!("{:?}", i.backend),
+                device_type: format!("{:?}", i.device_type),
+                driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                shader_f16: f.contains(wgpu::Features::SHADER_F16),
+                subgroups: f.contains(wgpu::Features::SUBGROUP),
+                max_buffer_bytes: l.max_buffer_size,
+                max_storage_binding_bytes: l.max_storage_buffer_binding_size,
+                max_workgroup_storage_bytes: l.max_compute_workgroup_storage_size,
+            }
+        })
+        .collect();
+    let chosen = adapters
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            name_filter
+                .as_ref()
+                .is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
+        })
+        .min_by_key(|(_, a)| adapter_rank(a.get_info().device_type))
+        .map(|(i, _)| i);
+    Ok(Found {
+        backends,
+        name_filter,
+        adapters,
+        summaries,
+        chosen,
+    })
+}
+
 /// Lower is better: discrete, integrated, virtual, then software.
 fn adapter_rank(t: wgpu::DeviceType) -> u8 {
     match t {
@@ -94,43 +173,66 @@ impl GpuContext {
     /// `INFER_GPU_ADAPTER` (substring of the adapter name, any case) narrow
     /// the choice. Fails with [`KernelError::Gpu`] when no adapter is found.
     pub fn new() -> Result<Self, KernelError> {
-        let backends = match std::env::var("INFER_GPU_BACKEND") {
-            Ok(s) if !s.is_empty() => parse_backend(&s)?,
-            // GL is left out by default: it lacks compute features we rely on.
-            _ => wgpu::Backends::PRIMARY,
-        };
-        let name_filter = std::env::var("INFER_GPU_ADAPTER")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let seen: Vec<String> = adapters
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
-            })
-            .collect();
-        let adapter = adapters
-            .into_iter()
-            .filter(|a| {
-                name_filter
-                    .as_ref()
-                    .is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
-            })
-            .min_by_key(|a| adapter_rank(a.get_info().device_type))
+        let found = find_adapters()?;
+        let name_filter = found.name_filter.clone();
+        let (backends, seen) = (
+            found.backends,
+            found
+                .summaries
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let adapter = found
+            .chosen
+            .and_then(|i| found.adapters.into_iter().nth(i))
             .ok_or_else(|| {
                 KernelError::Gpu(format!(
-                    "no GPU adapter found for backends {backends:?}{} (adapters seen: [{}]); install a \
-                     Vulkan/Metal/DX12 driver (on Linux without a GPU, mesa's lavapipe) or change \
-                     INFER_GPU_BACKEND / INFER_GPU_ADAPTER",
-                    name_filter.as_ref().map(|f| format!(" matching \"{f}\"")).unwrap_or_default(),
-                    seen.join(", ")
-                ))
+                "no GPU adapter found for backends {backends:?}{} (adapters seen: [{}]); install a \
+                 Vulkan/Metal/DX12 driver (on Linux without a GPU, mesa's lavapipe) or change \
+                 INFER_GPU_BACKEND / INFER_GPU_ADAPTER",
+                name_filter.as_ref().map(|f| format!(" matching \"{f}\"")).unwrap_or_default(),
+                seen.join(", ")
+            ))
             })?;
         Self::from_adapter(adapter)
+    }
+
+    /// Every adapter wgpu finds for the backends `INFER_GPU_BACKEND` allows,
+    /// and the index of the one [`GpuContext::new`] would open (none when
+    /// nothing matches `INFER_GPU_ADAPTER`), for `infer devices`.
+    pub fn list_adapters() -> Result<(Vec<AdapterSummary>, Option<usize>), KernelError> {
+        let found = find_adapters()?;
+        Ok((found.summaries, found.chosen))
+    }
+
+    /// Device-to-device copy bandwidth in GB/s (bytes read plus bytes
+    /// written, per second): the ceiling a memory-bound kernel can approach.
+    /// Copies a buffer of up to 128 MiB (larger than the caches of today's
+    /// GPUs) again and again; the median of five timed submits.
+    pub fn copy_bandwidth(&self) -> Result<f64, KernelError> {
+        let max = self
+            .inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.inner.limits.max_buffer_size);
+        let len = ((128u64 << 20).min(max / 2) / 4) as usize;
+        let (src, dst) = (self.buffer(len)?, self.buffer(len)?);
+        let run = |reps: usize| -> Result<f64, KernelError> {
+            let mut step = self.step();
+            for _ in 0..reps {
+                step.copy(&src, 0, &dst, 0, len)?;
+            }
+            let t = std::time::Instant::now();
+            step.submit()?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        // Warm-up, then enough copies per submit for ~50 ms.
+        let once = run(4)? / 4.0;
+        let reps = ((0.05 / once.max(1e-6)) as usize).clamp(4, 256);
+        let mut secs = (0..5).map(|_| run(reps)).collect::<Result<Vec<_>, _>>()?;
+        secs.sort_by(f64::total_cmp);
+        Ok(2.0 * (len * 4 * reps) as f64 / secs[2] / 1e9)
     }
 
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
@@ -341,7 +443,8 @@ impl GpuContext {
                                 wgpu::BufferBindingType::Storage { read_only: false }
                             }
                         },
-                        has_dynamic_offset: false,
+                        // Binding 0 holds every kernel's params, bound at a dynamic offset.
+                        has_dynamic_offset: binding == 0,
                         min_binding_size: None,
                     },
                     count: None,
@@ -487,6 +590,24 @@ impl GpuContext {
         }
         self.take_uncaptured()?;
         polled.map_err(|e| KernelError::Gpu(format!("waiting for the GPU: {e}")))?;
+        // Rarely (parallel tests on lavapipe) a map callback has not run yet
+        // when the wait returns: poll again until every read is mapped.
+        let deadline = std::time::Instant::now() + SUBMIT_TIMEOUT;
+        let all_mapped = || {
+            mapped
+                .iter()
+                .all(|s| s.lock().map_or(true, |g| g.is_some()))
+        };
+        while !all_mapped() && std::time::Instant::now() < deadline {
+            dev.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(SUBMIT_TIMEOUT),
+            })
+            .map_err(|e| KernelError::Gpu(format!("waiting for read-back buffers: {e}")))?;
+            if !all_mapped() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let mut out = Vec::with_capacity(staging.len());
         for ((b, len), slot) in staging.iter().zip(mapped) {
             let state = slot

@@ -55,11 +55,12 @@ mod ops;
 mod shaders;
 mod weights;
 
-pub use context::GpuContext;
+pub use context::{AdapterSummary, GpuContext};
 pub use ops::{AttnShape, GpuKvCache};
 pub use weights::{supports, GpuWeight};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use context::Pipeline;
 use shaders::Kernel;
@@ -166,10 +167,54 @@ enum Cmd {
     },
 }
 
+/// What a bind group is made of: the layout, the params' size (their
+/// offset is dynamic) and every other buffer range.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    layout: wgpu::BindGroupLayout,
+    params_size: u64,
+    buffers: Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)>,
+}
+
+/// Bind groups kept from step to step. A decode step binds the same
+/// buffers in the same order every token, and making ~500 bind groups per
+/// token was over half of the host's recording time. The per-dispatch
+/// params live in one persistent uniform buffer, bound at a dynamic offset.
+/// Owned by whoever owns the bound buffers (a session's backend), so that
+/// cached groups never keep freed buffers alive for long; a plain
+/// [`GpuContext::step`] uses a fresh one.
+#[derive(Clone, Default)]
+pub struct BindCache {
+    inner: Arc<Mutex<BindCacheInner>>,
+}
+
+#[derive(Default)]
+struct BindCacheInner {
+    params: Option<wgpu::Buffer>,
+    groups: HashMap<BindKey, wgpu::BindGroup>,
+}
+
+/// Past this many groups the cache starts over (prefill windows and
+/// scratch buffers can add keys; decode needs a few hundred).
+const MAX_CACHED_BIND_GROUPS: usize = 8192;
+
+impl BindCache {
+    /// Number of cached bind groups.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |c| c.groups.len())
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The ops of one forward step, recorded then submitted as one command
 /// buffer. Nothing runs until [`GpuStep::submit`].
 pub struct GpuStep {
     ctx: GpuContext,
+    binds: BindCache,
     cmds: Vec<Cmd>,
     /// Uniform params of every dispatch, each at an aligned offset.
     params: Vec<u8>,
@@ -180,8 +225,14 @@ pub struct GpuStep {
 impl GpuContext {
     /// Starts recording a step.
     pub fn step(&self) -> GpuStep {
+        self.step_cached(&BindCache::default())
+    }
+
+    /// Starts recording a step that reuses (and adds to) `binds`' bind groups.
+    pub fn step_cached(&self, binds: &BindCache) -> GpuStep {
         GpuStep {
             ctx: self.clone(),
+            binds: binds.clone(),
             cmds: Vec::new(),
             params: Vec::new(),
             scratch: Vec::new(),
@@ -332,12 +383,29 @@ impl GpuStep {
     pub fn submit(self) -> Result<Vec<Readback>, KernelError> {
         let inner = &self.ctx.inner;
         let dev = &inner.device;
-        let params = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: (self.params.len().div_ceil(16) * 16).max(16) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let mut binds = self
+            .binds
+            .inner
+            .lock()
+            .map_err(|_| KernelError::Gpu("bind group cache lock poisoned".into()))?;
+        let need = (self.params.len().div_ceil(16) * 16).max(16) as u64;
+        if binds.params.as_ref().is_none_or(|b| b.size() < need)
+            || binds.groups.len() > MAX_CACHED_BIND_GROUPS
+        {
+            // Groups bind the old params buffer: start over.
+            binds.groups.clear();
+            binds.params = Some(dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: need.next_power_of_two(),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let binds = &mut *binds;
+        let params = binds
+            .params
+            .clone()
+            .ok_or_else(|| KernelError::Gpu("params buffer missing".into()))?;
         if !self.params.is_empty() {
             let mut padded = self.params.clone();
             padded.resize(self.params.len().div_ceil(4) * 4, 0);
@@ -390,29 +458,40 @@ impl GpuStep {
                         groups,
                     }) = self.cmds.get(i)
                     {
-                        let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &params,
-                                offset: *off,
-                                size: wgpu::BufferSize::new(*size),
-                            }),
-                        }];
-                        entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry {
-                            binding: b.binding,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &b.buffer,
-                                offset: b.offset,
-                                size: b.size,
-                            }),
-                        }));
-                        let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: None,
-                            layout: &pipeline.layout,
-                            entries: &entries,
+                        let key = BindKey {
+                            layout: pipeline.layout.clone(),
+                            params_size: *size,
+                            buffers: buffers
+                                .iter()
+                                .map(|b| (b.binding, b.buffer.clone(), b.offset, b.size))
+                                .collect(),
+                        };
+                        let bg = binds.groups.entry(key).or_insert_with(|| {
+                            let mut entries = vec![wgpu::BindGroupEntry {
+                                binding: 0,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: &params,
+                                    offset: 0,
+                                    size: wgpu::BufferSize::new(*size),
+                                }),
+                            }];
+                            entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry {
+                                binding: b.binding,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: &b.buffer,
+                                    offset: b.offset,
+                                    size: b.size,
+                                }),
+                            }));
+                            dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: None,
+                                layout: &pipeline.layout,
+                                entries: &entries,
+                            })
                         });
                         pass.set_pipeline(&pipeline.pipeline);
-                        pass.set_bind_group(0, &bg, &[]);
+                        // Offsets are aligned to min_uniform_buffer_offset_alignment at recording.
+                        pass.set_bind_group(0, &*bg, &[*off as u32]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         i += 1;
                     }

@@ -38,5 +38,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         workgroupBarrier();
     }
-    if lid == 0u { out[r] = min(idxs[0], p.dim - 1u); }
+    // No value above the start (all NaN): 0, as the CPU's argmax gives.
+    if lid == 0u { out[r] = select(idxs[0], 0u, idxs[0] >= p.dim); }
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The one prepared run for a lent GPU machine (docs/OFFLOAD.md, "Real GPU").
+# That machine has no Rust toolchain and no network, and the real models
+# exceed what travels with the working tree, so:
+#
+#   here:   cargo build --release -p infer-cli
+#           fetch the Vulkan loader packages into .gl/ (the device tool's README)
+#   there:  bash scripts/gpu-device-run.sh     (carry: .gl, target/release/infer)
+#
+# It unpacks the loader, records the GPU (nvidia-smi, `infer devices
+# --bandwidth`), writes synthetic models of SmolLM2 135M's shape (Q4_1, as
+# the real file's matrices) and of the 1B and 8B shapes (Q4_0), and sweeps
+# the offload ratio on each (`infer bench --offload-sweep --json --plot`).
+# Everything lands in $OUT (default /tmp/infer-gpu-out): one JSON and one
+# SVG per model, devices.json, nvidia-smi.csv, log.txt.
+#
+# Knobs (environment): MODELS (default "135m:q4_1 1b:q4_0 8b:q4_0"),
+# SWEEP (0,0.25,0.5,0.75,1), P (512), N (128), R (3), INFER_BIN.
+# Also runs here on lavapipe with small settings, e.g.
+#   MODELS=135m:q4_1 SWEEP=0,1 P=16 N=8 R=1 bash scripts/gpu-device-run.sh
+set -uo pipefail
+
+OUT=${OUT:-/tmp/infer-gpu-out}
+BIN=${INFER_BIN:-target/release/infer}
+MODELS=${MODELS:-135m:q4_1 1b:q4_0 8b:q4_0}
+SWEEP=${SWEEP:-0,0.25,0.5,0.75,1}
+P=${P:-512}
+N=${N:-128}
+R=${R:-3}
+WORK=${WORK:-/tmp/infer-gpu-models}
+mkdir -p "$OUT" "$WORK"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+
+if [ ! -x "$BIN" ]; then
+    echo "error: $BIN not found; build it here and carry target/release/infer" >&2
+    exit 1
+fi
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+# The NVIDIA driver's Vulkan ICD sits outside the loader's default search path there.
+nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if ! "$BIN" devices | grep -q '^\*' && [ -f "$nv_icd" ]; then
+    export VK_DRIVER_FILES=$nv_icd
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.memory,driver_version --format=csv >"$OUT/nvidia-smi.csv" 2>&1 || true
+"$BIN" devices
+"$BIN" devices --bandwidth --json >"$OUT/devices.json" || echo "warning: no bandwidth figure"
+cat "$OUT/devices.json"
+
+status=0
+for spec in $MODELS; do
+    preset=${spec%%:*}
+    ty=${spec#*:}
+    model=$WORK/synth-$preset-$ty.gguf
+    [ -f "$model" ] || "$BIN" synth --preset "$preset" --type "$ty" -o "$model" || { status=1; continue; }
+    echo "== $preset $ty: sweep $SWEEP, pp$P tg$N, $R repetitions"
+    if "$BIN" bench -m "$model" -p "$P" -n "$N" -r "$R" --offload-sweep "$SWEEP" --json \
+        --plot "$OUT/sweep-$preset-$ty.svg" >"$OUT/sweep-$preset-$ty.json"; then
+        cat "$OUT/sweep-$preset-$ty.json"
+    else
+        status=1
+    fi
+done
+exit $status
