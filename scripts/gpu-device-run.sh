@@ -10,7 +10,9 @@
 # It unpacks the loader, records the GPU (nvidia-smi, `infer devices
 # --bandwidth`), writes synthetic models of SmolLM2 135M's shape (Q4_1, as
 # the real file's matrices) and of the 1B and 8B shapes (Q4_0), and sweeps
-# the offload ratio on each (`infer bench --offload-sweep --json --plot`).
+# the offload ratio on each (`infer bench --offload-sweep --gpu-profile
+# --json --plot`: per ratio, the host's recording/encoding/waiting time per
+# token and each kernel's GPU time and weight bandwidth).
 # Everything lands in $OUT (default /tmp/infer-gpu-out): one JSON and one
 # SVG per model, devices.json, nvidia-smi.csv, log.txt.
 #
@@ -57,11 +59,25 @@ for spec in $MODELS; do
     model=$WORK/synth-$preset-$ty.gguf
     [ -f "$model" ] || "$BIN" synth --preset "$preset" --type "$ty" -o "$model" || { status=1; continue; }
     echo "== $preset $ty: sweep $SWEEP, pp$P tg$N, $R repetitions"
-    if "$BIN" bench -m "$model" -p "$P" -n "$N" -r "$R" --offload-sweep "$SWEEP" --json \
+    if "$BIN" bench -m "$model" -p "$P" -n "$N" -r "$R" --offload-sweep "$SWEEP" --gpu-profile --json \
         --plot "$OUT/sweep-$preset-$ty.svg" >"$OUT/sweep-$preset-$ty.json"; then
         cat "$OUT/sweep-$preset-$ty.json"
     else
         status=1
     fi
 done
+# Decode with every layer on the GPU against the measured copy bandwidth.
+if command -v python3 >/dev/null; then
+    python3 - "$OUT" <<'PY'
+import glob, json, sys
+out = sys.argv[1]
+bw = json.load(open(f"{out}/devices.json")).get("copy_bandwidth_gb_s") or 0
+for f in sorted(glob.glob(f"{out}/sweep-*.json")):
+    for r in json.load(open(f)):
+        if r["gpu_layers"] == r["total_layers"] and r.get("tg_tok_s"):
+            gbs = r["gpu_weight_bytes"] * r["tg_tok_s"] / 1e9
+            share = f"{100 * gbs / bw:.0f}% of {bw:.0f} GB/s copy" if bw else "no bandwidth figure"
+            print(f"{f}: all layers: tg {r['tg_tok_s']:.1f} tok/s x {r['gpu_weight_bytes'] / 1e9:.2f} GB = {gbs:.0f} GB/s ({share})")
+PY
+fi
 exit $status

@@ -69,7 +69,25 @@ fn bench_json_rows() {
     assert_eq!(tests, ["pp16", "pp32", "tg4"]);
     for r in rows {
         assert!(r["tok_s"].as_f64().unwrap() > 0.0 && r["stddev"].as_f64().is_some(), "{r}");
+        assert!(r.get("gpu").is_none(), "a CPU run reports no GPU part: {r}");
     }
+}
+
+/// With layers on the GPU, bench reports the host's side per token and, with
+/// --gpu-profile, each kernel's GPU time from timestamps.
+#[test]
+fn bench_reports_the_gpu_side_and_a_kernel_profile() {
+    let j = infer_json(&["bench", "-ngl", "all", "-p", "0", "-n", "3", "-r", "1", "--gpu-profile", "--json"]);
+    let g = &j[0]["gpu"];
+    let dispatches = g["dispatches_per_token"].as_f64().expect("dispatches");
+    // 30 blocks of SmolLM2 and the head: hundreds of dispatches in one submit per token.
+    assert!(dispatches > 300.0 && g["submits_per_token"].as_f64() == Some(1.0), "{g}");
+    assert!(g["encode_ms_per_token"].as_f64().unwrap() > 0.0 && g["wait_ms_per_token"].as_f64().unwrap() > 0.0);
+    let profile = g["profile"].as_array().expect("profile");
+    let calls: f64 = profile.iter().map(|k| k["calls_per_token"].as_f64().unwrap()).sum();
+    assert!((calls - dispatches).abs() < 1.0, "profiled {calls} calls per token, ran {dispatches}");
+    let q4_1 = profile.iter().find(|k| k["kernel"].as_str().unwrap().contains("(Q4_1)")).expect("a Q4_1 matrix kernel");
+    assert!(q4_1["weight_gb_s"].as_f64().unwrap() > 0.0 && q4_1["us_per_token"].as_f64().unwrap() > 0.0, "{q4_1}");
 }
 
 /// Issue acceptance: the sweep prints a row for every ratio, and every ratio

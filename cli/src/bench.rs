@@ -17,6 +17,7 @@ use infer_engine::{Logits, Model, SessionParams};
 use serde_json::{json, Value};
 
 use crate::gen_args::ModelArgs;
+use crate::gpu_report::GpuReport;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -46,6 +47,10 @@ pub struct BenchArgs {
     /// With --offload-sweep: draw tokens/s against the ratio into this .svg file
     #[arg(long = "plot", value_name = "FILE.svg", requires = "offload_sweep")]
     pub plot: Option<std::path::PathBuf>,
+    /// With layers on the GPU: time every kernel of a few extra decode steps
+    /// with GPU timestamps and report where the time goes
+    #[arg(long = "gpu-profile")]
+    pub gpu_profile: bool,
 }
 
 /// What to measure on one loaded model.
@@ -56,6 +61,8 @@ pub struct BenchConfig {
     pub reps: usize,
     pub n_batch: usize,
     pub cache_type: CacheType,
+    /// Profile the GPU kernels of each generation test (see `--gpu-profile`).
+    pub gpu_profile: bool,
 }
 
 /// One test's result on one model (one line of the table).
@@ -75,6 +82,8 @@ pub struct Row {
     pub test: String,
     /// Wall time of each repetition.
     pub samples_ns: Vec<u64>,
+    /// The GPU part, when layers run there.
+    pub gpu: Option<GpuReport>,
 }
 
 impl Row {
@@ -97,7 +106,7 @@ impl Row {
     pub fn to_json(&self) -> Value {
         let (mean, sd) = self.tok_s();
         let avg_ns = self.samples_ns.iter().sum::<u64>() / self.samples_ns.len().max(1) as u64;
-        json!({
+        let mut v = json!({
             "model_filename": self.model_filename,
             "model_type": self.model_type,
             "model_size": self.model_size,
@@ -112,7 +121,11 @@ impl Row {
             "samples_ts": self.samples_ts(),
             "tok_s": mean,
             "stddev": sd,
-        })
+        });
+        if let (Some(g), Some(obj)) = (&self.gpu, v.as_object_mut()) {
+            obj.insert("gpu".into(), g.to_json());
+        }
+        v
     }
 }
 
@@ -126,6 +139,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         reps: args.reps,
         n_batch: args.batch,
         cache_type: args.cache_type,
+        gpu_profile: args.gpu_profile,
     };
     if !args.offload_sweep.is_empty() {
         return crate::sweep::run_sweep(&args, &cfg, &args.offload_sweep);
@@ -165,34 +179,71 @@ pub fn bench_model(model: &Arc<Model>, cfg: &BenchConfig) -> anyhow::Result<Vec<
         rng ^= rng << 17;
         (rng % vocab as u64) as u32
     };
+    let gpu = model.offload().map(|o| o.weights.context().clone());
+    let stats = || gpu.as_ref().map(|g| g.stats()).unwrap_or_default();
     let mut rows = Vec::new();
     for &n in &cfg.n_prompt {
         let mut samples = Vec::with_capacity(cfg.reps);
+        let mut before = stats();
         for rep in 0..=cfg.reps {
             let tokens: Vec<u32> = (0..n).map(|_| next_token()).collect();
             session.clear();
+            if rep == 1 {
+                before = stats();
+            }
             let t = Instant::now();
             session.eval(&tokens, Logits::Last).with_context(|| format!("pp{n}"))?;
             if rep > 0 {
                 samples.push(t.elapsed().as_nanos() as u64);
             }
         }
-        rows.push(info.row(format!("pp{n}"), n, 0, samples));
+        let mut row = info.row(format!("pp{n}"), n, 0, samples);
+        row.gpu = gpu.as_ref().map(|_| GpuReport {
+            tokens: n * cfg.reps,
+            stats: stats().since(&before),
+            ..Default::default()
+        });
+        rows.push(row);
     }
     for &n in &cfg.n_gen {
         let mut samples = Vec::with_capacity(cfg.reps);
-        for rep in 0..=cfg.reps {
-            let tokens: Vec<u32> = (0..n).map(|_| next_token()).collect();
+        let decode = |session: &mut infer_engine::Session, tokens: &[u32]| -> anyhow::Result<()> {
             session.clear();
-            let t = Instant::now();
-            for tok in &tokens {
+            for tok in tokens {
                 session.eval(std::slice::from_ref(tok), Logits::Last).with_context(|| format!("tg{n}"))?;
             }
+            Ok(())
+        };
+        let mut before = stats();
+        for rep in 0..=cfg.reps {
+            let tokens: Vec<u32> = (0..n).map(|_| next_token()).collect();
+            if rep == 1 {
+                before = stats();
+            }
+            let t = Instant::now();
+            decode(&mut session, &tokens)?;
             if rep > 0 {
                 samples.push(t.elapsed().as_nanos() as u64);
             }
         }
-        rows.push(info.row(format!("tg{n}"), 0, n, samples));
+        let mut row = info.row(format!("tg{n}"), 0, n, samples);
+        if let Some(ctx) = &gpu {
+            let mut report = GpuReport { tokens: n * cfg.reps, stats: stats().since(&before), ..Default::default() };
+            if cfg.gpu_profile {
+                // One more pass, timed kernel by kernel (timestamps slow it a little).
+                if !ctx.set_profiling(true) {
+                    eprintln!("warning: the GPU offers no timestamp queries; no kernel profile");
+                }
+                let tokens: Vec<u32> = (0..n).map(|_| next_token()).collect();
+                let r = decode(&mut session, &tokens);
+                ctx.set_profiling(false);
+                r?;
+                report.profile = ctx.take_profile();
+                report.profiled_tokens = n;
+            }
+            row.gpu = Some(report);
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -245,6 +296,7 @@ impl ModelInfo {
             n_gen,
             test,
             samples_ns,
+            gpu: None,
         }
     }
 }
@@ -285,6 +337,11 @@ fn print_table(rows: &[Row]) {
             sd
         );
     }
+    for r in rows {
+        if let Some(g) = &r.gpu {
+            g.print(&r.test);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +361,7 @@ mod tests {
             n_gen: 0,
             test: "pp100".into(),
             samples_ns: vec![1_000_000_000, 500_000_000],
+            gpu: None,
         };
         let (mean, sd) = r.tok_s();
         assert!((mean - 150.0).abs() < 1e-9);

@@ -30,6 +30,7 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
                     "driver": a.driver,
                     "chosen": Some(i) == chosen,
                     "shader_f16": a.shader_f16,
+                    "timestamps": a.timestamps,
                     "subgroups": a.subgroups,
                     "max_buffer_bytes": a.max_buffer_bytes,
                     "max_storage_binding_bytes": a.max_storage_binding_bytes,
@@ -48,9 +49,10 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
             let mark = if Some(i) == chosen { "*" } else { " " };
             println!("{mark} {a}, driver {}", a.driver);
             println!(
-                "    shader-f16 {}, subgroups {}, max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB",
+                "    shader-f16 {}, subgroups {}, timestamps {}, max buffer {} MiB, max storage binding {} MiB, workgroup memory {} KiB",
                 a.shader_f16,
                 a.subgroups,
+                a.timestamps,
                 a.max_buffer_bytes >> 20,
                 a.max_storage_binding_bytes >> 20,
                 a.max_workgroup_storage_bytes >> 10

@@ -11,6 +11,7 @@ mod chat;
 mod common;
 mod devices;
 mod gen_args;
+mod gpu_report;
 mod inspect;
 mod perplexity;
 mod plot;

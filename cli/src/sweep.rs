@@ -20,6 +20,8 @@ pub struct SweepRow {
     /// Resident memory of this process after the tests.
     pub host_rss_bytes: u64,
     pub device: Option<String>,
+    /// The GPU side of the generation test (with GPU layers).
+    pub gpu_tg: Option<crate::gpu_report::GpuReport>,
 }
 
 impl SweepRow {
@@ -40,6 +42,7 @@ impl SweepRow {
             "gpu_kv_bytes": self.gpu_kv_bytes,
             "host_rss_bytes": self.host_rss_bytes,
             "device": self.device,
+            "gpu_tg": self.gpu_tg.as_ref().map(|g| g.to_json()),
         })
     }
 }
@@ -120,6 +123,7 @@ fn sweep_row(model: &Model, ratio: f32, rows: &[Row]) -> SweepRow {
         gpu_kv_bytes: gpu_kv,
         host_rss_bytes: host_rss(),
         device,
+        gpu_tg: rows.iter().find(|r| r.n_gen > 0).and_then(|r| r.gpu.clone()),
     }
 }
 
@@ -143,5 +147,11 @@ fn print_sweep(rows: &[SweepRow]) {
             mib(r.gpu_kv_bytes),
             mib(r.host_rss_bytes)
         );
+    }
+    for r in rows {
+        if let Some(g) = &r.gpu_tg {
+            print!("\nratio {:.2}:", r.ratio);
+            g.print(r.tg.as_ref().map_or("tg", |t| t.0.as_str()));
+        }
     }
 }

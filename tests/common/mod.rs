@@ -148,3 +148,37 @@ pub fn check_teacher_forced(what: &str, model_name: &str, mut new_session: impl 
     assert!(median <= TF_MEDIAN_TOL, "{what}: median teacher-forced logprob difference {median}");
     assert!(max <= TF_MAX_TOL, "{what}: largest teacher-forced logprob difference {max}");
 }
+
+/// A copy of a model with every tensor dequantized to F32, removed on drop.
+/// The CPU path multiplies F32 weights by F32 activations without rounding
+/// either, so this copy computes the quantized model "exactly" (to f32
+/// rounding): the yardstick for paths that round activations differently.
+pub struct F32Copy(pub PathBuf);
+
+impl F32Copy {
+    pub fn of(name: &str) -> Self {
+        use infer_gguf::{Gguf, GgufWriter, QuantType};
+        let g = Gguf::open(model_path(name)).expect("model");
+        let mut w = GgufWriter::new();
+        for (k, v) in g.metadata() {
+            if k != "general.alignment" {
+                w.add_metadata(k, v.clone());
+            }
+        }
+        for t in g.tensors() {
+            let mut f = vec![0f32; t.n_elements() as usize];
+            let data = g.tensor(&t.name).expect("tensor").data;
+            infer_kernels::dequant::dequantize(t.ty, data, &mut f).expect("dequantize");
+            w.add_tensor(&t.name, QuantType::F32, &t.dims, bytemuck::cast_slice(&f).to_vec()).expect("add tensor");
+        }
+        let path = std::env::temp_dir().join(format!("infer-f32-{}-{name}", std::process::id()));
+        w.write_to_path(&path).expect("writing the F32 copy");
+        F32Copy(path)
+    }
+}
+
+impl Drop for F32Copy {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
+    }
+}

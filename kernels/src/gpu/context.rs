@@ -48,6 +48,9 @@ pub(crate) struct Inner {
     pub pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     /// The first error wgpu reported outside an error scope.
     pub uncaptured: Arc<Mutex<Option<String>>>,
+    pub has_timestamps: bool,
+    pub stats: Mutex<super::GpuStats>,
+    pub profile: Mutex<super::profile::Profile>,
 }
 
 /// A GPU device with its queue, compiled kernels and buffer pool.
@@ -85,6 +88,8 @@ pub struct AdapterSummary {
     pub device_type: String,
     pub driver: String,
     pub shader_f16: bool,
+    /// GPU timestamps (`infer bench --gpu-profile`).
+    pub timestamps: bool,
     pub subgroups: bool,
     pub max_buffer_bytes: u64,
     pub max_storage_binding_bytes: u64,
@@ -130,6 +135,7 @@ fn find_adapters() -> Result<Found, KernelError> {
                 device_type: format!("{:?}", i.device_type),
                 driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
                 shader_f16: f.contains(wgpu::Features::SHADER_F16),
+                timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
                 subgroups: f.contains(wgpu::Features::SUBGROUP),
                 max_buffer_bytes: l.max_buffer_size,
                 max_storage_binding_bytes: l.max_storage_buffer_binding_size,
@@ -244,7 +250,8 @@ impl GpuContext {
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
         let offered = adapter.features();
-        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        let wanted =
+            wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = offered & wanted;
         // The adapter's own limits: big storage bindings and buffers matter for weights.
         let limits = adapter.limits();
@@ -285,6 +292,9 @@ impl GpuContext {
                 layouts: Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
                 uncaptured,
+                has_timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+                stats: Mutex::default(),
+                profile: Mutex::default(),
             }),
         })
     }

@@ -52,11 +52,13 @@
 
 mod context;
 mod ops;
+mod profile;
 mod shaders;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
 pub use ops::{AttnShape, GpuKvCache};
+pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
 
 use std::collections::HashMap;
@@ -149,6 +151,7 @@ struct Bound {
 
 enum Cmd {
     Dispatch {
+        kernel: Kernel,
         pipeline: Arc<Pipeline>,
         buffers: Vec<Bound>,
         params: (u64, u64),
@@ -194,6 +197,21 @@ struct BindCacheInner {
     groups: HashMap<BindKey, wgpu::BindGroup>,
 }
 
+/// Dispatches timed per submit while profiling (the rest run untimed).
+const MAX_TIMED_DISPATCHES: usize = 2048;
+
+/// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
+fn weight_bytes(kernel: Kernel, buffers: &[Bound]) -> u64 {
+    match kernel {
+        Kernel::Matvec(_) | Kernel::MatvecRows(_) | Kernel::Matmul(_) | Kernel::MatmulRows(_) => {
+            buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
+                b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
+            })
+        }
+        _ => 0,
+    }
+}
+
 /// Past this many groups the cache starts over (prefill windows and
 /// scratch buffers can add keys; decode needs a few hundred).
 const MAX_CACHED_BIND_GROUPS: usize = 8192;
@@ -220,6 +238,8 @@ pub struct GpuStep {
     params: Vec<u8>,
     /// Scratch buffers that must live until the submit.
     scratch: Vec<GpuBuffer>,
+    /// When the first dispatch was recorded (for [`GpuStats::record`]).
+    started: Option<std::time::Instant>,
 }
 
 impl GpuContext {
@@ -236,6 +256,7 @@ impl GpuContext {
             cmds: Vec::new(),
             params: Vec::new(),
             scratch: Vec::new(),
+            started: None,
         }
     }
 }
@@ -297,7 +318,11 @@ impl GpuStep {
                 size: size.and_then(wgpu::BufferSize::new),
             })
             .collect();
+        if self.cmds.is_empty() {
+            self.started = Some(std::time::Instant::now());
+        }
         self.cmds.push(Cmd::Dispatch {
+            kernel,
             pipeline,
             buffers,
             params: (off as u64, bytes.len() as u64),
@@ -381,8 +406,25 @@ impl GpuStep {
 
     /// Submits everything recorded, waits for it, and returns the reads.
     pub fn submit(self) -> Result<Vec<Readback>, KernelError> {
+        let t_submit = std::time::Instant::now();
         let inner = &self.ctx.inner;
         let dev = &inner.device;
+        let n_dispatches = self
+            .cmds
+            .iter()
+            .filter(|c| matches!(c, Cmd::Dispatch { .. }))
+            .count();
+        // Profiling: each dispatch in its own pass between two timestamps.
+        let profiling = inner.profile.lock().is_ok_and(|p| p.on) && n_dispatches > 0;
+        let n_timed = n_dispatches.min(MAX_TIMED_DISPATCHES);
+        let queries = profiling.then(|| {
+            dev.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel times"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * n_timed as u32,
+            })
+        });
+        let mut timed: Vec<(Kernel, u64)> = Vec::new();
         let mut binds = self
             .binds
             .inner
@@ -447,11 +489,24 @@ impl GpuStep {
                 Cmd::Dispatch { .. } => {
                     // Consecutive dispatches share one pass; each dispatch is
                     // its own usage scope, so wgpu orders their writes and reads.
+                    let slot = timed.len() as u32;
+                    let timestamps = match &queries {
+                        Some(q) if timed.len() < n_timed => {
+                            Some(wgpu::ComputePassTimestampWrites {
+                                query_set: q,
+                                beginning_of_pass_write_index: Some(2 * slot),
+                                end_of_pass_write_index: Some(2 * slot + 1),
+                            })
+                        }
+                        _ => None,
+                    };
+                    let timing = timestamps.is_some();
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
-                        timestamp_writes: None,
+                        timestamp_writes: timestamps,
                     });
                     while let Some(Cmd::Dispatch {
+                        kernel,
                         pipeline,
                         buffers,
                         params: (off, size),
@@ -494,11 +549,59 @@ impl GpuStep {
                         pass.set_bind_group(0, &*bg, &[*off as u32]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         i += 1;
+                        if timing {
+                            timed.push((*kernel, weight_bytes(*kernel, buffers)));
+                            break;
+                        }
                     }
                 }
             }
         }
-        let bytes = self.ctx.submit_and_wait(enc.finish(), &staging)?;
+        if let Some(q) = &queries {
+            let n = 2 * timed.len() as u64;
+            let resolved = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel times"),
+                size: n * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            enc.resolve_query_set(q, 0..n as u32, &resolved, 0);
+            let dst = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel times read-back"),
+                size: n * 8,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(&resolved, 0, &dst, 0, n * 8);
+            staging.push((dst, n * 8));
+        }
+        let cmd = enc.finish();
+        let t_encoded = std::time::Instant::now();
+        let mut bytes = self.ctx.submit_and_wait(cmd, &staging)?;
+        if queries.is_some() {
+            let ticks = bytes.pop().unwrap_or_default();
+            let ns_per_tick = inner.queue.get_timestamp_period() as f64;
+            if let Ok(mut p) = inner.profile.lock() {
+                for ((kernel, wb), t) in timed.iter().zip(ticks.chunks_exact(16)) {
+                    let t0 = u64::from_le_bytes(t[..8].try_into().unwrap_or_default());
+                    let t1 = u64::from_le_bytes(t[8..].try_into().unwrap_or_default());
+                    p.add(
+                        format!("{kernel:?}"),
+                        t1.saturating_sub(t0) as f64 * ns_per_tick,
+                        *wb,
+                    );
+                }
+            }
+        }
+        if let Ok(mut st) = inner.stats.lock() {
+            st.submits += 1;
+            st.dispatches += n_dispatches as u64;
+            st.record += self.started.map_or(std::time::Duration::ZERO, |s| {
+                t_submit.saturating_duration_since(s)
+            });
+            st.encode += t_encoded - t_submit;
+            st.wait += t_encoded.elapsed();
+        }
         Ok(bytes
             .into_iter()
             .zip(wanted)
