@@ -16,8 +16,12 @@
 # Everything lands in $OUT (default /tmp/infer-gpu-out): one JSON and one
 # SVG per model, devices.json, nvidia-smi.csv, log.txt.
 #
+# Then, with every layer on the GPU, decode again with each step submitted
+# in parts of PARTS dispatches without waiting (INFER_GPU_SUBMIT_EVERY), to
+# see whether overlapping the host's encoding with the GPU pays.
+#
 # Knobs (environment): MODELS (default "135m:q4_1 1b:q4_0 8b:q4_0"),
-# SWEEP (0,0.25,0.5,0.75,1), P (512), N (128), R (3), INFER_BIN.
+# SWEEP (0,0.25,0.5,0.75,1), P (512), N (128), R (3), PARTS (64), INFER_BIN.
 # Also runs here on lavapipe with small settings, e.g.
 #   MODELS=135m:q4_1 SWEEP=0,1 P=16 N=8 R=1 bash scripts/gpu-device-run.sh
 set -uo pipefail
@@ -29,6 +33,7 @@ SWEEP=${SWEEP:-0,0.25,0.5,0.75,1}
 P=${P:-512}
 N=${N:-128}
 R=${R:-3}
+PARTS=${PARTS:-64}
 WORK=${WORK:-/tmp/infer-gpu-models}
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -65,6 +70,9 @@ for spec in $MODELS; do
     else
         status=1
     fi
+    echo "== $preset $ty: all layers, steps submitted in parts of $PARTS dispatches"
+    INFER_GPU_SUBMIT_EVERY=$PARTS "$BIN" bench -m "$model" -ngl all -p 0 -n "$N" -r "$R" --json \
+        >"$OUT/parts-$preset-$ty.json" && cat "$OUT/parts-$preset-$ty.json" || status=1
 done
 # Decode with every layer on the GPU against the measured copy bandwidth.
 if command -v python3 >/dev/null; then
@@ -78,6 +86,9 @@ for f in sorted(glob.glob(f"{out}/sweep-*.json")):
             gbs = r["gpu_weight_bytes"] * r["tg_tok_s"] / 1e9
             share = f"{100 * gbs / bw:.0f}% of {bw:.0f} GB/s copy" if bw else "no bandwidth figure"
             print(f"{f}: all layers: tg {r['tg_tok_s']:.1f} tok/s x {r['gpu_weight_bytes'] / 1e9:.2f} GB = {gbs:.0f} GB/s ({share})")
+for f in sorted(glob.glob(f"{out}/parts-*.json")):
+    r = json.load(open(f))[0]
+    print(f"{f}: all layers, submitted in parts: tg {r['tok_s']:.1f} tok/s, {r['gpu']['submits_per_token']:.0f} submits per token")
 PY
 fi
 exit $status

@@ -134,3 +134,51 @@ fn devices_lists_the_chosen_adapter_and_its_bandwidth() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("no adapter matches INFER_GPU_ADAPTER") && !text.contains("* "), "{text}");
 }
+
+/// `INFER_GPU_SUBMIT_EVERY=N` submits each forward step in parts without
+/// waiting (the GPU starts on the first layers while the host records the
+/// rest): same greedy text, several submits per token; a bad value is an error.
+#[test]
+fn gpu_steps_submitted_in_parts_give_the_same_text() {
+    let run = |every: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(infer_bin());
+        cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("INFER_MODEL");
+        match every {
+            Some(n) => cmd.env("INFER_GPU_SUBMIT_EVERY", n),
+            None => cmd.env_remove("INFER_GPU_SUBMIT_EVERY"),
+        };
+        cmd.output().expect("running infer")
+    };
+    let text = |every| {
+        let out = run(every, &["run", "-ngl", "all", "--temp", "0", "-n", "12", "-c", "64", "--json", "Once upon a time"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        j["text"].as_str().unwrap().to_string()
+    };
+    assert_eq!(text(Some("64")), text(None));
+    let out = run(Some("64"), &["bench", "-ngl", "all", "-p", "0", "-n", "2", "-r", "1", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let submits = j[0]["gpu"]["submits_per_token"].as_f64().unwrap();
+    assert!(submits >= 8.0, "512 dispatches in parts of 64 took {submits} submits per token");
+    let out = run(Some("many"), &["run", "-ngl", "all", "-n", "2", "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("INFER_GPU_SUBMIT_EVERY"), "{err}");
+}
+
+/// Output piped into a reader that has gone (`| grep -q`, `| head`) ends
+/// the process quietly, without a panic message.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(infer_bin())
+        .args(["devices"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running infer");
+    // Close the read end before `infer devices` has listed the adapters.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waiting for infer");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

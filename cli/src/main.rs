@@ -51,6 +51,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` or `grep -q`: end quietly when the reader
+    // goes, as Unix tools do, instead of panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let result = match Cli::parse_from(gen_args::normalize_args(std::env::args_os())).command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run::run(args),

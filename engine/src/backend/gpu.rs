@@ -100,6 +100,17 @@ fn sb(b: &[Option<GpuBuffer>], s: Slot) -> std::result::Result<&GpuBuffer, Kerne
         .ok_or_else(|| KernelError::Shape { op: "gpu backend", detail: format!("slot {s:?} cannot be an op operand") })
 }
 
+/// `INFER_GPU_SUBMIT_EVERY=N`: submit a forward step in parts of N
+/// dispatches without waiting (0 or unset: one submit per step).
+fn submit_every_from_env() -> Result<usize> {
+    match std::env::var("INFER_GPU_SUBMIT_EVERY") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
+            EngineError::InvalidParam(format!("INFER_GPU_SUBMIT_EVERY=\"{v}\" is not a number of dispatches"))
+        }),
+        _ => Ok(0),
+    }
+}
+
 fn no_logits() -> KernelError {
     KernelError::Gpu("argmax of logits before the output head ran".into())
 }
@@ -129,6 +140,11 @@ pub struct GpuBackend {
     ids: Option<GpuBuffer>,
     /// Bind groups reused from token to token (they bind this backend's buffers).
     binds: BindCache,
+    /// Submit the open step without waiting once it holds this many
+    /// dispatches (0 = one submit per step); `INFER_GPU_SUBMIT_EVERY`.
+    submit_every: usize,
+    /// Which part of the current step is being recorded.
+    part: usize,
     kv: Vec<Option<GpuKvCache>>,
     step: Option<GpuStep>,
     /// Buffers the open step uses that nothing else holds; freed at submit.
@@ -163,6 +179,8 @@ impl GpuBackend {
             tmp,
             ids: None,
             binds: BindCache::default(),
+            submit_every: submit_every_from_env()?,
+            part: 0,
             kv,
             step: None,
             retired: Vec::new(),
@@ -178,7 +196,26 @@ impl GpuBackend {
             _ => Ok(Vec::new()),
         };
         self.retired.clear();
+        self.part = 0;
         r
+    }
+
+    /// With `submit_every`, submits a long enough open step without waiting,
+    /// so the GPU runs it while the host records the rest of the step.
+    fn submit_early(&mut self) -> Result<()> {
+        let due = self.step.as_ref().is_some_and(|s| {
+            self.submit_every > 0 && s.dispatch_count() >= self.submit_every && !s.has_reads()
+        });
+        if !due {
+            return Ok(());
+        }
+        if let Some(s) = self.step.take() {
+            s.submit_no_wait().map_err(gpu_err)?;
+            // The GPU runs submissions in order: what later parts reuse is free by then.
+            self.retired.clear();
+            self.part += 1;
+        }
+        Ok(())
     }
 
     /// Records `f(step, slot buffers, tmp, logits)`: the step and the buffers are
@@ -187,9 +224,10 @@ impl GpuBackend {
     where
         F: FnOnce(&mut GpuStep, &[Option<GpuBuffer>], &GpuBuffer, &[GpuBuffer]) -> std::result::Result<(), KernelError>,
     {
-        let (ctx, binds) = (&self.ctx, &self.binds);
-        let step = self.step.get_or_insert_with(|| ctx.step_cached(binds));
-        f(step, &self.bufs, &self.tmp, &self.logits).map_err(gpu_err)
+        let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
+        let step = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
+        f(step, &self.bufs, &self.tmp, &self.logits).map_err(gpu_err)?;
+        self.submit_early()
     }
 
     /// Makes sure the logits chunks hold `n` tokens.
@@ -398,14 +436,15 @@ impl Backend for GpuBackend {
             window: p.window,
             scale: p.scale,
         };
-        let (ctx, binds) = (&self.ctx, &self.binds);
-        let st = self.step.get_or_insert_with(|| ctx.step_cached(binds));
+        let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
+        let st = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
         let b = &self.bufs;
         let r = (|| {
             st.kv_write(cache, sb(b, k)?, sb(b, v)?, n, pos0)?;
             st.attention(sb(b, q)?, cache, shape, sb(b, out)?)
         })();
-        r.map_err(gpu_err)
+        r.map_err(gpu_err)?;
+        self.submit_early()
     }
 
     fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()> {

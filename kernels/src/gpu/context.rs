@@ -568,6 +568,36 @@ impl GpuContext {
         Ok(step.submit()?.pop().map(|r| r.u32()).unwrap_or_default())
     }
 
+    /// Submits `cmd` without waiting; errors show at the next submit.
+    pub(crate) fn submit_only(&self, cmd: wgpu::CommandBuffer) -> Result<(), KernelError> {
+        let scope = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        self.inner.queue.submit(Some(cmd));
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(KernelError::Gpu(format!("submit: {e}")));
+        }
+        self.take_uncaptured()
+    }
+
+    /// Adds one submit to the host-side counters.
+    pub(crate) fn count(
+        &self,
+        dispatches: usize,
+        record: Duration,
+        encode: Duration,
+        wait: Duration,
+    ) {
+        if let Ok(mut st) = self.inner.stats.lock() {
+            st.submits += 1;
+            st.dispatches += dispatches as u64;
+            st.record += record;
+            st.encode += encode;
+            st.wait += wait;
+        }
+    }
+
     /// Submits `cmd` and waits for it (bounded by a timeout), then maps and
     /// copies out `staging` buffers. Reports any error wgpu raised meanwhile.
     pub(crate) fn submit_and_wait(

@@ -54,6 +54,7 @@ mod context;
 mod ops;
 mod profile;
 mod shaders;
+mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
@@ -175,6 +176,8 @@ enum Cmd {
 #[derive(PartialEq, Eq, Hash)]
 struct BindKey {
     layout: wgpu::BindGroupLayout,
+    /// Which part of a token's step (each part has its own params buffer).
+    part: usize,
     params_size: u64,
     buffers: Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)>,
 }
@@ -193,7 +196,8 @@ pub struct BindCache {
 
 #[derive(Default)]
 struct BindCacheInner {
-    params: Option<wgpu::Buffer>,
+    /// The params buffer of each part of a step.
+    params: Vec<Option<wgpu::Buffer>>,
     groups: HashMap<BindKey, wgpu::BindGroup>,
 }
 
@@ -233,6 +237,8 @@ impl BindCache {
 pub struct GpuStep {
     ctx: GpuContext,
     binds: BindCache,
+    /// Part of the forward step (see [`GpuContext::step_part`]).
+    part: usize,
     cmds: Vec<Cmd>,
     /// Uniform params of every dispatch, each at an aligned offset.
     params: Vec<u8>,
@@ -250,9 +256,17 @@ impl GpuContext {
 
     /// Starts recording a step that reuses (and adds to) `binds`' bind groups.
     pub fn step_cached(&self, binds: &BindCache) -> GpuStep {
+        self.step_part(binds, 0)
+    }
+
+    /// [`GpuContext::step_cached`] for part `part` of a forward step that is
+    /// submitted in several parts ([`GpuStep::submit_no_wait`]); each part
+    /// keeps its own params buffer and bind groups.
+    pub fn step_part(&self, binds: &BindCache, part: usize) -> GpuStep {
         GpuStep {
             ctx: self.clone(),
             binds: binds.clone(),
+            part,
             cmds: Vec::new(),
             params: Vec::new(),
             scratch: Vec::new(),
@@ -402,213 +416,5 @@ impl GpuStep {
     /// Whether nothing has been recorded since the step began.
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
-    }
-
-    /// Submits everything recorded, waits for it, and returns the reads.
-    pub fn submit(self) -> Result<Vec<Readback>, KernelError> {
-        let t_submit = std::time::Instant::now();
-        let inner = &self.ctx.inner;
-        let dev = &inner.device;
-        let n_dispatches = self
-            .cmds
-            .iter()
-            .filter(|c| matches!(c, Cmd::Dispatch { .. }))
-            .count();
-        // Profiling: each dispatch in its own pass between two timestamps.
-        let profiling = inner.profile.lock().is_ok_and(|p| p.on) && n_dispatches > 0;
-        let n_timed = n_dispatches.min(MAX_TIMED_DISPATCHES);
-        let queries = profiling.then(|| {
-            dev.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kernel times"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * n_timed as u32,
-            })
-        });
-        let mut timed: Vec<(Kernel, u64)> = Vec::new();
-        let mut binds = self
-            .binds
-            .inner
-            .lock()
-            .map_err(|_| KernelError::Gpu("bind group cache lock poisoned".into()))?;
-        let need = (self.params.len().div_ceil(16) * 16).max(16) as u64;
-        if binds.params.as_ref().is_none_or(|b| b.size() < need)
-            || binds.groups.len() > MAX_CACHED_BIND_GROUPS
-        {
-            // Groups bind the old params buffer: start over.
-            binds.groups.clear();
-            binds.params = Some(dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("params"),
-                size: need.next_power_of_two(),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
-        }
-        let binds = &mut *binds;
-        let params = binds
-            .params
-            .clone()
-            .ok_or_else(|| KernelError::Gpu("params buffer missing".into()))?;
-        if !self.params.is_empty() {
-            let mut padded = self.params.clone();
-            padded.resize(self.params.len().div_ceil(4) * 4, 0);
-            inner.queue.write_buffer(&params, 0, &padded);
-        }
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("step"),
-        });
-        let mut staging = Vec::new();
-        let mut wanted = Vec::new();
-        let mut i = 0;
-        while i < self.cmds.len() {
-            match &self.cmds[i] {
-                Cmd::Read { src, bytes } => {
-                    let size = bytes.div_ceil(4) * 4;
-                    let dst = dev.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("read-back"),
-                        size: size.max(4),
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    if size > 0 {
-                        enc.copy_buffer_to_buffer(src, 0, &dst, 0, size);
-                    }
-                    staging.push((dst, size.max(4)));
-                    wanted.push(*bytes as usize);
-                    i += 1;
-                }
-                Cmd::Copy {
-                    src,
-                    src_off,
-                    dst,
-                    dst_off,
-                    bytes,
-                } => {
-                    enc.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
-                    i += 1;
-                }
-                Cmd::Dispatch { .. } => {
-                    // Consecutive dispatches share one pass; each dispatch is
-                    // its own usage scope, so wgpu orders their writes and reads.
-                    let slot = timed.len() as u32;
-                    let timestamps = match &queries {
-                        Some(q) if timed.len() < n_timed => {
-                            Some(wgpu::ComputePassTimestampWrites {
-                                query_set: q,
-                                beginning_of_pass_write_index: Some(2 * slot),
-                                end_of_pass_write_index: Some(2 * slot + 1),
-                            })
-                        }
-                        _ => None,
-                    };
-                    let timing = timestamps.is_some();
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: None,
-                        timestamp_writes: timestamps,
-                    });
-                    while let Some(Cmd::Dispatch {
-                        kernel,
-                        pipeline,
-                        buffers,
-                        params: (off, size),
-                        groups,
-                    }) = self.cmds.get(i)
-                    {
-                        let key = BindKey {
-                            layout: pipeline.layout.clone(),
-                            params_size: *size,
-                            buffers: buffers
-                                .iter()
-                                .map(|b| (b.binding, b.buffer.clone(), b.offset, b.size))
-                                .collect(),
-                        };
-                        let bg = binds.groups.entry(key).or_insert_with(|| {
-                            let mut entries = vec![wgpu::BindGroupEntry {
-                                binding: 0,
-                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: &params,
-                                    offset: 0,
-                                    size: wgpu::BufferSize::new(*size),
-                                }),
-                            }];
-                            entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry {
-                                binding: b.binding,
-                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: &b.buffer,
-                                    offset: b.offset,
-                                    size: b.size,
-                                }),
-                            }));
-                            dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                                label: None,
-                                layout: &pipeline.layout,
-                                entries: &entries,
-                            })
-                        });
-                        pass.set_pipeline(&pipeline.pipeline);
-                        // Offsets are aligned to min_uniform_buffer_offset_alignment at recording.
-                        pass.set_bind_group(0, &*bg, &[*off as u32]);
-                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-                        i += 1;
-                        if timing {
-                            timed.push((*kernel, weight_bytes(*kernel, buffers)));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(q) = &queries {
-            let n = 2 * timed.len() as u64;
-            let resolved = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kernel times"),
-                size: n * 8,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            enc.resolve_query_set(q, 0..n as u32, &resolved, 0);
-            let dst = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kernel times read-back"),
-                size: n * 8,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            enc.copy_buffer_to_buffer(&resolved, 0, &dst, 0, n * 8);
-            staging.push((dst, n * 8));
-        }
-        let cmd = enc.finish();
-        let t_encoded = std::time::Instant::now();
-        let mut bytes = self.ctx.submit_and_wait(cmd, &staging)?;
-        if queries.is_some() {
-            let ticks = bytes.pop().unwrap_or_default();
-            let ns_per_tick = inner.queue.get_timestamp_period() as f64;
-            if let Ok(mut p) = inner.profile.lock() {
-                for ((kernel, wb), t) in timed.iter().zip(ticks.chunks_exact(16)) {
-                    let t0 = u64::from_le_bytes(t[..8].try_into().unwrap_or_default());
-                    let t1 = u64::from_le_bytes(t[8..].try_into().unwrap_or_default());
-                    p.add(
-                        format!("{kernel:?}"),
-                        t1.saturating_sub(t0) as f64 * ns_per_tick,
-                        *wb,
-                    );
-                }
-            }
-        }
-        if let Ok(mut st) = inner.stats.lock() {
-            st.submits += 1;
-            st.dispatches += n_dispatches as u64;
-            st.record += self.started.map_or(std::time::Duration::ZERO, |s| {
-                t_submit.saturating_duration_since(s)
-            });
-            st.encode += t_encoded - t_submit;
-            st.wait += t_encoded.elapsed();
-        }
-        Ok(bytes
-            .into_iter()
-            .zip(wanted)
-            .map(|(mut b, n)| {
-                b.truncate(n);
-                Readback { bytes: b }
-            })
-            .collect())
     }
 }

@@ -106,6 +106,11 @@ impl GpuContext {
         self.inner.has_timestamps
     }
 
+    /// Whether kernel timing is on.
+    pub fn is_profiling(&self) -> bool {
+        self.inner.profile.lock().is_ok_and(|p| p.on)
+    }
+
     /// The per-kernel times gathered so far, slowest first; clears them.
     pub fn take_profile(&self) -> Vec<KernelTime> {
         let mut v: Vec<KernelTime> = self
