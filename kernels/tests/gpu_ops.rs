@@ -78,6 +78,106 @@ fn gpu_rope_matches_reference_both_orderings() {
     }
 }
 
+/// The fused norms compute what the unfused ops do: the residual add then
+/// RMSNorm, and RMSNorm in place.
+#[test]
+fn gpu_fused_norms_match_reference() {
+    let (rows, dim) = (6, 640);
+    let mut r = rng(11);
+    let (acc, x) = (
+        rand_f32(&mut r, rows * dim, 3.0),
+        rand_f32(&mut r, rows * dim, 1.0),
+    );
+    let w = rand_f32(&mut r, dim, 1.0);
+    let sum: Vec<f32> = acc.iter().zip(&x).map(|(a, b)| a + b).collect();
+    let mut want = vec![0.0; rows * dim];
+    for (o, xr) in want.chunks_exact_mut(dim).zip(sum.chunks_exact(dim)) {
+        ops::rmsnorm_ref(xr, &w, 1e-6, o);
+    }
+    for ctx in both() {
+        let (ab, xb, wb, ob) = (
+            ctx.upload_f32(&acc).unwrap(),
+            ctx.upload_f32(&x).unwrap(),
+            ctx.upload_f32(&w).unwrap(),
+            ctx.buffer(rows * dim).unwrap(),
+        );
+        let mut s = run(ctx, |s| {
+            s.add_rmsnorm(&ab, &xb, &wb, rows, dim, 1e-6, &ob).unwrap()
+        });
+        s.read(&ab);
+        s.read(&ob);
+        let got = s.submit().unwrap();
+        let sg = ctx.uses_subgroups();
+        assert_eq!(got[0].f32(), sum, "add_rmsnorm: the residual sg={sg}");
+        assert_close(
+            &format!("add_rmsnorm sg={sg}"),
+            &got[1].f32(),
+            &want,
+            NORM_REL_TOL,
+        );
+        let sb = ctx.upload_f32(&sum).unwrap();
+        let mut s = run(ctx, |s| {
+            s.rmsnorm_inplace(&sb, &wb, rows, dim, 1e-6).unwrap()
+        });
+        s.read(&sb);
+        assert_close(
+            &format!("rmsnorm_inplace sg={sg}"),
+            &s.submit().unwrap()[0].f32(),
+            &want,
+            NORM_REL_TOL,
+        );
+    }
+}
+
+/// RoPE on queries and keys in one dispatch, as two separate ones.
+#[test]
+fn gpu_rope_pair_matches_reference() {
+    let (n_tokens, n_heads, n_kv_heads, head_dim, pos0) = (5, 9, 3, 64, 77);
+    let mut r = rng(12);
+    let q = rand_f32(&mut r, n_tokens * n_heads * head_dim, 1.0);
+    let k = rand_f32(&mut r, n_tokens * n_kv_heads * head_dim, 1.0);
+    for neox in [false, true] {
+        let (mut want_q, mut want_k) = (q.clone(), k.clone());
+        for (t, tok) in want_q.chunks_exact_mut(n_heads * head_dim).enumerate() {
+            ops::rope_ref(tok, head_dim, pos0 + t, 10000.0, neox);
+        }
+        for (t, tok) in want_k.chunks_exact_mut(n_kv_heads * head_dim).enumerate() {
+            ops::rope_ref(tok, head_dim, pos0 + t, 10000.0, neox);
+        }
+        let ctx = fast();
+        let (qb, kb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap());
+        let mut s = run(ctx, |s| {
+            s.rope_pair(
+                &qb,
+                &kb,
+                n_tokens,
+                (n_heads, n_kv_heads),
+                head_dim,
+                pos0,
+                10000.0,
+                1.0,
+                neox,
+            )
+            .unwrap()
+        });
+        s.read(&qb);
+        s.read(&kb);
+        let got = s.submit().unwrap();
+        assert_close(
+            &format!("rope_pair q neox={neox}"),
+            &got[0].f32(),
+            &want_q,
+            ROPE_REL_TOL,
+        );
+        assert_close(
+            &format!("rope_pair k neox={neox}"),
+            &got[1].f32(),
+            &want_k,
+            ROPE_REL_TOL,
+        );
+    }
+}
+
 #[test]
 fn gpu_gates_add_and_scale_match_reference() {
     let n = 1000;

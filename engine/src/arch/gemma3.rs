@@ -71,8 +71,7 @@ pub fn forward(
             b.rmsnorm(Slot::Q, qn, Slot::Q, q_dim, hd, c.rms_eps)?;
             b.rmsnorm(Slot::K, kn, Slot::K, kv_dim, hd, c.rms_eps)?;
         }
-        b.rope(Slot::Q, &rope(c.n_heads))?;
-        b.rope(Slot::K, &rope(c.n_kv_heads))?;
+        b.rope_qk(Slot::Q, Slot::K, &rope(c.n_heads), &rope(c.n_kv_heads))?;
         b.record(l, "q_rope", Slot::Q, q_dim)?;
         b.record(l, "k_rope", Slot::K, kv_dim)?;
         // Attention (windowed on SWA layers), output projection, post-attention norm.
@@ -82,10 +81,10 @@ pub fn forward(
         if let Some(pn) = lw.post_attn_norm {
             b.rmsnorm(Slot::Out, pn, Slot::Out, dim, dim, c.rms_eps)?;
         }
-        b.add(Slot::X, Slot::Out, dim)?;
+        // x += attn_out, then the feed-forward block's norm: xn = rmsnorm(x).
+        b.add_rmsnorm(Slot::X, Slot::Out, lw.ffn_norm, Slot::Xn, dim, c.rms_eps)?;
         b.record(l, "attn_residual", Slot::X, dim)?;
         // Feed-forward block: x += post_norm(down(gelu(gate(xn)) * up(xn))).
-        b.rmsnorm(Slot::X, lw.ffn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
         b.matmul_multi(&[(lw.gate, Slot::Gate), (lw.up, Slot::Up)], Slot::Xn)?; // [n, ffn] each
         b.gated(Slot::Gate, Slot::Up, Activation::GeGlu, ffn)?;
         b.matmul(lw.down, Slot::Gate, Slot::Out)?; //            [n, dim]

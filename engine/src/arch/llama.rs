@@ -52,18 +52,17 @@ pub fn forward(
         b.record(l, "attn_norm", Slot::Xn, dim)?;
         // q [n, q_dim], k and v [n, kv_dim]
         b.matmul_multi(&[(lw.wq, Slot::Q), (lw.wk, Slot::K), (lw.wv, Slot::V)], Slot::Xn)?;
-        b.rope(Slot::Q, &rope(c.n_heads))?;
-        b.rope(Slot::K, &rope(c.n_kv_heads))?;
+        b.rope_qk(Slot::Q, Slot::K, &rope(c.n_heads), &rope(c.n_kv_heads))?;
         b.record(l, "q_rope", Slot::Q, q_dim)?;
         b.record(l, "k_rope", Slot::K, kv_dim)?;
         // Causal grouped-query attention over the cache, then the output projection.
         b.attention(l, Slot::Q, Slot::K, Slot::V, Slot::Att, &attn)?;
         b.record(l, "attn", Slot::Att, q_dim)?;
         b.matmul(lw.wo, Slot::Att, Slot::Out)?; //               [n, dim]
-        b.add(Slot::X, Slot::Out, dim)?; //                      x += attn_out
+                                                // x += attn_out, then the feed-forward block's norm: xn = rmsnorm(x).
+        b.add_rmsnorm(Slot::X, Slot::Out, lw.ffn_norm, Slot::Xn, dim, c.rms_eps)?;
         b.record(l, "attn_residual", Slot::X, dim)?;
         // Feed-forward block: x += down(silu(gate(xn)) * up(xn)).
-        b.rmsnorm(Slot::X, lw.ffn_norm, Slot::Xn, dim, dim, c.rms_eps)?;
         b.matmul_multi(&[(lw.gate, Slot::Gate), (lw.up, Slot::Up)], Slot::Xn)?; // [n, ffn] each
         b.gated(Slot::Gate, Slot::Up, Activation::SwiGlu, ffn)?;
         b.matmul(lw.down, Slot::Gate, Slot::Out)?; //            [n, dim]

@@ -402,20 +402,44 @@ impl Backend for GpuBackend {
         }
         let n = self.n_tokens * width;
         let rows = n / dim;
-        self.rec(|st, b, tmp, _| {
+        self.rec(|st, b, _, _| {
             let (xb, ob) = (sb(b, x)?, sb(b, out)?);
             if x == out {
-                st.copy(xb, 0, tmp, 0, n)?;
-                st.rmsnorm(tmp, wv, rows, dim, eps, ob)
+                st.rmsnorm_inplace(xb, wv, rows, dim, eps)
             } else {
                 st.rmsnorm(xb, wv, rows, dim, eps, ob)
             }
         })
     }
 
+    fn add_rmsnorm(&mut self, x: Slot, src: Slot, w: WeightId, out: Slot, dim: usize, eps: f32) -> Result<()> {
+        let weights = self.w.clone();
+        let wv = weights.norm(w)?;
+        if wv.len() != dim || x == out || x == src || src == out {
+            return Err(EngineError::Gpu(format!(
+                "add_rmsnorm: weight of {} values for rows of {dim}; slots {x:?} += {src:?} → {out:?}",
+                wv.len()
+            )));
+        }
+        let rows = self.n_tokens;
+        self.rec(|st, b, _, _| st.add_rmsnorm(sb(b, x)?, sb(b, src)?, wv, rows, dim, eps, sb(b, out)?))
+    }
+
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
         let (n, pos0, p) = (self.n_tokens, self.pos0, *p);
         self.rec(|st, b, _, _| st.rope_scaled(sb(b, x)?, n, p.n_heads, p.head_dim, pos0, p.base, p.freq_scale, p.neox))
+    }
+
+    fn rope_qk(&mut self, q: Slot, k: Slot, pq: &RopeParams, pk: &RopeParams) -> Result<()> {
+        let same = pq.head_dim == pk.head_dim && pq.base == pk.base && pq.freq_scale == pk.freq_scale;
+        if !same || pq.neox != pk.neox || q == k {
+            self.rope(q, pq)?;
+            return self.rope(k, pk);
+        }
+        let (n, pos0, p, hk) = (self.n_tokens, self.pos0, *pq, pk.n_heads);
+        self.rec(|st, b, _, _| {
+            st.rope_pair(sb(b, q)?, sb(b, k)?, n, (p.n_heads, hk), p.head_dim, pos0, p.base, p.freq_scale, p.neox)
+        })
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {

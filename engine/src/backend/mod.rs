@@ -132,6 +132,12 @@ pub trait Backend: Send {
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
     /// RoPE in place on `x` (`n_heads * head_dim` per token).
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()>;
+    /// RoPE on queries and keys (the same rotation, their own head counts).
+    /// A GPU does both in one dispatch.
+    fn rope_qk(&mut self, q: Slot, k: Slot, pq: &RopeParams, pk: &RopeParams) -> Result<()> {
+        self.rope(q, pq)?;
+        self.rope(k, pk)
+    }
     /// Stores `k`, `v` in layer `layer`'s cache at the batch positions, then
     /// attends each query (causal, windowed) into `out`.
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()>;
@@ -139,6 +145,13 @@ pub trait Backend: Send {
     fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()>;
     /// `dst += src` over `width` values per token.
     fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()>;
+    /// The residual add and the next norm: `x += src`, then
+    /// `out = rmsnorm(x)` over rows of `dim` (`dim` values per token).
+    /// A GPU does both in one dispatch.
+    fn add_rmsnorm(&mut self, x: Slot, src: Slot, w: WeightId, out: Slot, dim: usize, eps: f32) -> Result<()> {
+        self.add(x, src, dim)?;
+        self.rmsnorm(x, w, out, dim, dim, eps)
+    }
     /// `x *= s` over `width` values per token.
     fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()>;
     /// For every token, the index of the largest of its `width` values of

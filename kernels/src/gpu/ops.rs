@@ -54,7 +54,8 @@ struct RopeParams {
     base: f32,
     neox: u32,
     freq_scale: f32,
-    _pad1: u32,
+    /// Heads of the second buffer of `rope_pair`.
+    n_heads2: u32,
 }
 
 #[repr(C)]
@@ -64,6 +65,17 @@ struct EltParams {
     scale: f32,
     _pad0: u32,
     _pad1: u32,
+}
+
+/// The rotation shared by the buffers of one RoPE dispatch.
+#[derive(Clone, Copy)]
+struct RopeShape {
+    n_tokens: usize,
+    head_dim: usize,
+    pos0: usize,
+    base: f32,
+    freq_scale: f32,
+    neox: bool,
 }
 
 /// Shared by softmax and argmax.
@@ -359,23 +371,83 @@ impl GpuStep {
         eps: f32,
         out: &GpuBuffer,
     ) -> Result<(), KernelError> {
-        const OP: &str = "gpu rmsnorm";
-        need(OP, "x", x, rows * dim)?;
-        need(OP, "weight", weight, dim)?;
-        need(OP, "out", out, rows * dim)?;
+        let rows_of = [(1, "x", x), (3, "out", out)];
+        self.norm(
+            Kernel::RmsNorm,
+            "gpu rmsnorm",
+            weight,
+            (rows, dim, eps),
+            &rows_of,
+        )
+    }
+
+    /// The residual add and the next norm in one dispatch:
+    /// `acc += x`, then `out = rmsnorm(acc) * weight` (as [`GpuStep::add`]
+    /// then [`GpuStep::rmsnorm`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_rmsnorm(
+        &mut self,
+        acc: &GpuBuffer,
+        x: &GpuBuffer,
+        weight: &GpuBuffer,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        let rows_of = [(1, "x", x), (3, "out", out), (4, "acc", acc)];
+        self.norm(
+            Kernel::RmsNormAdd,
+            "gpu add_rmsnorm",
+            weight,
+            (rows, dim, eps),
+            &rows_of,
+        )
+    }
+
+    /// RMSNorm of `x` in place (gemma3's per-head and post norms).
+    pub fn rmsnorm_inplace(
+        &mut self,
+        x: &GpuBuffer,
+        weight: &GpuBuffer,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<(), KernelError> {
+        let rows_of = [(3, "x", x)];
+        self.norm(
+            Kernel::RmsNormInPlace,
+            "gpu rmsnorm_inplace",
+            weight,
+            (rows, dim, eps),
+            &rows_of,
+        )
+    }
+
+    /// One norm-family dispatch: `weight` (`dim` values) at binding 2 and
+    /// each `(binding, name, buffer)` of `rows * dim` values; one workgroup per row.
+    fn norm(
+        &mut self,
+        kernel: Kernel,
+        op: &'static str,
+        weight: &GpuBuffer,
+        (rows, dim, eps): (usize, usize, f32),
+        rows_of: &[(u32, &'static str, &GpuBuffer)],
+    ) -> Result<(), KernelError> {
+        need(op, "weight", weight, dim)?;
+        for &(_, name, b) in rows_of {
+            need(op, name, b, rows * dim)?;
+        }
         let p = NormParams {
-            rows: u32_of(OP, rows)?,
-            dim: u32_of(OP, dim)?,
+            rows: u32_of(op, rows)?,
+            dim: u32_of(op, dim)?,
             eps,
             _pad0: 0,
         };
         let groups = self.groups_2d(rows)?;
-        self.dispatch(
-            Kernel::RmsNorm,
-            &p,
-            &[(1, x.raw()), (2, weight.raw()), (3, out.raw())],
-            groups,
-        )
+        let mut bound: Vec<(u32, &wgpu::Buffer)> = vec![(2, weight.raw())];
+        bound.extend(rows_of.iter().map(|&(i, _, b)| (i, b.raw())));
+        self.dispatch(kernel, &p, &bound, groups)
     }
 
     /// RoPE in place on `x` = `[n_tokens][n_heads][head_dim]`, token t at
@@ -409,23 +481,75 @@ impl GpuStep {
         freq_scale: f32,
         neox: bool,
     ) -> Result<(), KernelError> {
-        const OP: &str = "gpu rope";
-        if head_dim % 2 != 0 {
-            return Err(shape_err(OP, format!("head_dim {head_dim} is odd")));
-        }
-        need(OP, "x", x, n_tokens * n_heads * head_dim)?;
-        let p = RopeParams {
-            n_tokens: u32_of(OP, n_tokens)?,
-            n_heads: u32_of(OP, n_heads)?,
-            head_dim: u32_of(OP, head_dim)?,
-            pos0: u32_of(OP, pos0)?,
+        let shape = RopeShape {
+            n_tokens,
+            head_dim,
+            pos0,
             base,
-            neox: neox as u32,
             freq_scale,
-            _pad1: 0,
+            neox,
         };
-        let groups = self.groups_2d((n_tokens * n_heads * head_dim / 2).div_ceil(64))?;
-        self.dispatch(Kernel::Rope, &p, &[(1, x.raw())], groups)
+        self.rope_dispatch("gpu rope", &[(x, n_heads)], shape)
+    }
+
+    /// [`GpuStep::rope_scaled`] on queries `q` (`n_heads` heads) and keys
+    /// `k` (`n_kv_heads` heads) in one dispatch; the same rotation as two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_pair(
+        &mut self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        n_tokens: usize,
+        (n_heads, n_kv_heads): (usize, usize),
+        head_dim: usize,
+        pos0: usize,
+        base: f32,
+        freq_scale: f32,
+        neox: bool,
+    ) -> Result<(), KernelError> {
+        let shape = RopeShape {
+            n_tokens,
+            head_dim,
+            pos0,
+            base,
+            freq_scale,
+            neox,
+        };
+        self.rope_dispatch("gpu rope_pair", &[(q, n_heads), (k, n_kv_heads)], shape)
+    }
+
+    /// RoPE over one buffer (`Rope`) or two (`RopePair`), each with its heads.
+    fn rope_dispatch(
+        &mut self,
+        op: &'static str,
+        xs: &[(&GpuBuffer, usize)],
+        s: RopeShape,
+    ) -> Result<(), KernelError> {
+        if s.head_dim % 2 != 0 {
+            return Err(shape_err(op, format!("head_dim {} is odd", s.head_dim)));
+        }
+        for &(x, heads) in xs {
+            need(op, "x", x, s.n_tokens * heads * s.head_dim)?;
+        }
+        let heads = |i: usize| xs.get(i).map_or(0, |x| x.1);
+        let p = RopeParams {
+            n_tokens: u32_of(op, s.n_tokens)?,
+            n_heads: u32_of(op, heads(0))?,
+            head_dim: u32_of(op, s.head_dim)?,
+            pos0: u32_of(op, s.pos0)?,
+            base: s.base,
+            neox: s.neox as u32,
+            freq_scale: s.freq_scale,
+            n_heads2: u32_of(op, heads(1))?,
+        };
+        let pairs = s.n_tokens * (heads(0) + heads(1)) * s.head_dim / 2;
+        let groups = self.groups_2d(pairs.div_ceil(64))?;
+        let (kernel, bound): (Kernel, Vec<(u32, &wgpu::Buffer)>) = match xs {
+            [(x, _)] => (Kernel::Rope, vec![(1, x.raw())]),
+            [(q, _), (k, _)] => (Kernel::RopePair, vec![(1, q.raw()), (2, k.raw())]),
+            _ => return Err(shape_err(op, format!("{} buffers", xs.len()))),
+        };
+        self.dispatch(kernel, &p, &bound, groups)
     }
 
     fn eltwise(

@@ -22,7 +22,13 @@ pub(crate) enum Kernel {
     MatmulRows(QuantType),
     GetRows(QuantType),
     RmsNorm,
+    /// Residual add fused with the next RMSNorm.
+    RmsNormAdd,
+    /// RMSNorm of a buffer in place.
+    RmsNormInPlace,
     Rope,
+    /// RoPE on queries and keys in one dispatch.
+    RopePair,
     SiluMul,
     GeluMul,
     Add,
@@ -80,6 +86,9 @@ const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
 const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
+const B_NORM_ADD: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
+const B_NORM_INPLACE: &[(u32, Bind)] = &[(0, U), (2, R), (3, W)];
+const B_PAIR: &[(u32, Bind)] = &[(0, U), (1, W), (2, W)];
 
 /// The `block_dot` snippet of `matvec_rows.wgsl` for a weight type: a
 /// whole-block version where one is written, else the generic one over
@@ -168,7 +177,24 @@ impl Kernel {
                 false,
             ),
             Kernel::RmsNorm => spec("rmsnorm", vec![RMSNORM, REDUCE], "main", B_MAT, true, false),
+            Kernel::RmsNormAdd => spec(
+                "add_rmsnorm",
+                vec![RMSNORM, REDUCE],
+                "add_rmsnorm",
+                B_NORM_ADD,
+                true,
+                false,
+            ),
+            Kernel::RmsNormInPlace => spec(
+                "rmsnorm_inplace",
+                vec![RMSNORM, REDUCE],
+                "rmsnorm_inplace",
+                B_NORM_INPLACE,
+                true,
+                false,
+            ),
             Kernel::Rope => spec("rope", vec![ROPE], "main", B_ONE, false, false),
+            Kernel::RopePair => spec("rope_pair", vec![ROPE], "rope_pair", B_PAIR, false, false),
             Kernel::SiluMul => spec(
                 "silu_mul",
                 vec![ELEMENTWISE],

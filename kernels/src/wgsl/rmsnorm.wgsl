@@ -1,5 +1,9 @@
 // RMSNorm over rows: out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * weight[i].
 // Bindings: 0 uniform NormParams, 1 x (f32), 2 weight (f32, dim), 3 out (f32).
+// Two fused entry points save a dispatch or a copy each (same arithmetic):
+// - `add_rmsnorm`: acc += x (the residual add), then out = rmsnorm(acc);
+//   binding 4 acc (f32, read_write).
+// - `rmsnorm_inplace`: out = rmsnorm(out) (bindings 0, 2, 3).
 // Workgroup: 64 threads = one row (rows along workgroup x, then y); each
 // thread sums squares over a strided slice, the workgroup adds them up.
 const WG: u32 = 64u;
@@ -15,6 +19,13 @@ struct NormParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> acc: array<f32>;
+
+// 1 / rms of a row whose threads hold partial sums of squares `ss`.
+fn inv_rms(ss: f32, lid: u32) -> f32 {
+    let total = wg_sum(ss, lid);
+    return 1.0 / sqrt(total / f32(p.dim) + p.eps);
+}
 
 @compute @workgroup_size(64)
 fn main(
@@ -35,7 +46,58 @@ fn main(
     let base = r * p.dim;
     var ss = 0.0;
     for (var i = lid; i < p.dim; i += WG) { let v = x[base + i]; ss += v * v; }
-    let total = wg_sum(ss, lid);
-    let inv = 1.0 / sqrt(total / f32(p.dim) + p.eps);
+    let inv = inv_rms(ss, lid);
     for (var i = lid; i < p.dim; i += WG) { out[base + i] = x[base + i] * inv * weight[i]; }
+}
+
+// Each thread reads and writes only its own strided elements, so the
+// residual can be updated in place before the reduction.
+@compute @workgroup_size(64)
+fn add_rmsnorm(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+#ifdef SUBGROUP
+    @builtin(subgroup_size) sgs: u32,
+    @builtin(subgroup_invocation_id) sgl: u32,
+#endif
+) {
+#ifdef SUBGROUP
+    sg_size = sgs;
+    sg_lane = sgl;
+#endif
+    let r = wid.y * nwg.x + wid.x;
+    if r >= p.rows { return; }
+    let base = r * p.dim;
+    var ss = 0.0;
+    for (var i = lid; i < p.dim; i += WG) {
+        let v = acc[base + i] + x[base + i];
+        acc[base + i] = v;
+        ss += v * v;
+    }
+    let inv = inv_rms(ss, lid);
+    for (var i = lid; i < p.dim; i += WG) { out[base + i] = acc[base + i] * inv * weight[i]; }
+}
+
+@compute @workgroup_size(64)
+fn rmsnorm_inplace(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+#ifdef SUBGROUP
+    @builtin(subgroup_size) sgs: u32,
+    @builtin(subgroup_invocation_id) sgl: u32,
+#endif
+) {
+#ifdef SUBGROUP
+    sg_size = sgs;
+    sg_lane = sgl;
+#endif
+    let r = wid.y * nwg.x + wid.x;
+    if r >= p.rows { return; }
+    let base = r * p.dim;
+    var ss = 0.0;
+    for (var i = lid; i < p.dim; i += WG) { let v = out[base + i]; ss += v * v; }
+    let inv = inv_rms(ss, lid);
+    for (var i = lid; i < p.dim; i += WG) { out[base + i] = out[base + i] * inv * weight[i]; }
 }

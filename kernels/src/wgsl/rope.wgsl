@@ -5,6 +5,8 @@
 // freq_scale (linear position scaling; 1.0 = none).
 // Bindings: 0 uniform RopeParams, 1 x (f32, read_write).
 // Workgroup: 64 threads; one thread per rotated pair, flattened over x then y.
+// `rope_pair` rotates queries (binding 1, n_heads) and keys (binding 2,
+// n_heads2 heads) in one dispatch: the pairs of q, then those of k.
 struct RopeParams {
     n_tokens: u32,
     n_heads: u32,
@@ -13,32 +15,60 @@ struct RopeParams {
     base: f32,
     neox: u32,
     freq_scale: f32,
-    _pad1: u32,
+    // Heads of the second buffer (`rope_pair`).
+    n_heads2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RopeParams;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x2: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// Pair `idx` (of n_heads * head_dim / 2 per token): the indices it rotates
+// and the cosine and sine of its angle.
+struct Rot { a: u32, b: u32, c: f32, s: f32 }
+
+fn rotation(idx: u32, n_heads: u32) -> Rot {
     let half = p.head_dim / 2u;
-    let idx = gid.y * nwg.x * 64u + gid.x;
-    if idx >= p.n_tokens * p.n_heads * half { return; }
     let i = idx % half;
     let th = idx / half; // token * n_heads + head
-    let t = th / p.n_heads;
+    let t = th / n_heads;
     let theta_scale = pow(p.base, -2.0 / f32(p.head_dim));
     var theta = f32(p.pos0 + t);
     for (var j = 0u; j < i; j++) { theta *= theta_scale; }
     theta *= p.freq_scale;
-    let c = cos(theta);
-    let s = sin(theta);
     let base = th * p.head_dim;
     var a = base + 2u * i;
     var b = a + 1u;
     if p.neox != 0u { a = base + i; b = a + half; }
-    let x0 = x[a];
-    let x1 = x[b];
-    x[a] = x0 * c - x1 * s;
-    x[b] = x0 * s + x1 * c;
+    return Rot(a, b, cos(theta), sin(theta));
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.y * nwg.x * 64u + gid.x;
+    if idx >= p.n_tokens * p.n_heads * (p.head_dim / 2u) { return; }
+    let r = rotation(idx, p.n_heads);
+    let x0 = x[r.a];
+    let x1 = x[r.b];
+    x[r.a] = x0 * r.c - x1 * r.s;
+    x[r.b] = x0 * r.s + x1 * r.c;
+}
+
+@compute @workgroup_size(64)
+fn rope_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.y * nwg.x * 64u + gid.x;
+    let n1 = p.n_tokens * p.n_heads * (p.head_dim / 2u);
+    if idx < n1 {
+        let r = rotation(idx, p.n_heads);
+        let x0 = x[r.a];
+        let x1 = x[r.b];
+        x[r.a] = x0 * r.c - x1 * r.s;
+        x[r.b] = x0 * r.s + x1 * r.c;
+    } else if idx < n1 + p.n_tokens * p.n_heads2 * (p.head_dim / 2u) {
+        let r = rotation(idx - n1, p.n_heads2);
+        let x0 = x2[r.a];
+        let x1 = x2[r.b];
+        x2[r.a] = x0 * r.c - x1 * r.s;
+        x2[r.b] = x0 * r.s + x1 * r.c;
+    }
 }
