@@ -163,9 +163,7 @@ fn check_greedy_readback(name: &str) {
     let mut host = Vec::new();
     let mut logits = s.load_prompt(&prompt).unwrap().to_vec();
     for _ in 0..GREEDY_IDS {
-        let id = infer_engine::sampler::argmax(
-            &logits.iter().copied().enumerate().map(|(i, l)| (i as u32, l)).collect::<Vec<_>>(),
-        );
+        let id = infer_engine::sampler::argmax_row(&logits);
         host.push(id);
         logits = s.eval(&[id], infer_engine::Logits::Last).unwrap().to_vec();
     }

@@ -119,6 +119,19 @@ pub fn argmax(cand: &[(u32, f32)]) -> u32 {
     best.0
 }
 
+/// The index of the highest value of a logits row: the first of equal
+/// values, NaN never (0 when nothing beats −∞). What every backend's greedy
+/// choice matches.
+pub fn argmax_row(row: &[f32]) -> u32 {
+    let mut best = (0u32, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i as u32, v);
+        }
+    }
+    best.0
+}
+
 /// Penalizes tokens seen in the last `last_n` of `history`.
 pub fn apply_repeat_penalty(cand: &mut [(u32, f32)], history: &[u32], penalty: f32, last_n: usize) {
     if penalty == 1.0 || last_n == 0 {

@@ -107,17 +107,6 @@ fn take(r: &Records) -> Vec<(String, Vec<f32>)> {
     r.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default()
 }
 
-/// The first index of the largest value (greedy choice).
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 /// `max|a - b| / max|b|` (b is the reference).
 pub fn rel_error(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -145,7 +134,7 @@ pub fn verify(model: &Arc<Model>, prompt: &[u32], n_decode: usize) -> Result<Ver
     for step in 0..=n_decode {
         let next = {
             let l = cpu.eval(&input, Logits::Last)?;
-            argmax(l)
+            crate::sampler::argmax_row(l)
         };
         gpu.eval(&input, Logits::Last)?;
         let (a, b) = (take(&rg), take(&rc));

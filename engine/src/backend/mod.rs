@@ -178,16 +178,7 @@ pub fn argmax_on_host<B: Backend + ?Sized>(b: &mut B, src: Slot, width: usize, o
     let mut host = vec![0.0; b.n_tokens() * width];
     b.read(src, &mut host)?;
     out.clear();
-    out.extend(host.chunks(width.max(1)).map(|row| {
-        // `>` skips NaN and keeps the first of equal values.
-        let mut best = (0u32, f32::NEG_INFINITY);
-        for (i, &v) in row.iter().enumerate() {
-            if v > best.1 {
-                best = (i as u32, v);
-            }
-        }
-        best.0
-    }));
+    out.extend(host.chunks(width.max(1)).map(crate::sampler::argmax_row));
     Ok(())
 }
 

@@ -246,6 +246,10 @@ pub struct GpuStep {
     scratch: Vec<GpuBuffer>,
     /// When the first dispatch was recorded (for [`GpuStats::record`]).
     started: Option<std::time::Instant>,
+    /// Dispatches and reads recorded (checked after every op when a step is
+    /// submitted in parts).
+    n_dispatches: usize,
+    n_reads: usize,
 }
 
 impl GpuContext {
@@ -271,6 +275,8 @@ impl GpuContext {
             params: Vec::new(),
             scratch: Vec::new(),
             started: None,
+            n_dispatches: 0,
+            n_reads: 0,
         }
     }
 }
@@ -332,6 +338,7 @@ impl GpuStep {
                 size: size.and_then(wgpu::BufferSize::new),
             })
             .collect();
+        self.n_dispatches += 1;
         if self.cmds.is_empty() {
             self.started = Some(std::time::Instant::now());
         }
@@ -360,6 +367,7 @@ impl GpuStep {
 
     /// Marks `buf` to be copied back at submit; reads come back in order.
     pub fn read(&mut self, buf: &GpuBuffer) {
+        self.n_reads += 1;
         self.cmds.push(Cmd::Read {
             src: buf.raw().clone(),
             bytes: buf.len as u64 * 4,
@@ -375,6 +383,7 @@ impl GpuStep {
                 detail: format!("{n} values asked from a buffer of {}", buf.len),
             });
         }
+        self.n_reads += 1;
         self.cmds.push(Cmd::Read {
             src: buf.raw().clone(),
             bytes: n as u64 * 4,

@@ -29,15 +29,12 @@ struct Encoded {
 impl GpuStep {
     /// Whether the step holds reads (which only [`GpuStep::submit`] returns).
     pub fn has_reads(&self) -> bool {
-        self.cmds.iter().any(|c| matches!(c, Cmd::Read { .. }))
+        self.n_reads > 0
     }
 
     /// Number of dispatches recorded.
     pub fn dispatch_count(&self) -> usize {
-        self.cmds
-            .iter()
-            .filter(|c| matches!(c, Cmd::Dispatch { .. }))
-            .count()
+        self.n_dispatches
     }
 
     /// Submits everything recorded, waits for it, and returns the reads.
