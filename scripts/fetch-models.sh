@@ -43,3 +43,21 @@ else
   mv "$gemma.part" "$gemma"
   echo "ok: $gemma"
 fi
+
+# The tiny random-weight models of each architecture (shared/reference/archs,
+# beside the checkout), checked against the sha256 in their reference JSON.
+archs_src=${INFER_SHARED:-../shared}/reference/archs
+mkdir -p models/archs
+for a in llama3 mistral qwen2 qwen3 phi3 qwen3moe; do
+  dst=models/archs/$a.gguf
+  want=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['gguf_sha256'])" "tests/data/archs/$a.json")
+  if [ -f "$dst" ] && [ "$(sha "$dst")" = "$want" ]; then
+    continue
+  fi
+  [ -f "$archs_src/$a.gguf" ] || { echo "error: $archs_src/$a.gguf is missing (the shared reference folder beside the checkout)" >&2; exit 1; }
+  cp "$archs_src/$a.gguf" "$dst.part"
+  got=$(sha "$dst.part")
+  [ "$got" = "$want" ] || { echo "error: $dst sha256 is $got, expected $want" >&2; exit 1; }
+  mv "$dst.part" "$dst"
+done
+echo "ok: models/archs (llama3 mistral qwen2 qwen3 phi3 qwen3moe)"

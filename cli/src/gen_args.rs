@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use infer_engine::{ChatMessage, GpuLayers, Model, ModelOptions, SamplerParams, SessionParams};
+use infer_engine::{ChatMessage, CpuMoe, GpuLayers, Model, ModelOptions, SamplerParams, SessionParams};
 
 /// The model file (`-m`), defaulting to the project's default model.
 #[derive(clap::Args, Debug, Clone)]
@@ -26,6 +26,12 @@ pub struct ModelArgs {
     /// GPU memory the offload may use, in bytes (suffixes K, M, G); default: what the adapter reports, minus 10%
     #[arg(long = "vram-budget", value_name = "BYTES", value_parser = parse_bytes)]
     pub vram_budget: Option<u64>,
+    /// Keep every MoE layer's expert weights on the CPU while the rest of the layer is offloaded
+    #[arg(long = "cpu-moe", conflicts_with = "n_cpu_moe")]
+    pub cpu_moe: bool,
+    /// Keep the expert weights of the first N MoE layers on the CPU
+    #[arg(long = "n-cpu-moe", value_name = "N")]
+    pub n_cpu_moe: Option<usize>,
 }
 
 /// Parses a byte count with an optional binary suffix (`512M`, `2G`).
@@ -67,6 +73,15 @@ impl ModelArgs {
         }
     }
 
+    /// Which layers keep their experts on the CPU.
+    pub fn cpu_moe(&self) -> CpuMoe {
+        match (self.cpu_moe, self.n_cpu_moe) {
+            (true, _) => CpuMoe::All,
+            (false, Some(n)) if n > 0 => CpuMoe::First(n),
+            _ => CpuMoe::None,
+        }
+    }
+
     /// Sets up the thread pool and loads the model, with a progress bar on a terminal.
     pub fn load(&self) -> anyhow::Result<Arc<Model>> {
         self.load_for_ctx(0)
@@ -91,6 +106,7 @@ impl ModelArgs {
             gpu_layers: self.gpu_layers(),
             vram_budget: self.vram_budget,
             n_ctx,
+            cpu_moe: self.cpu_moe(),
         };
         // The estimate goes to stderr before the weights are uploaded.
         let on_estimate = |e: &infer_engine::offload::OffloadEstimate| match &bar {

@@ -13,6 +13,7 @@ mod devices;
 mod gen_args;
 mod gpu_report;
 mod inspect;
+mod logits;
 mod perplexity;
 mod plot;
 mod run;
@@ -38,6 +39,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Score a sequence: per position, the top logits and the log-sum-exp.
+    Logits(logits::LogitsArgs),
     /// Perplexity of a text file (llama.cpp's method).
     Perplexity(perplexity::PerplexityArgs),
     /// Compare every intermediate of a prompt on the CPU and with the GPU offload.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Logits(args) => logits::run(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),

@@ -7,10 +7,10 @@ pub enum EngineError {
     Gguf(#[from] infer_gguf::GgufError),
     #[error(transparent)]
     Kernel(#[from] infer_kernels::KernelError),
-    #[error("{path}: unsupported architecture \"{arch}\" (supported: llama, gemma3)")]
-    UnknownArchitecture { path: String, arch: String },
-    #[error("{path}: missing tensor \"{name}\" needed by the {arch} architecture")]
-    MissingTensor { path: String, arch: String, name: String },
+    #[error("{path}: unsupported architecture \"{arch}\" (supported: {supported})")]
+    UnknownArchitecture { path: String, arch: String, supported: String },
+    #[error("{path}: missing tensor \"{name}\" (shape {shape:?}) needed by the {arch} architecture")]
+    MissingTensor { path: String, arch: String, name: String, shape: Vec<u64> },
     #[error("{path}: tensor \"{name}\" has shape {got:?}, expected {expected:?}")]
     TensorShape { path: String, name: String, expected: Vec<u64>, got: Vec<u64> },
     #[error("{path}: bad model configuration: {detail}")]

@@ -8,7 +8,8 @@ use infer_gguf::Gguf;
 use crate::arch::{Arch, ModelConfig};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::Result;
-use crate::session::{Session, SessionParams};
+pub use crate::offload::{CpuMoe, GpuLayers};
+use crate::offload::{GpuOffload, OffloadEstimate, OffloadRequest};
 use crate::tokenizer::Tokenizer;
 use crate::weights::WeightTable;
 
@@ -26,39 +27,8 @@ pub struct ModelOptions {
     /// Context length the offload estimate assumes for each session's KV
     /// cache (0 = min(4096, the model's), as [`SessionParams::n_ctx`]).
     pub n_ctx: usize,
-}
-
-/// The GPU offload slider: how many layers go to the GPU. As in llama.cpp,
-/// the last layers go first and the output head counts as one layer.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum GpuLayers {
-    /// Everything on the CPU.
-    #[default]
-    None,
-    /// This many layers (the output head first, then the last blocks).
-    Count(usize),
-    /// A fraction 0.0..=1.0 of all layers (blocks + output head).
-    Ratio(f32),
-    /// Every layer.
-    All,
-    /// As many as fit in the VRAM budget.
-    Auto,
-}
-
-impl std::str::FromStr for GpuLayers {
-    type Err = String;
-    /// Parses `all`, `auto`, `none` or a layer count.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "all" | "max" => Ok(GpuLayers::All),
-            "auto" => Ok(GpuLayers::Auto),
-            "none" => Ok(GpuLayers::None),
-            n => n
-                .parse::<usize>()
-                .map(|n| if n == 0 { GpuLayers::None } else { GpuLayers::Count(n) })
-                .map_err(|_| format!("--gpu-layers takes a number, \"all\" or \"auto\", not \"{n}\"")),
-        }
-    }
+    /// MoE layers whose experts stay on the CPU while the rest is offloaded.
+    pub cpu_moe: CpuMoe,
 }
 
 /// A model: the mapped file, its architecture and weights, tokenizer and chat
@@ -82,7 +52,7 @@ pub struct Model {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     /// The GPU side of an offload: uploaded weights and the layer plan.
-    gpu: Option<crate::offload::GpuOffload>,
+    gpu: Option<GpuOffload>,
 }
 
 impl std::fmt::Debug for Model {
@@ -107,13 +77,13 @@ impl Model {
     pub fn load_with(
         path: impl AsRef<Path>,
         options: ModelOptions,
-        mut on_estimate: impl FnMut(&crate::offload::OffloadEstimate),
+        mut on_estimate: impl FnMut(&OffloadEstimate),
         mut progress: impl FnMut(f32),
     ) -> Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
         let gguf = Arc::new(Gguf::open(&path)?);
         let mut table = WeightTable::new(gguf.clone());
-        let arch = Arch::load(&gguf, &mut table)?;
+        let arch = Arch::load(&gguf, &mut table, options.n_ctx)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
         progress(0.1);
@@ -128,7 +98,13 @@ impl Model {
             }
             std::hint::black_box(sink);
         }
-        let gpu = crate::offload::prepare(&table, &arch, &options, &mut on_estimate, &mut progress)?;
+        let req = OffloadRequest {
+            gpu_layers: options.gpu_layers,
+            vram_budget: options.vram_budget,
+            n_ctx: options.n_ctx,
+            cpu_moe: options.cpu_moe,
+        };
+        let gpu = crate::offload::upload::prepare(&table, &arch, &req, &mut on_estimate, &mut progress)?;
         progress(1.0);
         Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template, gpu }))
     }
@@ -182,19 +158,17 @@ impl Model {
         self.table.infos().iter().map(|w| w.n_bytes).sum()
     }
 
-    /// A new session with its own KV cache.
-    pub fn session(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
-        Session::new(self.clone(), params, false)
-    }
-
-    /// A session that runs every layer on the CPU, ignoring the offload
-    /// (the reference side of `infer verify`).
-    pub fn session_on_cpu(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
-        Session::new(self.clone(), params, true)
-    }
-
     /// The offload, when layers run on a GPU.
-    pub fn offload(&self) -> Option<&crate::offload::GpuOffload> {
+    pub fn offload(&self) -> Option<&GpuOffload> {
         self.gpu.as_ref()
+    }
+
+    /// What a session's backends are built from (`cpu_only` ignores the offload).
+    pub(crate) fn exec(&self, cpu_only: bool) -> crate::offload::exec::ExecModel<'_> {
+        crate::offload::exec::ExecModel {
+            arch: &self.arch,
+            table: &self.table,
+            gpu: if cpu_only { None } else { self.gpu.as_ref() },
+        }
     }
 }

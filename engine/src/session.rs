@@ -9,6 +9,7 @@ use crate::backend::Backends;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
 use crate::model::Model;
+use crate::offload::exec::{self, ExecParams};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::tokenizer::StreamDecoder;
 
@@ -83,6 +84,19 @@ impl Timings {
     }
 }
 
+impl Model {
+    /// A new session with its own KV cache.
+    pub fn session(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
+        Session::new(self.clone(), params, false)
+    }
+
+    /// A session that runs every layer on the CPU, ignoring the offload
+    /// (the reference side of `infer verify`).
+    pub fn session_on_cpu(self: &Arc<Self>, params: SessionParams) -> Result<Session> {
+        Session::new(self.clone(), params, true)
+    }
+}
+
 /// A conversation's state: the tokens in the KV cache and the backends.
 pub struct Session {
     model: Arc<Model>,
@@ -99,6 +113,7 @@ pub struct Session {
     /// Scratch for one forward step's output.
     step: HeadOutput,
     timings: Timings,
+    cpu_only: bool,
 }
 
 impl Session {
@@ -112,7 +127,8 @@ impl Session {
             return Err(EngineError::InvalidParam("batch size must be at least 1".into()));
         }
         let n_batch = params.n_batch.min(n_ctx);
-        let backends = crate::offload::build_backends(&model, n_ctx, n_batch, params.cache_type, cpu_only)?;
+        let exec = ExecParams { n_ctx, n_batch, cache_type: params.cache_type };
+        let backends = crate::offload::exec::build_backends(model.exec(cpu_only), exec)?;
         Ok(Session {
             model,
             backends,
@@ -124,6 +140,7 @@ impl Session {
             greedy: None,
             step: HeadOutput::default(),
             timings: Timings::default(),
+            cpu_only,
         })
     }
 
@@ -178,9 +195,10 @@ impl Session {
             let r = crate::threads::install(|| model.arch().forward(backends, model.weights(), chunk, pos0, which, step_out));
             // A GPU failure mid-run (device lost, timeout): go on on the CPU.
             let r = match r {
-                Err(e) if crate::offload::gpu_failed(&e, backends) => {
-                    let p = (self.n_ctx, self.params.n_batch, self.params.cache_type);
-                    crate::offload::redo_on_cpu(&e, model, backends, &self.tokens, chunk, which, step_out, p)
+                Err(e) if exec::gpu_failed(&e, backends) => {
+                    let p = ExecParams { n_ctx: self.n_ctx, n_batch: self.params.n_batch, cache_type: self.params.cache_type };
+                    let m = model.exec(self.cpu_only);
+                    exec::redo_on_cpu(&e, m, p, backends, (&self.tokens, chunk), which, step_out)
                 }
                 other => other,
             };

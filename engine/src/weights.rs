@@ -60,6 +60,7 @@ impl WeightTable {
             path: self.path(),
             arch: arch.to_string(),
             name: name.to_string(),
+            shape: shape.to_vec(),
         })
     }
 
@@ -97,6 +98,49 @@ impl WeightTable {
         });
         self.packed.push(OnceLock::new());
         Ok(Some(WeightId(self.infos.len() - 1)))
+    }
+
+    /// Registers rows `row0..row0 + rows` of `parent` as a weight of its
+    /// own, named `name` (no copy: the view's bytes are the parent's). A
+    /// fused tensor (phi3's `attn_qkv`, a 3-D expert tensor) becomes the
+    /// matrices the forward pass multiplies by.
+    pub fn view(&mut self, parent: WeightId, row0: usize, rows: usize, name: String) -> Result<WeightId> {
+        let p = self.infos[parent.0].clone();
+        if row0 + rows > p.rows {
+            return Err(EngineError::Config {
+                path: self.path(),
+                detail: format!("tensor \"{}\" has {} rows; rows {row0}..{} were asked for {name}", p.name, p.rows, row0 + rows),
+            });
+        }
+        let row_bytes = p.cols / p.ty.block_size() * p.ty.block_bytes();
+        self.infos.push(WeightInfo {
+            name,
+            ty: p.ty,
+            cols: p.cols,
+            rows,
+            start: p.start + row0 * row_bytes,
+            n_bytes: rows * row_bytes,
+        });
+        self.packed.push(OnceLock::new());
+        Ok(WeightId(self.infos.len() - 1))
+    }
+
+    /// The embedding rows of `tokens` (`cols` values each, on the CPU from
+    /// the mmap), multiplied by `scale`, into `out`.
+    pub fn embed_rows(&self, id: WeightId, tokens: &[u32], scale: f32, out: &mut Vec<f32>) -> Result<()> {
+        let m = self.matrix(id);
+        let dim = m.cols;
+        out.resize(tokens.len() * dim, 0.0);
+        for (i, &tok) in tokens.iter().enumerate() {
+            if tok as usize >= m.rows {
+                return Err(EngineError::InvalidParam(format!("token id {tok} is outside the vocabulary of {}", m.rows)));
+            }
+            infer_kernels::cpu::get_row(&m, tok as usize, &mut out[i * dim..(i + 1) * dim])?;
+        }
+        if scale != 1.0 {
+            out.iter_mut().for_each(|v| *v *= scale);
+        }
+        Ok(())
     }
 
     pub fn info(&self, id: WeightId) -> &WeightInfo {

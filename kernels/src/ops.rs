@@ -47,6 +47,41 @@ pub fn rope_ref(x: &mut [f32], head_dim: usize, pos: usize, base: f32, neox: boo
     }
 }
 
+/// Scaled, partial RoPE on one token's heads, in place: pair `i` of the
+/// first `n_rot` dims of each head turns by
+/// `pos · base^(-2i/n_rot) · freq_scale · mult[i]` (`mult` 1 when `None`)
+/// with cosine and sine scaled by `mscale`; dims past `n_rot` stay as they
+/// are. NEOX pairs are `(i, i + n_rot/2)`.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_scaled_ref(
+    x: &mut [f32],
+    head_dim: usize,
+    n_rot: usize,
+    pos: usize,
+    base: f32,
+    freq_scale: f32,
+    mult: Option<&[f32]>,
+    mscale: f32,
+    neox: bool,
+) {
+    let half = n_rot / 2;
+    let mut thetas = vec![0.0f32; half];
+    rope_thetas(pos, n_rot, base, &mut thetas);
+    for (i, t) in thetas.iter_mut().enumerate() {
+        *t *= freq_scale * mult.map_or(1.0, |m| m[i]);
+    }
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, &theta) in thetas.iter().enumerate() {
+            let (s, c) = theta.sin_cos();
+            let (s, c) = (s * mscale, c * mscale);
+            let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
 /// Numerically stable softmax in place.
 pub fn softmax_ref(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -5,7 +5,7 @@ mod gpu_util;
 
 use gpu_util::{assert_close, both, fast, rand_f32, rng};
 use half::f16;
-use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache};
+use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, RopeShape};
 use infer_kernels::ops;
 
 /// Reductions in a different order: a few ulps of the largest value.
@@ -129,6 +129,71 @@ fn gpu_fused_norms_match_reference() {
     }
 }
 
+/// Partial rotation, per-pair factors and a magnitude scale (llama3,
+/// LongRoPE, YaRN) against the scaled reference, both orderings.
+#[test]
+fn gpu_rope_scaled_matches_reference() {
+    let (n_tokens, n_heads, head_dim, n_rot, pos0) = (4, 3, 64, 32, 300);
+    let mut r = rng(21);
+    let x = rand_f32(&mut r, n_tokens * n_heads * head_dim, 1.0);
+    let mult: Vec<f32> = rand_f32(&mut r, n_rot / 2, 1.0).iter().map(|v| 0.2 + v.abs()).collect();
+    for neox in [false, true] {
+        let mut want = x.clone();
+        for (t, tok) in want.chunks_exact_mut(n_heads * head_dim).enumerate() {
+            ops::rope_scaled_ref(tok, head_dim, n_rot, pos0 + t, 5e5, 0.5, Some(&mult), 1.1, neox);
+        }
+        let ctx = fast();
+        let (xb, mb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&mult).unwrap());
+        let shape = RopeShape {
+            n_tokens,
+            head_dim,
+            n_rot,
+            pos0,
+            base: 5e5,
+            freq_scale: 0.5,
+            neox,
+            mscale: 1.1,
+            mult: Some(&mb),
+        };
+        let mut s = run(ctx, |s| s.rope_with(&xb, n_heads, shape).unwrap());
+        s.read(&xb);
+        assert_close(&format!("rope scaled neox={neox}"), &s.submit().unwrap()[0].f32(), &want, ROPE_REL_TOL);
+    }
+}
+
+/// Row bias, weighted row accumulation and fill: the MoE and bias kernels.
+#[test]
+fn gpu_bias_axpy_fill_match_reference() {
+    let (rows, width) = (5, 96);
+    let mut r = rng(22);
+    let x = rand_f32(&mut r, rows * width, 1.0);
+    let bias = rand_f32(&mut r, width, 1.0);
+    let a = rand_f32(&mut r, 3 * width, 1.0);
+    let mut want_bias = x.clone();
+    want_bias.chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bias));
+    let mut want_axpy = x.clone();
+    for (o, v) in want_axpy[2 * width..3 * width].iter_mut().zip(&a[width..2 * width]) {
+        *o += 0.375 * v;
+    }
+    for ctx in both() {
+        let (xb, bb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&bias).unwrap());
+        let (yb, ab) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&a).unwrap());
+        let zb = ctx.upload_f32(&x).unwrap();
+        let mut s = run(ctx, |s| {
+            s.add_bias(&xb, &bb, rows * width, width).unwrap();
+            s.axpy(&yb, 2 * width, &ab, width, width, 0.375).unwrap();
+            s.fill(&zb, -2.5, rows * width).unwrap();
+        });
+        s.read(&xb);
+        s.read(&yb);
+        s.read(&zb);
+        let got = s.submit().unwrap();
+        assert_close("add_bias", &got[0].f32(), &want_bias, ELTWISE_REL_TOL);
+        assert_close("axpy", &got[1].f32(), &want_axpy, ELTWISE_REL_TOL);
+        assert_close("fill", &got[2].f32(), &vec![-2.5; rows * width], ELTWISE_REL_TOL);
+    }
+}
+
 /// RoPE on queries and keys in one dispatch, as two separate ones.
 #[test]
 fn gpu_rope_pair_matches_reference() {
@@ -147,18 +212,18 @@ fn gpu_rope_pair_matches_reference() {
         let ctx = fast();
         let (qb, kb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap());
         let mut s = run(ctx, |s| {
-            s.rope_pair(
-                &qb,
-                &kb,
+            let shape = RopeShape {
                 n_tokens,
-                (n_heads, n_kv_heads),
                 head_dim,
+                n_rot: head_dim,
                 pos0,
-                10000.0,
-                1.0,
+                base: 10000.0,
+                freq_scale: 1.0,
                 neox,
-            )
-            .unwrap()
+                mscale: 1.0,
+                mult: None,
+            };
+            s.rope_pair(&qb, &kb, (n_heads, n_kv_heads), shape).unwrap()
         });
         s.read(&qb);
         s.read(&kb);

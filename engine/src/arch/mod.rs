@@ -1,28 +1,74 @@
-//! Model architectures: configuration from GGUF keys, weights by tensor
-//! name, and one forward pass per architecture (`llama.rs`, `gemma3.rs`).
+//! Model architectures. Each family is one file: its tensor table, the
+//! keys it reads, and its forward pass top to bottom, built from the shared
+//! blocks of [`blocks`] against the op-level backend trait. Adding a family
+//! is a file and a line in [`ARCHS`].
 
+pub mod blocks;
 pub mod gemma3;
 pub mod llama;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
+pub mod qwen3moe;
+pub mod rope;
+pub mod table;
 
 use std::sync::Arc;
 
 use infer_gguf::Gguf;
 
-use crate::backend::{Backends, SlotWidths};
+pub use self::rope::RopeConfig;
+pub use self::table::{ExpertWeights, LayerWeights, ModelWeights, Role};
+use crate::backend::{Activation, Backends, SlotWidths};
 use crate::error::{EngineError, Result};
-use crate::weights::{WeightId, WeightTable};
+use crate::weights::WeightTable;
 
-/// Which forward pass a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchKind {
-    Llama,
-    Gemma3,
+/// A forward step: `tokens` at positions `pos0..` through the model, the
+/// requested logits (or greedy token) into `out`.
+pub type ForwardFn = fn(&Arch, &mut Backends, &WeightTable, &[u32], usize, Logits, &mut HeadOutput) -> Result<()>;
+
+/// One supported architecture.
+pub struct ArchDef {
+    /// `general.architecture` in GGUF.
+    pub name: &'static str,
+    /// Reads the hyper-parameters.
+    pub config: fn(&Gguf) -> Result<ModelConfig>,
+    /// The tensors it reads.
+    pub tensors: &'static [table::TensorSpec],
+    pub forward: ForwardFn,
 }
 
-/// Hyper-parameters shared by the supported architectures.
+impl std::fmt::Debug for ArchDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArchDef({})", self.name)
+    }
+}
+
+/// Every supported architecture.
+pub const ARCHS: &[&ArchDef] = &[&llama::ARCH, &gemma3::ARCH, &qwen2::ARCH, &qwen3::ARCH, &phi3::ARCH, &qwen3moe::ARCH];
+
+/// Names of the supported architectures, for messages.
+pub fn supported() -> String {
+    ARCHS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+}
+
+/// A mixture-of-experts feed-forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    pub n_experts: usize,
+    /// Experts each token is routed to (top-k).
+    pub n_used: usize,
+    /// Hidden width of one expert.
+    pub expert_ffn: usize,
+    /// Renormalise the selected experts' softmax weights to sum to 1.
+    pub renorm: bool,
+}
+
+/// Hyper-parameters of a model.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    pub arch: ArchKind,
+    /// `general.architecture`.
+    pub arch: &'static str,
     pub n_layers: usize,
     /// Residual stream width.
     pub dim: usize,
@@ -34,16 +80,17 @@ pub struct ModelConfig {
     /// Context length the model was trained for.
     pub n_ctx_train: usize,
     pub rms_eps: f32,
-    pub rope_base: f32,
-    /// RoPE base of sliding-window layers (gemma3: 10 000).
-    pub rope_base_swa: f32,
-    pub rope_freq_scale: f32,
-    pub rope_neox: bool,
+    pub rope: RopeConfig,
     /// Sliding window size (0 = none).
     pub sliding_window: usize,
     /// `swa_layers[l]`: layer `l` uses the sliding window.
     pub swa_layers: Vec<bool>,
     pub attn_scale: f32,
+    /// Gating activation of the feed-forward.
+    pub act: Activation,
+    /// Factor on the embeddings (gemma: √dim).
+    pub embed_scale: f32,
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
@@ -54,36 +101,9 @@ impl ModelConfig {
         self.n_kv_heads * self.head_dim
     }
     pub fn widths(&self) -> SlotWidths {
-        SlotWidths { dim: self.dim, q_dim: self.q_dim(), kv_dim: self.kv_dim(), ffn_dim: self.ffn_dim, vocab: self.vocab }
+        let ffn = self.moe.as_ref().map_or(self.ffn_dim, |m| m.expert_ffn.max(self.ffn_dim));
+        SlotWidths { dim: self.dim, q_dim: self.q_dim(), kv_dim: self.kv_dim(), ffn_dim: ffn, vocab: self.vocab }
     }
-}
-
-/// The weights of one transformer block. Optional norms are gemma3's.
-#[derive(Debug, Clone)]
-pub struct LayerWeights {
-    pub attn_norm: WeightId,
-    pub wq: WeightId,
-    pub wk: WeightId,
-    pub wv: WeightId,
-    pub wo: WeightId,
-    pub q_norm: Option<WeightId>,
-    pub k_norm: Option<WeightId>,
-    pub post_attn_norm: Option<WeightId>,
-    pub ffn_norm: WeightId,
-    pub gate: WeightId,
-    pub up: WeightId,
-    pub down: WeightId,
-    pub post_ffn_norm: Option<WeightId>,
-}
-
-/// All weights of a model.
-#[derive(Debug, Clone)]
-pub struct ModelWeights {
-    pub token_embd: WeightId,
-    pub output_norm: WeightId,
-    /// The output head; `token_embd` when the file has no `output.weight` (tied).
-    pub output: WeightId,
-    pub layers: Vec<LayerWeights>,
 }
 
 /// Which logits a forward pass returns.
@@ -108,29 +128,28 @@ pub struct HeadOutput {
     pub token: Option<u32>,
 }
 
-/// A loaded architecture: config and weights.
+/// A loaded architecture: its definition, config and weights.
 #[derive(Debug)]
 pub struct Arch {
+    pub def: &'static ArchDef,
     pub config: ModelConfig,
     pub weights: ModelWeights,
 }
 
 impl Arch {
-    /// Reads the config and registers the weights of the file's architecture.
-    pub fn load(gguf: &Arc<Gguf>, table: &mut WeightTable) -> Result<Self> {
-        let arch = gguf.architecture()?;
-        let config = match arch {
-            "llama" => llama::config(gguf)?,
-            "gemma3" => gemma3::config(gguf)?,
-            other => {
-                return Err(EngineError::UnknownArchitecture {
-                    path: gguf.path().display().to_string(),
-                    arch: other.to_string(),
-                })
-            }
-        };
-        let weights = load_weights(arch, &config, table)?;
-        Ok(Arch { config, weights })
+    /// Reads the config and registers the weights of the file's
+    /// architecture; `n_ctx` (0 = default) picks context-dependent RoPE factors.
+    pub fn load(gguf: &Arc<Gguf>, table: &mut WeightTable, n_ctx: usize) -> Result<Self> {
+        let name = gguf.architecture()?;
+        let def = ARCHS.iter().find(|a| a.name == name).ok_or_else(|| EngineError::UnknownArchitecture {
+            path: gguf.path().display().to_string(),
+            arch: name.to_string(),
+            supported: supported(),
+        })?;
+        let mut config = (def.config)(gguf)?;
+        let weights = table::load(def.name, def.tensors, &config, table)?;
+        rope_factors(&mut config, &weights, table, n_ctx)?;
+        Ok(Arch { def, config, weights })
     }
 
     /// Runs `tokens` at positions `pos0..` through the model; writes the
@@ -144,11 +163,32 @@ impl Arch {
         which: Logits,
         out: &mut HeadOutput,
     ) -> Result<()> {
-        match self.config.arch {
-            ArchKind::Llama => llama::forward(self, bk, table, tokens, pos0, which, out),
-            ArchKind::Gemma3 => gemma3::forward(self, bk, table, tokens, pos0, which, out),
-        }
+        (self.def.forward)(self, bk, table, tokens, pos0, which, out)
     }
+}
+
+/// Folds the file's RoPE frequency divisors into the multiplier table:
+/// llama3's `rope_freqs`, or Phi-3's LongRoPE factors (long ones when the
+/// context exceeds the original one).
+fn rope_factors(c: &mut ModelConfig, w: &ModelWeights, table: &WeightTable, n_ctx: usize) -> Result<()> {
+    let g = &w.global;
+    let n_ctx = if n_ctx == 0 { c.n_ctx_train.min(4096) } else { n_ctx };
+    let orig = if c.rope.orig_ctx > 0 { c.rope.orig_ctx } else { c.n_ctx_train };
+    let id = g.get(Role::RopeFreqs).or(match (g.get(Role::RopeFactorsLong), g.get(Role::RopeFactorsShort)) {
+        (Some(long), _) if n_ctx > orig => Some(long),
+        (_, Some(short)) => Some(short),
+        (long, None) => long,
+    });
+    if let Some(id) = id {
+        let div = table.f32s(id)?;
+        let own = rope::from_divisors(&div);
+        let merged: Arc<[f32]> = match &c.rope.mult {
+            Some(m) => m.iter().zip(own.iter()).map(|(a, b)| a * b).collect(),
+            None => own,
+        };
+        c.rope.mult = Some(merged);
+    }
+    Ok(())
 }
 
 /// Defaults an architecture uses for keys a file may omit.
@@ -156,15 +196,22 @@ pub(crate) struct KeyDefaults {
     pub n_ctx_train: u32,
     pub rms_eps: f32,
     pub rope_base: f32,
+    pub neox: bool,
 }
 
-/// Reads (and checks) the `{arch}.*` keys shared by the supported architectures; the
-/// architecture then sets its own RoPE ordering, sliding window and scale.
-pub(crate) fn common_config(g: &Gguf, arch: ArchKind, d: KeyDefaults) -> Result<ModelConfig> {
+/// Reads (and checks) the `{arch}.*` keys shared by the supported
+/// architectures: sizes, norms, RoPE (with its scaling), sliding window.
+pub(crate) fn common_config(g: &Gguf, arch: &'static str, d: KeyDefaults) -> Result<ModelConfig> {
     let dim = key_usize(g, "embedding_length")?;
     let n_heads = key_usize(g, "attention.head_count")?;
     let head_dim = g.arch_u32_opt("attention.key_length")?.map_or(dim / n_heads, |v| v as usize);
     let n_layers = key_usize(g, "block_count")?;
+    let n_ctx_train = g.arch_u32_opt("context_length")?.unwrap_or(d.n_ctx_train) as usize;
+    let n_rot = g.arch_u32_opt("rope.dimension_count")?.map_or(head_dim, |v| v as usize);
+    let mut rope = RopeConfig::plain(n_rot, g.arch_f32_opt("rope.freq_base")?.unwrap_or(d.rope_base), d.neox);
+    rope.orig_ctx = g.arch_u32_opt("rope.scaling.original_context_length")?.map_or(n_ctx_train, |v| v as usize);
+    rope::apply_scaling(&mut rope, &rope::read_scaling(g, n_ctx_train)?);
+    let sliding_window = g.arch_u32_opt("attention.sliding_window")?.unwrap_or(0) as usize;
     let c = ModelConfig {
         arch,
         n_layers,
@@ -174,18 +221,31 @@ pub(crate) fn common_config(g: &Gguf, arch: ArchKind, d: KeyDefaults) -> Result<
         head_dim,
         ffn_dim: key_usize(g, "feed_forward_length")?,
         vocab: vocab_size(g)?,
-        n_ctx_train: g.arch_u32_opt("context_length")?.unwrap_or(d.n_ctx_train) as usize,
+        n_ctx_train,
         rms_eps: g.arch_f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(d.rms_eps),
-        rope_base: g.arch_f32_opt("rope.freq_base")?.unwrap_or(d.rope_base),
-        rope_base_swa: d.rope_base,
-        rope_freq_scale: 1.0 / g.arch_f32_opt("rope.scaling.factor")?.filter(|&f| f > 0.0).unwrap_or(1.0),
-        rope_neox: false,
-        sliding_window: 0,
-        swa_layers: vec![false; n_layers],
+        rope,
+        sliding_window,
+        swa_layers: vec![sliding_window > 0; n_layers],
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        act: Activation::SwiGlu,
+        embed_scale: 1.0,
+        moe: None,
     };
     check_heads(g, &c)?;
     Ok(c)
+}
+
+/// Reads the MoE keys (`expert_count`, `expert_used_count`,
+/// `expert_feed_forward_length`) and checks them.
+pub(crate) fn moe_config(g: &Gguf, renorm: bool) -> Result<MoeConfig> {
+    let bad = |detail: String| EngineError::Config { path: g.path().display().to_string(), detail };
+    let n_experts = key_usize(g, "expert_count")?;
+    let n_used = key_usize(g, "expert_used_count")?;
+    if n_used > n_experts {
+        return Err(bad(format!("expert_used_count {n_used} exceeds expert_count {n_experts}")));
+    }
+    let expert_ffn = key_usize(g, "expert_feed_forward_length")?;
+    Ok(MoeConfig { n_experts, n_used, expert_ffn, renorm })
 }
 
 /// Reads an architecture key that must be present and non-zero.
@@ -206,8 +266,11 @@ pub(crate) fn check_heads(g: &Gguf, c: &ModelConfig) -> Result<()> {
     if c.n_kv_heads == 0 || c.n_heads % c.n_kv_heads != 0 {
         return Err(bad(format!("{} heads cannot be grouped over {} KV heads", c.n_heads, c.n_kv_heads)));
     }
-    if c.head_dim % 2 != 0 {
-        return Err(bad(format!("head dimension {} is odd; RoPE needs pairs", c.head_dim)));
+    if c.head_dim == 0 || c.head_dim % 2 != 0 {
+        return Err(bad(format!("head dimension {} is odd or zero; RoPE needs pairs", c.head_dim)));
+    }
+    if c.rope.n_rot == 0 || c.rope.n_rot % 2 != 0 || c.rope.n_rot > c.head_dim {
+        return Err(bad(format!("rope.dimension_count {} is not an even number within head_dim {}", c.rope.n_rot, c.head_dim)));
     }
     Ok(())
 }
@@ -218,83 +281,4 @@ pub(crate) fn vocab_size(g: &Gguf) -> Result<usize> {
         return Ok(v as usize);
     }
     Ok(g.array("tokenizer.ggml.tokens")?.len())
-}
-
-fn load_weights(arch: &str, c: &ModelConfig, t: &mut WeightTable) -> Result<ModelWeights> {
-    let (d, q, kv, f) = (c.dim as u64, c.q_dim() as u64, c.kv_dim() as u64, c.ffn_dim as u64);
-    let gemma = c.arch == ArchKind::Gemma3;
-    let token_embd = t.require(arch, "token_embd.weight", &[d, c.vocab as u64])?;
-    let output_norm = t.require(arch, "output_norm.weight", &[d])?;
-    let output = t.optional("output.weight", &[d, c.vocab as u64])?.unwrap_or(token_embd);
-    let mut layers = Vec::with_capacity(c.n_layers);
-    for l in 0..c.n_layers {
-        let n = |s: &str| format!("blk.{l}.{s}.weight");
-        let hd = c.head_dim as u64;
-        let (q_norm, k_norm, post_attn_norm, post_ffn_norm) = if gemma {
-            (
-                Some(t.require(arch, &n("attn_q_norm"), &[hd])?),
-                Some(t.require(arch, &n("attn_k_norm"), &[hd])?),
-                Some(t.require(arch, &n("post_attention_norm"), &[d])?),
-                Some(t.require(arch, &n("post_ffw_norm"), &[d])?),
-            )
-        } else {
-            (None, None, None, None)
-        };
-        layers.push(LayerWeights {
-            attn_norm: t.require(arch, &n("attn_norm"), &[d])?,
-            wq: t.require(arch, &n("attn_q"), &[d, q])?,
-            wk: t.require(arch, &n("attn_k"), &[d, kv])?,
-            wv: t.require(arch, &n("attn_v"), &[d, kv])?,
-            wo: t.require(arch, &n("attn_output"), &[q, d])?,
-            q_norm,
-            k_norm,
-            post_attn_norm,
-            ffn_norm: t.require(arch, &n("ffn_norm"), &[d])?,
-            gate: t.require(arch, &n("ffn_gate"), &[d, f])?,
-            up: t.require(arch, &n("ffn_up"), &[d, f])?,
-            down: t.require(arch, &n("ffn_down"), &[f, d])?,
-            post_ffn_norm,
-        });
-    }
-    Ok(ModelWeights { token_embd, output_norm, output, layers })
-}
-
-/// Looks up the embedding rows of `tokens` (on the CPU, from the mmap).
-pub(crate) fn embed(table: &WeightTable, w: WeightId, tokens: &[u32], out: &mut Vec<f32>) -> Result<()> {
-    let m = table.matrix(w);
-    let dim = m.cols;
-    out.resize(tokens.len() * dim, 0.0);
-    for (i, &tok) in tokens.iter().enumerate() {
-        if tok as usize >= m.rows {
-            return Err(EngineError::InvalidParam(format!("token id {tok} is outside the vocabulary of {}", m.rows)));
-        }
-        infer_kernels::cpu::get_row(&m, tok as usize, &mut out[i * dim..(i + 1) * dim])?;
-    }
-    Ok(())
-}
-
-/// The output head shared by every architecture: final RMSNorm, then
-/// `logits = x · outputᵀ` for the last position or all of them, or only the
-/// last position's most likely token.
-pub(crate) fn output_head(arch: &Arch, bk: &mut Backends, which: Logits, out: &mut HeadOutput) -> Result<()> {
-    use crate::backend::Slot;
-    let (c, w) = (&arch.config, &arch.weights);
-    let mut b = bk.for_layer(c.n_layers, c.dim)?;
-    if which != Logits::All {
-        b.keep_last(Slot::X, c.dim)?;
-    }
-    b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
-    b.matmul(w.output, Slot::Xn, Slot::Logits)?;
-    b.record(c.n_layers, "logits", Slot::Logits, c.vocab)?;
-    if which == Logits::Greedy {
-        let mut ids = Vec::with_capacity(1);
-        b.argmax(Slot::Logits, c.vocab, &mut ids)?;
-        out.logits.clear();
-        out.token = ids.first().copied();
-    } else {
-        out.logits.resize(b.n_tokens() * c.vocab, 0.0);
-        b.read(Slot::Logits, &mut out.logits)?;
-        out.token = None;
-    }
-    Ok(())
 }

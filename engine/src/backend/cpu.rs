@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
+use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Slot, SlotWidths};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::{KvCache, KvElem, LayerKv};
 use crate::weights::{WeightId, WeightTable};
@@ -180,13 +180,19 @@ impl Backend for CpuBackend {
 
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
         let width = p.n_heads * p.head_dim;
-        let half = p.head_dim / 2;
+        let half = p.n_rot / 2;
+        if p.mult.is_some_and(|m| m.len() < half) {
+            return Err(shape_err("rope", format!("{} frequency factors for {half} pairs", p.mult.map_or(0, |m| m.len()))));
+        }
         let (n, pos0) = (self.n_tokens, self.pos0);
         self.thetas.resize(n * half, 0.0);
         for t in 0..n {
             let th = &mut self.thetas[t * half..(t + 1) * half];
-            ops::rope_thetas(pos0 + t, p.head_dim, p.base, th);
-            th.iter_mut().for_each(|v| *v *= p.freq_scale);
+            ops::rope_thetas(pos0 + t, p.n_rot, p.base, th);
+            match p.mult {
+                Some(m) => th.iter_mut().zip(m).for_each(|(v, &f)| *v *= p.freq_scale * f),
+                None => th.iter_mut().for_each(|v| *v *= p.freq_scale),
+            }
         }
         let thetas = std::mem::take(&mut self.thetas);
         let b = &mut self.buf(x)[..n * width];
@@ -195,6 +201,7 @@ impl Backend for CpuBackend {
             for head in tok.chunks_exact_mut(p.head_dim) {
                 for (i, &theta) in th.iter().enumerate() {
                     let (s, c) = theta.sin_cos();
+                    let (s, c) = (s * p.mscale, c * p.mscale);
                     let (a, b) = if p.neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
                     let (x0, x1) = (head[a], head[b]);
                     head[a] = x0 * c - x1 * s;
@@ -203,6 +210,61 @@ impl Backend for CpuBackend {
             }
         });
         self.thetas = thetas;
+        Ok(())
+    }
+
+    fn add_bias(&mut self, x: Slot, bias: WeightId, width: usize) -> Result<()> {
+        let weights = self.weights.clone();
+        let bv = weights.f32s(bias)?;
+        if bv.len() != width {
+            return Err(shape_err("add_bias", format!("bias has {} values, rows have {width}", bv.len())));
+        }
+        let n = self.n_tokens * width;
+        self.buf(x)[..n].chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bv));
+        Ok(())
+    }
+
+    fn moe_ffn(&mut self, x: Slot, out: Slot, w: &MoeWeights, p: &MoeParams) -> Result<()> {
+        let weights = self.weights.clone();
+        let router = weights.cpu_matrix(w.router);
+        let (n, dim, n_exp) = (self.n_tokens, self.widths.dim, w.experts.len());
+        if router.rows != n_exp || router.cols != dim {
+            return Err(shape_err("moe", format!("router is {}×{}, want {n_exp}×{dim}", router.rows, router.cols)));
+        }
+        let xs = &self.bufs[x.index()][..n * dim];
+        let mut logits = vec![0.0; n * n_exp];
+        infer_kernels::cpu::matmul(&router, xs, n, &mut logits)?;
+        let routes = super::route(&logits, n_exp, p);
+        let k = p.n_used.min(n_exp);
+        // Tokens grouped by expert: each expert's rows are read once for all of them.
+        let mut by_expert: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n_exp];
+        for (i, &(e, wt)) in routes.iter().enumerate() {
+            by_expert[e].push((i / k, wt));
+        }
+        let f = p.expert_ffn;
+        let mut acc = vec![0.0f32; n * dim];
+        let (mut xa, mut g, mut u, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (e, toks) in by_expert.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
+            let m = toks.len();
+            xa.clear();
+            for &(t, _) in toks {
+                xa.extend_from_slice(&xs[t * dim..(t + 1) * dim]);
+            }
+            g.resize(m * f, 0.0);
+            u.resize(m * f, 0.0);
+            d.resize(m * dim, 0.0);
+            let ex = &w.experts[e];
+            let (mg, mu, md) = (weights.cpu_matrix(ex.gate), weights.cpu_matrix(ex.up), weights.cpu_matrix(ex.down));
+            infer_kernels::cpu::matmul_multi(&[mg, mu], &xa, m, &mut [&mut g[..], &mut u[..]])?;
+            let act = activation(p.act);
+            g.iter_mut().zip(&u).for_each(|(gv, &uv)| *gv = act(*gv) * uv);
+            infer_kernels::cpu::matmul(&md, &g, m, &mut d)?;
+            for (j, &(t, wt)) in toks.iter().enumerate() {
+                acc[t * dim..(t + 1) * dim].iter_mut().zip(&d[j * dim..(j + 1) * dim]).for_each(|(a, &v)| *a += wt * v);
+            }
+        }
+        self.ensure(out, n * dim);
+        self.buf(out)[..n * dim].copy_from_slice(&acc);
         Ok(())
     }
 
@@ -228,10 +290,7 @@ impl Backend for CpuBackend {
         let n = self.n_tokens * width;
         let mut g = self.take(gate);
         let u = &self.bufs[up.index()][..n];
-        let f = match act {
-            Activation::SwiGlu => ops::silu,
-            Activation::GeGlu => gelu_f16_table,
-        };
+        let f = activation(act);
         g[..n].par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| {
             for (gv, &uv) in gc.iter_mut().zip(uc) {
                 *gv = f(*gv) * uv;
@@ -257,6 +316,14 @@ impl Backend for CpuBackend {
 
     fn truncate_cache(&mut self, _from: usize) {
         // Positions past `from` are simply overwritten by later batches.
+    }
+}
+
+/// The CPU's gating activation.
+fn activation(act: Activation) -> fn(f32) -> f32 {
+    match act {
+        Activation::SwiGlu => ops::silu,
+        Activation::GeGlu => gelu_f16_table,
     }
 }
 

@@ -8,10 +8,14 @@
 
 use std::sync::Arc;
 
-use infer_kernels::gpu::{AttnShape, BindCache, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback};
+use infer_kernels::gpu::{
+    AttnShape, BindCache, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback, RopeShape,
+};
 use infer_kernels::KernelError;
 
-use super::{Activation, AttnParams, Backend, RopeParams, Slot, SlotWidths};
+mod moe;
+
+use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Slot, SlotWidths};
 use crate::error::{EngineError, Result};
 use crate::weights::{WeightId, WeightTable};
 
@@ -146,6 +150,10 @@ pub struct GpuBackend {
     /// Which part of the current step is being recorded.
     part: usize,
     kv: Vec<Option<GpuKvCache>>,
+    /// RoPE factor tables uploaded so far, by the address of the host table.
+    rope_mult: Vec<(usize, GpuBuffer)>,
+    /// MoE scratch: gathered rows, expert output, router logits (made on first use).
+    moe: Option<[GpuBuffer; 3]>,
     step: Option<GpuStep>,
     /// Buffers the open step uses that nothing else holds; freed at submit.
     retired: Vec<GpuBuffer>,
@@ -182,6 +190,8 @@ impl GpuBackend {
             submit_every: submit_every_from_env()?,
             part: 0,
             kv,
+            rope_mult: Vec::new(),
+            moe: None,
             step: None,
             retired: Vec::new(),
             n_tokens: 0,
@@ -284,6 +294,51 @@ impl GpuBackend {
         self.retired.extend(tmp_x);
         Ok(())
     }
+}
+
+/// The kernels' view of a layer's RoPE for `n` tokens from `pos0`.
+fn rope_shape<'a>(p: &RopeParams, n: usize, pos0: usize, mult: Option<&'a GpuBuffer>) -> RopeShape<'a> {
+    RopeShape {
+        n_tokens: n,
+        head_dim: p.head_dim,
+        n_rot: p.n_rot,
+        pos0,
+        base: p.base,
+        freq_scale: p.freq_scale,
+        neox: p.neox,
+        mscale: p.mscale,
+        mult,
+    }
+}
+
+impl GpuBackend {
+    /// Whether the GPU kernels run `op` on weights of type `ty` (the
+    /// offload plan keeps a layer on the CPU otherwise).
+    pub fn supports(op: super::Op, ty: infer_gguf::QuantType) -> bool {
+        match op {
+            super::Op::Matmul => infer_kernels::gpu::supports(ty),
+            // Vectors are dequantized to f32 at upload.
+            super::Op::Vector => infer_kernels::dequant::supports(ty),
+        }
+    }
+
+    /// Uploads `p`'s factor table once (the host table lives as long as the model).
+    fn upload_rope_mult(&mut self, p: &RopeParams) -> Result<()> {
+        if let Some(m) = p.mult {
+            let key = m.as_ptr() as usize;
+            if !self.rope_mult.iter().any(|(k, _)| *k == key) {
+                let b = self.ctx.upload_f32(m).map_err(gpu_err)?;
+                self.rope_mult.push((key, b));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The uploaded factor table of `p`, if it has one.
+fn mult_of<'a>(tables: &'a [(usize, GpuBuffer)], p: &RopeParams) -> Option<&'a GpuBuffer> {
+    let key = p.mult?.as_ptr() as usize;
+    tables.iter().find(|(k, _)| *k == key).map(|(_, b)| b)
 }
 
 impl Backend for GpuBackend {
@@ -426,20 +481,41 @@ impl Backend for GpuBackend {
     }
 
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
-        let (n, pos0, p) = (self.n_tokens, self.pos0, *p);
-        self.rec(|st, b, _, _| st.rope_scaled(sb(b, x)?, n, p.n_heads, p.head_dim, pos0, p.base, p.freq_scale, p.neox))
+        self.upload_rope_mult(p)?;
+        let (n, pos0, heads) = (self.n_tokens, self.pos0, p.n_heads);
+        let tables = std::mem::take(&mut self.rope_mult);
+        let shape = rope_shape(p, n, pos0, mult_of(&tables, p));
+        let r = self.rec(|st, b, _, _| st.rope_with(sb(b, x)?, heads, shape));
+        self.rope_mult = tables;
+        r
     }
 
     fn rope_qk(&mut self, q: Slot, k: Slot, pq: &RopeParams, pk: &RopeParams) -> Result<()> {
-        let same = pq.head_dim == pk.head_dim && pq.base == pk.base && pq.freq_scale == pk.freq_scale;
-        if !same || pq.neox != pk.neox || q == k {
+        if !pq.same_rotation(pk) || q == k {
             self.rope(q, pq)?;
             return self.rope(k, pk);
         }
-        let (n, pos0, p, hk) = (self.n_tokens, self.pos0, *pq, pk.n_heads);
-        self.rec(|st, b, _, _| {
-            st.rope_pair(sb(b, q)?, sb(b, k)?, n, (p.n_heads, hk), p.head_dim, pos0, p.base, p.freq_scale, p.neox)
-        })
+        self.upload_rope_mult(pq)?;
+        let (n, pos0, hq, hk) = (self.n_tokens, self.pos0, pq.n_heads, pk.n_heads);
+        let tables = std::mem::take(&mut self.rope_mult);
+        let shape = rope_shape(pq, n, pos0, mult_of(&tables, pq));
+        let r = self.rec(|st, b, _, _| st.rope_pair(sb(b, q)?, sb(b, k)?, (hq, hk), shape));
+        self.rope_mult = tables;
+        r
+    }
+
+    fn add_bias(&mut self, x: Slot, bias: WeightId, width: usize) -> Result<()> {
+        let weights = self.w.clone();
+        let bv = weights.norm(bias)?;
+        if bv.len() != width {
+            return Err(EngineError::Gpu(format!("add_bias: bias of {} values for rows of {width}", bv.len())));
+        }
+        let n = self.n_tokens * width;
+        self.rec(|st, b, _, _| st.add_bias(sb(b, x)?, bv, n, width))
+    }
+
+    fn moe_ffn(&mut self, x: Slot, out: Slot, w: &MoeWeights, p: &MoeParams) -> Result<()> {
+        moe::moe_ffn(self, x, out, w, p)
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {

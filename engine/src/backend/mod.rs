@@ -67,16 +67,42 @@ impl SlotWidths {
     }
 }
 
-/// Rotary position embedding parameters of one layer.
+/// Rotary position embedding parameters of one layer. Pair `i` of a head
+/// rotates by `pos · base^(-2i/n_rot) · freq_scale · mult[i]`, its cosine and
+/// sine scaled by `mscale`; dimensions past `n_rot` are left as they are.
 #[derive(Debug, Clone, Copy)]
-pub struct RopeParams {
+pub struct RopeParams<'a> {
     pub n_heads: usize,
     pub head_dim: usize,
+    /// Rotated dimensions (≤ head_dim, even).
+    pub n_rot: usize,
     pub base: f32,
     /// Linear position scaling (1.0 = none).
     pub freq_scale: f32,
-    /// NEOX ordering (rotate `i` with `i + head_dim/2`) instead of adjacent pairs.
+    /// NEOX ordering (rotate `i` with `i + n_rot/2`) instead of adjacent pairs.
     pub neox: bool,
+    /// Per-pair frequency multipliers (`n_rot / 2`), e.g. llama3's `rope_freqs`.
+    pub mult: Option<&'a [f32]>,
+    /// Magnitude of cosine and sine (YaRN attention factor; 1.0 = none).
+    pub mscale: f32,
+}
+
+impl RopeParams<'_> {
+    /// Whether `self` and `o` rotate a pair at a position the same way.
+    pub fn same_rotation(&self, o: &RopeParams) -> bool {
+        let same_mult = match (self.mult, o.mult) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+            _ => false,
+        };
+        self.head_dim == o.head_dim
+            && self.n_rot == o.n_rot
+            && self.base == o.base
+            && self.freq_scale == o.freq_scale
+            && self.neox == o.neox
+            && self.mscale == o.mscale
+            && same_mult
+    }
 }
 
 /// Attention parameters of one layer.
@@ -90,6 +116,15 @@ pub struct AttnParams {
     pub window: usize,
 }
 
+/// Kinds of op, for asking a backend whether it runs them on a weight type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A matmul (or an expert's) on a quantized matrix.
+    Matmul,
+    /// A norm, bias or factor vector read as f32.
+    Vector,
+}
+
 /// The gating activation of a feed-forward block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -97,6 +132,56 @@ pub enum Activation {
     SwiGlu,
     /// `gelu_tanh(gate) * up` (gemma).
     GeGlu,
+}
+
+/// The three matrices of one MoE expert (views of the 3-D expert tensors).
+#[derive(Debug, Clone, Copy)]
+pub struct ExpertWeights {
+    pub gate: WeightId,
+    pub up: WeightId,
+    pub down: WeightId,
+}
+
+/// The weights of one MoE feed-forward.
+#[derive(Debug, Clone, Copy)]
+pub struct MoeWeights<'a> {
+    /// `[n_experts, dim]`: one row of router weights per expert.
+    pub router: WeightId,
+    pub experts: &'a [ExpertWeights],
+}
+
+/// How an MoE feed-forward routes and gates.
+#[derive(Debug, Clone, Copy)]
+pub struct MoeParams {
+    /// Experts per token (top-k of the router's softmax).
+    pub n_used: usize,
+    /// Renormalise the selected weights to sum to 1.
+    pub renorm: bool,
+    pub act: Activation,
+    /// Hidden width of one expert.
+    pub expert_ffn: usize,
+}
+
+/// The experts chosen for each token: `n_used` (expert, weight) pairs per
+/// token, from the router logits (`n_experts` per token). Softmax over all
+/// experts, the top `n_used` by weight (lower index first on ties), then
+/// optionally renormalised: the routing every backend shares.
+pub fn route(logits: &[f32], n_experts: usize, p: &MoeParams) -> Vec<(usize, f32)> {
+    let mut out = Vec::with_capacity(logits.len() / n_experts.max(1) * p.n_used);
+    let mut probs = vec![0.0f32; n_experts];
+    let mut order: Vec<usize> = (0..n_experts).collect();
+    for row in logits.chunks(n_experts.max(1)) {
+        probs.copy_from_slice(row);
+        infer_kernels::ops::softmax_ref(&mut probs);
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let chosen = &order[..p.n_used.min(n_experts)];
+        let sum: f32 = chosen.iter().map(|&e| probs[e]).sum();
+        for &e in chosen {
+            let w = if p.renorm && sum > 0.0 { probs[e] / sum } else { probs[e] };
+            out.push((e, w));
+        }
+    }
+    out
 }
 
 /// A hook that sees named intermediates (`"{layer}.{stage}"`), one row per token.
@@ -132,6 +217,13 @@ pub trait Backend: Send {
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
     /// RoPE in place on `x` (`n_heads * head_dim` per token).
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()>;
+    /// `x[t] += bias` for every token (`width` values, the bias's length).
+    fn add_bias(&mut self, x: Slot, bias: WeightId, width: usize) -> Result<()>;
+    /// A mixture-of-experts feed-forward of `x` (`dim` per token) into
+    /// `out`: route each token ([`route`]), run its experts'
+    /// `down(act(gate(x)) * up(x))`, sum them by weight. Multiplies only the
+    /// selected experts' rows, each expert once for all its tokens.
+    fn moe_ffn(&mut self, x: Slot, out: Slot, w: &MoeWeights, p: &MoeParams) -> Result<()>;
     /// RoPE on queries and keys (the same rotation, their own head counts).
     /// A GPU does both in one dispatch.
     fn rope_qk(&mut self, q: Slot, k: Slot, pq: &RopeParams, pk: &RopeParams) -> Result<()> {
@@ -188,6 +280,9 @@ pub struct Backends {
     /// `plan[l]` = index in `list` of the backend running layer `l`;
     /// `plan[n_layers]` runs the output head.
     pub plan: Vec<usize>,
+    /// `moe_plan[l]` = the backend running layer `l`'s experts (the CPU
+    /// when `--cpu-moe` keeps them there); empty = the layer's backend.
+    pub moe_plan: Vec<usize>,
     current: usize,
     host: Vec<f32>,
     /// The batch's embeddings, reused from step to step.
@@ -197,17 +292,14 @@ pub struct Backends {
 
 impl Backends {
     pub fn new(list: Vec<Box<dyn Backend>>, plan: Vec<usize>) -> Self {
-        Backends { list, plan, current: 0, host: Vec::new(), embed: Vec::new(), hook: None }
+        Backends { list, plan, moe_plan: Vec::new(), current: 0, host: Vec::new(), embed: Vec::new(), hook: None }
     }
 
     /// Starts a batch on every backend: looks up the embedding rows of
     /// `tokens` (on the CPU, from the mmap), multiplies them by `scale`, and
     /// loads them into the backend of layer 0.
     pub fn begin(&mut self, table: &WeightTable, w: WeightId, tokens: &[u32], pos0: usize, scale: f32) -> Result<()> {
-        crate::arch::embed(table, w, tokens, &mut self.embed)?;
-        if scale != 1.0 {
-            self.embed.iter_mut().for_each(|v| *v *= scale);
-        }
+        table.embed_rows(w, tokens, scale, &mut self.embed)?;
         for b in self.list.iter_mut() {
             b.begin(tokens.len(), pos0)?;
         }
@@ -221,13 +313,11 @@ impl Backends {
     pub fn for_layer(&mut self, layer: usize, width: usize) -> Result<Active<'_>> {
         let next = self.plan[layer];
         if next != self.current {
-            let n = self.list[self.current].n_tokens() * width;
-            self.host.resize(n, 0.0);
-            self.list[self.current].read(Slot::X, &mut self.host)?;
-            self.list[next].load(Slot::X, &self.host)?;
+            move_slot(&mut self.list, &mut self.host, self.current, next, Slot::X, width)?;
             self.current = next;
         }
-        Ok(Active { b: self.list[next].as_mut(), hook: &mut self.hook })
+        let moe = self.moe_plan.get(layer).copied().unwrap_or(next);
+        Ok(Active { list: &mut self.list, cur: next, moe, host: &mut self.host, hook: &mut self.hook })
     }
 
     pub fn truncate_cache(&mut self, from: usize) {
@@ -237,9 +327,28 @@ impl Backends {
     }
 }
 
+/// Copies `slot` (`width` per token) from backend `from` to backend `to`.
+fn move_slot(
+    list: &mut [Box<dyn Backend>],
+    host: &mut Vec<f32>,
+    from: usize,
+    to: usize,
+    slot: Slot,
+    width: usize,
+) -> Result<()> {
+    let n = list[from].n_tokens() * width;
+    host.resize(n, 0.0);
+    list[from].read(slot, host)?;
+    list[to].load(slot, host)
+}
+
 /// The backend running the current layer, with the session's hook.
 pub struct Active<'a> {
-    pub b: &'a mut (dyn Backend + 'static),
+    list: &'a mut [Box<dyn Backend>],
+    cur: usize,
+    /// The backend of this layer's experts.
+    moe: usize,
+    host: &'a mut Vec<f32>,
     hook: &'a mut Option<Box<Hook>>,
 }
 
@@ -247,21 +356,33 @@ impl Active<'_> {
     /// Shows `slot` to the hook as `"{layer}.{stage}"`; free when no hook is set.
     pub fn record(&mut self, layer: usize, stage: &str, slot: Slot, width: usize) -> Result<()> {
         if self.hook.is_some() {
-            self.b.record(&format!("{layer}.{stage}"), slot, width, self.hook)?;
+            self.list[self.cur].record(&format!("{layer}.{stage}"), slot, width, self.hook)?;
         }
         Ok(())
+    }
+
+    /// [`Backend::moe_ffn`] on the backend that holds the layer's experts:
+    /// `x` (`dim` per token) goes there and `out` comes back when that is
+    /// not the layer's backend (`--cpu-moe`).
+    pub fn moe_ffn(&mut self, x: Slot, out: Slot, dim: usize, w: &MoeWeights, p: &MoeParams) -> Result<()> {
+        if self.moe == self.cur {
+            return self.list[self.cur].moe_ffn(x, out, w, p);
+        }
+        move_slot(self.list, self.host, self.cur, self.moe, x, dim)?;
+        self.list[self.moe].moe_ffn(x, out, w, p)?;
+        move_slot(self.list, self.host, self.moe, self.cur, out, dim)
     }
 }
 
 impl std::ops::Deref for Active<'_> {
     type Target = dyn Backend + 'static;
     fn deref(&self) -> &Self::Target {
-        &*self.b
+        &*self.list[self.cur]
     }
 }
 
 impl std::ops::DerefMut for Active<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut *self.b
+        &mut *self.list[self.cur]
     }
 }

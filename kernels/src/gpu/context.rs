@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub has_timestamps: bool,
     pub stats: Mutex<super::GpuStats>,
     pub profile: Mutex<super::profile::Profile>,
+    /// A small read-only buffer bound where a kernel's optional input is absent.
+    pub dummy: wgpu::Buffer,
 }
 
 /// A GPU device with its queue, compiled kernels and buffer pool.
@@ -279,6 +281,12 @@ impl GpuContext {
             .min(limits.max_buffer_size);
         Ok(Self {
             inner: Arc::new(Inner {
+                dummy: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("dummy"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                }),
                 device,
                 queue,
                 info,

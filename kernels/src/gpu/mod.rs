@@ -58,7 +58,7 @@ mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
-pub use ops::{AttnShape, GpuKvCache};
+pub use ops::{AttnShape, GpuKvCache, RopeShape};
 pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
 

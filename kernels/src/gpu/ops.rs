@@ -56,6 +56,10 @@ struct RopeParams {
     freq_scale: f32,
     /// Heads of the second buffer of `rope_pair`.
     n_heads2: u32,
+    n_rot: u32,
+    mscale: f32,
+    use_mult: u32,
+    _pad0: u32,
 }
 
 #[repr(C)]
@@ -63,19 +67,30 @@ struct RopeParams {
 struct EltParams {
     n: u32,
     scale: f32,
+    width: u32,
+    a_off: u32,
+    out_off: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
-/// The rotation shared by the buffers of one RoPE dispatch.
+/// The rotation shared by the buffers of one RoPE dispatch: pair `i` of
+/// the first `n_rot` dims of each head turns by
+/// `pos · base^(-2i/n_rot) · freq_scale · mult[i]` (`mult` 1 when absent),
+/// cosine and sine scaled by `mscale`.
 #[derive(Clone, Copy)]
-struct RopeShape {
-    n_tokens: usize,
-    head_dim: usize,
-    pos0: usize,
-    base: f32,
-    freq_scale: f32,
-    neox: bool,
+pub struct RopeShape<'a> {
+    pub n_tokens: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub pos0: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    pub neox: bool,
+    pub mscale: f32,
+    /// Per-pair multipliers (`n_rot / 2` values).
+    pub mult: Option<&'a GpuBuffer>,
 }
 
 /// Shared by softmax and argmax.
@@ -451,7 +466,8 @@ impl GpuStep {
     }
 
     /// RoPE in place on `x` = `[n_tokens][n_heads][head_dim]`, token t at
-    /// position `pos0 + t`; `neox` selects the half-split pairing.
+    /// position `pos0 + t`, over the full head, unscaled; `neox` selects the
+    /// half-split pairing.
     #[allow(clippy::too_many_arguments)]
     pub fn rope(
         &mut self,
@@ -463,58 +479,34 @@ impl GpuStep {
         base: f32,
         neox: bool,
     ) -> Result<(), KernelError> {
-        self.rope_scaled(x, n_tokens, n_heads, head_dim, pos0, base, 1.0, neox)
-    }
-
-    /// [`GpuStep::rope`] with linear position scaling: every angle is
-    /// multiplied by `freq_scale` (1.0 = none), as `ops::rope_thetas` times
-    /// the scale on the CPU.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rope_scaled(
-        &mut self,
-        x: &GpuBuffer,
-        n_tokens: usize,
-        n_heads: usize,
-        head_dim: usize,
-        pos0: usize,
-        base: f32,
-        freq_scale: f32,
-        neox: bool,
-    ) -> Result<(), KernelError> {
         let shape = RopeShape {
             n_tokens,
             head_dim,
+            n_rot: head_dim,
             pos0,
             base,
-            freq_scale,
+            freq_scale: 1.0,
             neox,
+            mscale: 1.0,
+            mult: None,
         };
+        self.rope_with(x, n_heads, shape)
+    }
+
+    /// RoPE in place on `x` (`n_heads` heads) as `shape` says.
+    pub fn rope_with(&mut self, x: &GpuBuffer, n_heads: usize, shape: RopeShape) -> Result<(), KernelError> {
         self.rope_dispatch("gpu rope", &[(x, n_heads)], shape)
     }
 
-    /// [`GpuStep::rope_scaled`] on queries `q` (`n_heads` heads) and keys
+    /// [`GpuStep::rope_with`] on queries `q` (`n_heads` heads) and keys
     /// `k` (`n_kv_heads` heads) in one dispatch; the same rotation as two.
-    #[allow(clippy::too_many_arguments)]
     pub fn rope_pair(
         &mut self,
         q: &GpuBuffer,
         k: &GpuBuffer,
-        n_tokens: usize,
         (n_heads, n_kv_heads): (usize, usize),
-        head_dim: usize,
-        pos0: usize,
-        base: f32,
-        freq_scale: f32,
-        neox: bool,
+        shape: RopeShape,
     ) -> Result<(), KernelError> {
-        let shape = RopeShape {
-            n_tokens,
-            head_dim,
-            pos0,
-            base,
-            freq_scale,
-            neox,
-        };
         self.rope_dispatch("gpu rope_pair", &[(q, n_heads), (k, n_kv_heads)], shape)
     }
 
@@ -525,8 +517,11 @@ impl GpuStep {
         xs: &[(&GpuBuffer, usize)],
         s: RopeShape,
     ) -> Result<(), KernelError> {
-        if s.head_dim % 2 != 0 {
-            return Err(shape_err(op, format!("head_dim {} is odd", s.head_dim)));
+        if s.head_dim % 2 != 0 || s.n_rot % 2 != 0 || s.n_rot > s.head_dim || s.n_rot == 0 {
+            return Err(shape_err(op, format!("head_dim {} / n_rot {} is not an even split", s.head_dim, s.n_rot)));
+        }
+        if let Some(m) = s.mult {
+            need(op, "mult", m, s.n_rot / 2)?;
         }
         for &(x, heads) in xs {
             need(op, "x", x, s.n_tokens * heads * s.head_dim)?;
@@ -541,12 +536,19 @@ impl GpuStep {
             neox: s.neox as u32,
             freq_scale: s.freq_scale,
             n_heads2: u32_of(op, heads(1))?,
+            n_rot: u32_of(op, s.n_rot)?,
+            mscale: s.mscale,
+            use_mult: s.mult.is_some() as u32,
+            _pad0: 0,
         };
-        let pairs = s.n_tokens * (heads(0) + heads(1)) * s.head_dim / 2;
+        let pairs = s.n_tokens * (heads(0) + heads(1)) * s.n_rot / 2;
         let groups = self.groups_2d(pairs.div_ceil(64))?;
+        // Without factors binding 3 is a dummy the kernel never reads.
+        let dummy = self.ctx.inner.dummy.clone();
+        let mult = s.mult.map_or(&dummy, |m| m.raw());
         let (kernel, bound): (Kernel, Vec<(u32, &wgpu::Buffer)>) = match xs {
-            [(x, _)] => (Kernel::Rope, vec![(1, x.raw())]),
-            [(q, _), (k, _)] => (Kernel::RopePair, vec![(1, q.raw()), (2, k.raw())]),
+            [(x, _)] => (Kernel::Rope, vec![(1, x.raw()), (3, mult)]),
+            [(q, _), (k, _)] => (Kernel::RopePair, vec![(1, q.raw()), (2, k.raw()), (3, mult)]),
             _ => return Err(shape_err(op, format!("{} buffers", xs.len()))),
         };
         self.dispatch(kernel, &p, &bound, groups)
@@ -565,8 +567,12 @@ impl GpuStep {
         let p = EltParams {
             n: u32_of(OP, n)?,
             scale,
+            width: 0,
+            a_off: 0,
+            out_off: 0,
             _pad0: 0,
             _pad1: 0,
+            _pad2: 0,
         };
         let groups = self.groups_2d(n.div_ceil(64))?;
         match a {
@@ -601,6 +607,53 @@ impl GpuStep {
     /// Residual add in place: `x[i] += y[i]`.
     pub fn add(&mut self, x: &GpuBuffer, y: &GpuBuffer, n: usize) -> Result<(), KernelError> {
         self.eltwise(Kernel::Add, x, Some(y), n, 1.0)
+    }
+
+    /// `x[t*width + i] += bias[i]` for the `n / width` rows of `x`.
+    pub fn add_bias(&mut self, x: &GpuBuffer, bias: &GpuBuffer, n: usize, width: usize) -> Result<(), KernelError> {
+        const OP: &str = "gpu add_bias";
+        need(OP, "x", x, n)?;
+        need(OP, "bias", bias, width)?;
+        if width == 0 || n % width != 0 {
+            return Err(shape_err(OP, format!("{n} values are not rows of {width}")));
+        }
+        let p = EltParams { n: u32_of(OP, n)?, scale: 1.0, width: u32_of(OP, width)?, a_off: 0, out_off: 0, _pad0: 0, _pad1: 0, _pad2: 0 };
+        let groups = self.groups_2d(n.div_ceil(64))?;
+        self.dispatch(Kernel::AddBias, &p, &[(1, bias.raw()), (2, x.raw())], groups)
+    }
+
+    /// `out[out_off + i] += s * a[a_off + i]` for `i < n` (one expert's
+    /// weighted output row into a token's sum).
+    #[allow(clippy::too_many_arguments)]
+    pub fn axpy(
+        &mut self,
+        out: &GpuBuffer,
+        out_off: usize,
+        a: &GpuBuffer,
+        a_off: usize,
+        n: usize,
+        s: f32,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu axpy";
+        need(OP, "out", out, out_off + n)?;
+        need(OP, "a", a, a_off + n)?;
+        let p = EltParams {
+            n: u32_of(OP, n)?,
+            scale: s,
+            width: 0,
+            a_off: u32_of(OP, a_off)?,
+            out_off: u32_of(OP, out_off)?,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        };
+        let groups = self.groups_2d(n.div_ceil(64))?;
+        self.dispatch(Kernel::Axpy, &p, &[(1, a.raw()), (2, out.raw())], groups)
+    }
+
+    /// `x[i] = v` for `i < n`.
+    pub fn fill(&mut self, x: &GpuBuffer, v: f32, n: usize) -> Result<(), KernelError> {
+        self.eltwise(Kernel::Fill, x, None, n, v)
     }
 
     /// `x[i] *= s` in place (e.g. gemma's embedding scale).

@@ -33,6 +33,12 @@ pub(crate) enum Kernel {
     GeluMul,
     Add,
     Scale,
+    /// `x[t] += bias` per row.
+    AddBias,
+    /// `out[o + i] += s * a[a + i]`.
+    Axpy,
+    /// `out[i] = value`.
+    Fill,
     Softmax,
     Argmax,
     KvWrite,
@@ -83,12 +89,13 @@ const B_MAT_UX: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W)];
 const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
 const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
+const B_ROPE: &[(u32, Bind)] = &[(0, U), (1, W), (3, R)];
+const B_ROPE_PAIR: &[(u32, Bind)] = &[(0, U), (1, W), (2, W), (3, R)];
 const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
 const B_NORM_ADD: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_NORM_INPLACE: &[(u32, Bind)] = &[(0, U), (2, R), (3, W)];
-const B_PAIR: &[(u32, Bind)] = &[(0, U), (1, W), (2, W)];
 
 /// The `block_dot` snippet of `matvec_rows.wgsl` for a weight type: a
 /// whole-block version where one is written, else the generic one over
@@ -193,8 +200,8 @@ impl Kernel {
                 true,
                 false,
             ),
-            Kernel::Rope => spec("rope", vec![ROPE], "main", B_ONE, false, false),
-            Kernel::RopePair => spec("rope_pair", vec![ROPE], "rope_pair", B_PAIR, false, false),
+            Kernel::Rope => spec("rope", vec![ROPE], "main", B_ROPE, false, false),
+            Kernel::RopePair => spec("rope_pair", vec![ROPE], "rope_pair", B_ROPE_PAIR, false, false),
             Kernel::SiluMul => spec(
                 "silu_mul",
                 vec![ELEMENTWISE],
@@ -213,6 +220,9 @@ impl Kernel {
             ),
             Kernel::Add => spec("add", vec![ELEMENTWISE], "add", B_ELT, false, false),
             Kernel::Scale => spec("scale", vec![ELEMENTWISE], "scale", B_INPLACE, false, false),
+            Kernel::AddBias => spec("add_bias", vec![ELEMENTWISE], "add_bias", B_ELT, false, false),
+            Kernel::Axpy => spec("axpy", vec![ELEMENTWISE], "axpy", B_ELT, false, false),
+            Kernel::Fill => spec("fill", vec![ELEMENTWISE], "fill", B_INPLACE, false, false),
             Kernel::Softmax => spec("softmax", vec![SOFTMAX, REDUCE], "main", B_ONE, true, false),
             Kernel::Argmax => spec("argmax", vec![ARGMAX], "main", B_TWO, false, false),
             Kernel::KvWrite => spec("kv_write", vec![KV_WRITE], "main", B_KV, false, true),

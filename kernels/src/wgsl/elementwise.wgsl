@@ -1,15 +1,22 @@
 // Element-wise ops over n f32 values, one thread each (workgroup 64, flattened
 // over x then y). Bindings: 0 uniform EltParams, 1 a (f32, read),
-// 2 out (f32, read_write); `scale` does not use binding 1.
+// 2 out (f32, read_write); `scale` and `fill` do not use binding 1.
 //   silu_mul: out = silu(out) * a      (SwiGLU: out holds gate, a holds up)
 //   gelu_mul: out = gelu_tanh(out) * a (GeGLU)
 //   add:      out = out + a            (residual)
 //   scale:    out = out * p.scale
+//   add_bias: out[i] += a[i % width]   (a row bias on every token)
+//   axpy:     out[out_off + i] += p.scale * a[a_off + i]  (an expert's weighted row)
+//   fill:     out[i] = p.scale
 struct EltParams {
     n: u32,
     scale: f32,
+    width: u32,
+    a_off: u32,
+    out_off: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: EltParams;
@@ -51,4 +58,25 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let i = index(gid, nwg);
     if i >= p.n { return; }
     out[i] *= p.scale;
+}
+
+@compute @workgroup_size(64)
+fn add_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] += a[i % p.width];
+}
+
+@compute @workgroup_size(64)
+fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[p.out_off + i] += p.scale * a[p.a_off + i];
+}
+
+@compute @workgroup_size(64)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = p.scale;
 }

@@ -1,0 +1,51 @@
+//! The qwen3 architecture (dense Qwen 3): llama's block with per-head
+//! RMSNorm of queries and keys before NEOX RoPE, no biases, and a head size
+//! (`attention.key_length`) that need not be dim / heads.
+
+use infer_gguf::Gguf;
+
+use super::table::{t, Dim::*, Need::*, Role::*, TensorSpec};
+use super::{blocks, common_config, Arch, ArchDef, HeadOutput, KeyDefaults, Logits, ModelConfig};
+use crate::backend::Backends;
+use crate::error::Result;
+use crate::weights::WeightTable;
+
+pub const ARCH: ArchDef = ArchDef { name: "qwen3", config, tensors: TENSORS, forward };
+
+const TENSORS: &[TensorSpec] = &[
+    t(TokenEmbd, "token_embd.weight", &[Model, Vocab], Required),
+    t(OutputNorm, "output_norm.weight", &[Model], Required),
+    t(Output, "output.weight", &[Model, Vocab], TiedTo(TokenEmbd)),
+    t(AttnNorm, "attn_norm.weight", &[Model], Required),
+    t(Wq, "attn_q.weight", &[Model, Q], Required),
+    t(Wk, "attn_k.weight", &[Model, Kv], Required),
+    t(Wv, "attn_v.weight", &[Model, Kv], Required),
+    t(QNorm, "attn_q_norm.weight", &[Head], Required),
+    t(KNorm, "attn_k_norm.weight", &[Head], Required),
+    t(Wo, "attn_output.weight", &[Q, Model], Required),
+    t(FfnNorm, "ffn_norm.weight", &[Model], Required),
+    t(Gate, "ffn_gate.weight", &[Model, Ffn], Required),
+    t(Up, "ffn_up.weight", &[Model, Ffn], Required),
+    t(Down, "ffn_down.weight", &[Ffn, Model], Required),
+];
+
+/// Reads `qwen3.*` hyper-parameters (`key_length` gives the head size).
+fn config(g: &Gguf) -> Result<ModelConfig> {
+    common_config(g, "qwen3", KeyDefaults { n_ctx_train: 40960, rms_eps: 1e-6, rope_base: 1_000_000.0, neox: true })
+}
+
+/// One forward step over `tokens` at positions `pos0..`.
+fn forward(a: &Arch, bk: &mut Backends, t: &WeightTable, tokens: &[u32], pos0: usize, which: Logits, out: &mut HeadOutput) -> Result<()> {
+    let c = &a.config;
+    // x = token_embd[tokens]                                      [n, dim]
+    blocks::embed(a, bk, t, tokens, pos0)?;
+    for (l, lw) in a.weights.layers.iter().enumerate() {
+        let mut b = bk.for_layer(l, c.dim)?;
+        // x += wo · attention(rope(q_norm(wq·xn)), rope(k_norm(wk·xn)), wv·xn)   q: [n, heads·key_length]
+        blocks::attention(&mut b, c, l, lw)?;
+        // x += down(silu(gate·xn) * up·xn)
+        blocks::ffn(&mut b, c, l, lw)?;
+    }
+    // logits = output · output_norm(x)                            [n_out, vocab]
+    blocks::output_head(a, bk, which, out)
+}
