@@ -28,6 +28,7 @@ pub mod sampler;
 pub mod scoring;
 pub mod session;
 pub mod synth;
+pub mod synth_family;
 pub mod threads;
 pub mod tokenizer;
 pub mod verify;

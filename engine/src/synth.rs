@@ -260,7 +260,7 @@ pub fn random_blocks(ty: QuantType, out: &mut [u8], rng: &mut Rng) {
 const CHUNK_BLOCKS: usize = 8192;
 
 /// Adds a random `ty` tensor of `dims` (ggml order) whose bytes are made while writing.
-fn add_random(w: &mut GgufWriter, name: &str, ty: QuantType, dims: &[u64], seed: u64) -> Result<()> {
+pub(crate) fn add_random(w: &mut GgufWriter, name: &str, ty: QuantType, dims: &[u64], seed: u64) -> Result<()> {
     let n_blocks = (dims.iter().product::<u64>() / ty.block_size() as u64) as usize;
     let mut rng = Rng::new(seed);
     w.add_tensor_stream(name, ty, dims, move |out: &mut dyn Write| {
@@ -279,7 +279,7 @@ fn add_random(w: &mut GgufWriter, name: &str, ty: QuantType, dims: &[u64], seed:
 }
 
 /// A norm weight: ≈ 1.0 with a little noise.
-fn norm(n: usize, rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn norm(n: usize, rng: &mut Rng) -> Vec<u8> {
     let v: Vec<f32> = (0..n).map(|_| 1.0 + (rng.unit() - 0.5) * 0.1).collect();
     bytemuck::cast_slice(&v).to_vec()
 }
@@ -296,7 +296,7 @@ fn gpt2_byte_char(b: u8) -> char {
 }
 
 /// Writes the built-in byte-level tokenizer keys for `vocab` tokens.
-fn builtin_tokenizer(w: &mut GgufWriter, vocab: usize) -> Result<()> {
+pub(crate) fn builtin_tokenizer(w: &mut GgufWriter, vocab: usize) -> Result<()> {
     const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
     if vocab < 256 + SPECIALS.len() {
         return Err(EngineError::InvalidParam(format!(
@@ -328,7 +328,7 @@ fn builtin_tokenizer(w: &mut GgufWriter, vocab: usize) -> Result<()> {
 }
 
 /// Copies every `tokenizer.*` key of `src`; returns its vocabulary size.
-fn borrowed_tokenizer(w: &mut GgufWriter, src: &Path) -> Result<usize> {
+pub(crate) fn borrowed_tokenizer(w: &mut GgufWriter, src: &Path) -> Result<usize> {
     let g = Gguf::open(src)?;
     let vocab = g.array("tokenizer.ggml.tokens")?.len();
     for (k, v) in g.metadata() {

@@ -148,6 +148,13 @@ pub struct TensorSpec {
     pub need: Need,
 }
 
+impl TensorSpec {
+    /// The tensor's shape (ggml order) for config `c`.
+    pub fn shape(&self, c: &ModelConfig) -> Vec<u64> {
+        self.shape.iter().map(|d| d.size(c)).collect()
+    }
+}
+
 /// Shorthand for table rows.
 pub const fn t(role: Role, name: &'static str, shape: &'static [Dim], need: Need) -> TensorSpec {
     TensorSpec { role, name, shape, need }
