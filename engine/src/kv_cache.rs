@@ -71,17 +71,21 @@ pub enum LayerKv {
 }
 
 /// Keys and values of every cached position, per layer. Layers that another
-/// backend runs hold nothing.
+/// backend runs hold nothing. Each of `n_seq` sequences owns one region of
+/// `n_ctx` rows (its position `p` is row `seq * n_ctx + p`): sequences are
+/// freed, truncated or forked without touching the others, and a step's
+/// attention reads one contiguous range per sequence.
 pub struct KvCache {
+    n_seq: usize,
     n_ctx: usize,
     kv_dim: usize,
     layers: Vec<Option<LayerKv>>,
 }
 
 impl KvCache {
-    /// A cache for the layers where `held[l]` is true.
-    pub fn new(n_ctx: usize, kv_dim: usize, held: &[bool], ty: CacheType) -> Self {
-        let n = n_ctx * kv_dim;
+    /// A cache of `n_seq` regions of `n_ctx` rows for the layers where `held[l]` is true.
+    pub fn new(n_seq: usize, n_ctx: usize, kv_dim: usize, held: &[bool], ty: CacheType) -> Self {
+        let n = n_seq * n_ctx * kv_dim;
         let layers = held
             .iter()
             .map(|&h| {
@@ -92,11 +96,44 @@ impl KvCache {
                 })
             })
             .collect();
-        KvCache { n_ctx, kv_dim, layers }
+        KvCache { n_seq, n_ctx, kv_dim, layers }
     }
 
+    /// Rows per sequence.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    pub fn n_seq(&self) -> usize {
+        self.n_seq
+    }
+
+    /// Copies positions `0..n` of sequence `src` to sequence `dst` in every layer.
+    pub fn copy_seq(&mut self, src: usize, dst: usize, n: usize) -> Result<()> {
+        if src >= self.n_seq || dst >= self.n_seq || n > self.n_ctx {
+            return Err(EngineError::InvalidParam(format!(
+                "copying {n} positions from sequence {src} to {dst} of {} (context {})",
+                self.n_seq, self.n_ctx
+            )));
+        }
+        let (w, c) = (self.kv_dim, self.n_ctx);
+        let (s0, d0) = (src * c * w, dst * c * w);
+        if src == dst {
+            return Ok(());
+        }
+        for l in self.layers.iter_mut().flatten() {
+            match l {
+                LayerKv::F16 { k, v } => {
+                    k.copy_within(s0..s0 + n * w, d0);
+                    v.copy_within(s0..s0 + n * w, d0);
+                }
+                LayerKv::F32 { k, v } => {
+                    k.copy_within(s0..s0 + n * w, d0);
+                    v.copy_within(s0..s0 + n * w, d0);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn kv_dim(&self) -> usize {

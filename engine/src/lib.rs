@@ -18,6 +18,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod batch;
 pub mod chat;
 mod error;
 pub mod kv_cache;

@@ -127,7 +127,7 @@ impl Session {
             return Err(EngineError::InvalidParam("batch size must be at least 1".into()));
         }
         let n_batch = params.n_batch.min(n_ctx);
-        let exec = ExecParams { n_ctx, n_batch, cache_type: params.cache_type };
+        let exec = ExecParams { n_seq: 1, n_ctx, n_batch, cache_type: params.cache_type };
         let backends = crate::offload::exec::build_backends(model.exec(cpu_only), exec)?;
         Ok(Session {
             model,
@@ -196,7 +196,7 @@ impl Session {
             // A GPU failure mid-run (device lost, timeout): go on on the CPU.
             let r = match r {
                 Err(e) if exec::gpu_failed(&e, backends) => {
-                    let p = ExecParams { n_ctx: self.n_ctx, n_batch: self.params.n_batch, cache_type: self.params.cache_type };
+                    let p = ExecParams { n_seq: 1, n_ctx: self.n_ctx, n_batch: self.params.n_batch, cache_type: self.params.cache_type };
                     let m = model.exec(self.cpu_only);
                     exec::redo_on_cpu(&e, m, p, backends, (&self.tokens, chunk), which, step_out)
                 }

@@ -145,6 +145,7 @@ fn gpu_rope_scaled_matches_reference() {
         let ctx = fast();
         let (xb, mb) = (ctx.upload_f32(&x).unwrap(), ctx.upload_f32(&mult).unwrap());
         let shape = RopeShape {
+            tok0: 0,
             n_tokens,
             head_dim,
             n_rot,
@@ -213,6 +214,7 @@ fn gpu_rope_pair_matches_reference() {
         let (qb, kb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap());
         let mut s = run(ctx, |s| {
             let shape = RopeShape {
+                tok0: 0,
                 n_tokens,
                 head_dim,
                 n_rot: head_dim,
@@ -337,13 +339,17 @@ fn attn_want(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape, pos: usize, out: &
     );
 }
 
-fn check_attention(
+fn check_attention(ctx: &GpuContext, n_ctx: usize, n_q: usize, window: usize, head_dim: usize, seed: u64) {
+    check_attention_at(ctx, (n_ctx, n_q, window, head_dim, seed), 0, 0)
+}
+
+/// As `check_attention`, with the queries at rows `tok0..` of bigger q/out
+/// buffers and the sequence's cache rows from `kv_base` (a batch segment).
+fn check_attention_at(
     ctx: &GpuContext,
-    n_ctx: usize,
-    n_q: usize,
-    window: usize,
-    head_dim: usize,
-    seed: u64,
+    (n_ctx, n_q, window, head_dim, seed): (usize, usize, usize, usize, u64),
+    tok0: usize,
+    kv_base: usize,
 ) {
     let (n_heads, n_kv_heads) = (4, 2);
     let kv_dim = n_kv_heads * head_dim;
@@ -360,6 +366,8 @@ fn check_attention(
         pos0,
         window,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        tok0: 0,
+        kv_base: 0,
     };
     let (k16, v16) = (round_f16(&k), round_f16(&v));
     let qd = n_heads * head_dim;
@@ -374,27 +382,39 @@ fn check_attention(
             &mut want[i * qd..(i + 1) * qd],
         );
     }
-    let cache = GpuKvCache::new(ctx, n_ctx + 8, kv_dim).unwrap();
+    let cache = GpuKvCache::new(ctx, kv_base + n_ctx + 8, kv_dim).unwrap();
     // Earlier positions in one write, the new tokens in the same step as attention.
     let (kb, vb) = (ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
     let mut s = ctx.step();
-    s.kv_write(&cache, &kb, &vb, pos0, 0).unwrap();
+    s.kv_write(&cache, &kb, &vb, pos0, kv_base).unwrap();
     s.submit().unwrap();
+    // The new rows sit after `tok0` rows of other sequences' tokens.
+    let pad = |x: &[f32], w: usize| [vec![9.0; tok0 * w], x.to_vec()].concat();
     let (kn, vn) = (
-        ctx.upload_f32(&k[pos0 * kv_dim..]).unwrap(),
-        ctx.upload_f32(&v[pos0 * kv_dim..]).unwrap(),
+        ctx.upload_f32(&pad(&k[pos0 * kv_dim..], kv_dim)).unwrap(),
+        ctx.upload_f32(&pad(&v[pos0 * kv_dim..], kv_dim)).unwrap(),
     );
-    let (qb, ob) = (ctx.upload_f32(&q).unwrap(), ctx.buffer(n_q * qd).unwrap());
+    let (qb, ob) = (ctx.upload_f32(&pad(&q, qd)).unwrap(), ctx.buffer((tok0 + n_q) * qd).unwrap());
     let mut s = ctx.step();
-    s.kv_write(&cache, &kn, &vn, n_q, pos0).unwrap();
-    s.attention(&qb, &cache, sh, &ob).unwrap();
+    s.kv_write_rows(&cache, &kn, &vn, tok0, n_q, kv_base + pos0).unwrap();
+    s.attention(&qb, &cache, AttnShape { tok0, kv_base, ..sh }, &ob).unwrap();
     s.read(&ob);
     let what = format!(
         "attention n_ctx={n_ctx} n_q={n_q} window={window} f16/sg={}/{}",
         ctx.uses_f16(),
         ctx.uses_subgroups()
     );
-    assert_close(&what, &s.submit().unwrap()[0].f32(), &want, ATTN_REL_TOL);
+    assert_close(&what, &s.submit().unwrap()[0].f32()[tok0 * qd..], &want, ATTN_REL_TOL);
+}
+
+#[test]
+fn gpu_attention_of_a_batch_segment_matches_reference() {
+    for ctx in both() {
+        // Decode and a prompt chunk of a sequence whose cache starts at row 300,
+        // their rows after those of other sequences.
+        check_attention_at(ctx, (200, 1, 0, 64, 11), 3, 300);
+        check_attention_at(ctx, (50, 20, 7, 64, 12), 5, 64);
+    }
 }
 
 #[test]

@@ -4,14 +4,14 @@
 //! activation, sliding windows, RoPE variants, a mixture of experts — is
 //! switched on by the tensors the file has and the config, written once here.
 
-use super::{Arch, HeadOutput, LayerWeights, Logits, ModelConfig, Role};
+use super::{Arch, HeadOutput, LayerWeights, ModelConfig, OutRows, Role, Step};
 use crate::backend::{Active, AttnParams, Backends, MoeParams, MoeWeights, RopeParams, Slot};
 use crate::error::Result;
 use crate::weights::WeightTable;
 
 /// `x = token_embd[tokens] · embed_scale` into the backend of layer 0.
-pub fn embed(arch: &Arch, bk: &mut Backends, table: &WeightTable, tokens: &[u32], pos0: usize) -> Result<()> {
-    bk.begin(table, arch.weights.token_embd, tokens, pos0, arch.config.embed_scale)
+pub fn embed(arch: &Arch, bk: &mut Backends, table: &WeightTable, step: &Step) -> Result<()> {
+    bk.begin(table, arch.weights.token_embd, step.tokens, step.segments, arch.config.embed_scale)
 }
 
 /// Whether layer `l` attends through the sliding window.
@@ -114,26 +114,29 @@ pub fn moe(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -> Resu
 }
 
 /// The output head shared by every architecture: final RMSNorm, then
-/// `logits = x · outputᵀ` for the last position or all of them, or only the
-/// last position's most likely token.
-pub fn output_head(arch: &Arch, bk: &mut Backends, which: Logits, out: &mut HeadOutput) -> Result<()> {
+/// `logits = x · outputᵀ` for the rows the step asks (the last, all, or
+/// some), or only their most likely tokens.
+pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOutput) -> Result<()> {
     let (c, w) = (&arch.config, &arch.weights);
     let mut b = bk.for_layer(c.n_layers, c.dim)?;
-    if which != Logits::All {
-        b.keep_last(Slot::X, c.dim)?;
+    let n = b.n_tokens();
+    match step.rows {
+        OutRows::All => {}
+        OutRows::Last => b.keep_rows(Slot::X, c.dim, &[n.saturating_sub(1)])?,
+        OutRows::These(rows) => b.keep_rows(Slot::X, c.dim, rows)?,
     }
     b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
     b.matmul(w.output, Slot::Xn, Slot::Logits)?;
     b.record(c.n_layers, "logits", Slot::Logits, c.vocab)?;
-    if which == Logits::Greedy {
-        let mut ids = Vec::with_capacity(1);
-        b.argmax(Slot::Logits, c.vocab, &mut ids)?;
+    if step.greedy {
+        b.argmax(Slot::Logits, c.vocab, &mut out.tokens)?;
         out.logits.clear();
-        out.token = ids.first().copied();
+        out.token = out.tokens.last().copied();
     } else {
         out.logits.resize(b.n_tokens() * c.vocab, 0.0);
         b.read(Slot::Logits, &mut out.logits)?;
         out.token = None;
+        out.tokens.clear();
     }
     Ok(())
 }

@@ -19,13 +19,33 @@ use infer_gguf::Gguf;
 
 pub use self::rope::RopeConfig;
 pub use self::table::{ExpertWeights, LayerWeights, ModelWeights, Role};
-use crate::backend::{Activation, Backends, SlotWidths};
+use crate::backend::{Activation, Backends, Segment, SlotWidths};
 use crate::error::{EngineError, Result};
 use crate::weights::WeightTable;
 
-/// A forward step: `tokens` at positions `pos0..` through the model, the
-/// requested logits (or greedy token) into `out`.
-pub type ForwardFn = fn(&Arch, &mut Backends, &WeightTable, &[u32], usize, Logits, &mut HeadOutput) -> Result<()>;
+/// A forward step: a batch of tokens (segments of sequences) through the
+/// model, the requested logits (or greedy tokens) into `out`.
+pub type ForwardFn = fn(&Arch, &mut Backends, &WeightTable, &Step, &mut HeadOutput) -> Result<()>;
+
+/// Which rows of a step's batch return logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutRows<'a> {
+    Last,
+    All,
+    /// These rows (increasing).
+    These(&'a [usize]),
+}
+
+/// One forward step: the batch's tokens, the segments of sequences they
+/// form, and which rows return logits.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub tokens: &'a [u32],
+    pub segments: &'a [Segment],
+    pub rows: OutRows<'a>,
+    /// Return only each returned row's most likely token (see [`Logits::Greedy`]).
+    pub greedy: bool,
+}
 
 /// One supported architecture.
 pub struct ArchDef {
@@ -126,6 +146,8 @@ pub struct HeadOutput {
     pub logits: Vec<f32>,
     /// With [`Logits::Greedy`]: the id of the highest logit (the lowest id on ties).
     pub token: Option<u32>,
+    /// With a greedy step over several rows: each returned row's token.
+    pub tokens: Vec<u32>,
 }
 
 /// A loaded architecture: its definition, config and weights.
@@ -163,7 +185,15 @@ impl Arch {
         which: Logits,
         out: &mut HeadOutput,
     ) -> Result<()> {
-        (self.def.forward)(self, bk, table, tokens, pos0, which, out)
+        let seg = [Segment { seq: 0, pos0, start: 0, len: tokens.len() }];
+        let rows = if which == Logits::All { OutRows::All } else { OutRows::Last };
+        let step = Step { tokens, segments: &seg, rows, greedy: which == Logits::Greedy };
+        self.forward_step(bk, table, &step, out)
+    }
+
+    /// Runs one batched step (several sequences' tokens) through the model.
+    pub fn forward_step(&self, bk: &mut Backends, table: &WeightTable, step: &Step, out: &mut HeadOutput) -> Result<()> {
+        (self.def.forward)(self, bk, table, step, out)
     }
 }
 

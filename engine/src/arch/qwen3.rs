@@ -5,7 +5,7 @@
 use infer_gguf::Gguf;
 
 use super::table::{t, Dim::*, Need::*, Role::*, TensorSpec};
-use super::{blocks, common_config, Arch, ArchDef, HeadOutput, KeyDefaults, Logits, ModelConfig};
+use super::{blocks, common_config, Arch, ArchDef, HeadOutput, KeyDefaults, ModelConfig, Step};
 use crate::backend::Backends;
 use crate::error::Result;
 use crate::weights::WeightTable;
@@ -34,11 +34,11 @@ fn config(g: &Gguf) -> Result<ModelConfig> {
     common_config(g, "qwen3", KeyDefaults { n_ctx_train: 40960, rms_eps: 1e-6, rope_base: 1_000_000.0, neox: true })
 }
 
-/// One forward step over `tokens` at positions `pos0..`.
-fn forward(a: &Arch, bk: &mut Backends, t: &WeightTable, tokens: &[u32], pos0: usize, which: Logits, out: &mut HeadOutput) -> Result<()> {
+/// One forward step over a batch (segments of sequences).
+fn forward(a: &Arch, bk: &mut Backends, t: &WeightTable, step: &Step, out: &mut HeadOutput) -> Result<()> {
     let c = &a.config;
     // x = token_embd[tokens]                                      [n, dim]
-    blocks::embed(a, bk, t, tokens, pos0)?;
+    blocks::embed(a, bk, t, step)?;
     for (l, lw) in a.weights.layers.iter().enumerate() {
         let mut b = bk.for_layer(l, c.dim)?;
         // x += wo · attention(rope(q_norm(wq·xn)), rope(k_norm(wk·xn)), wv·xn)   q: [n, heads·key_length]
@@ -47,5 +47,5 @@ fn forward(a: &Arch, bk: &mut Backends, t: &WeightTable, tokens: &[u32], pos0: u
         blocks::ffn(&mut b, c, l, lw)?;
     }
     // logits = output · output_norm(x)                            [n_out, vocab]
-    blocks::output_head(a, bk, which, out)
+    blocks::output_head(a, bk, step, out)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Slot, SlotWidths};
+use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Segment, Slot, SlotWidths};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::{KvCache, KvElem, LayerKv};
 use crate::weights::{WeightId, WeightTable};
@@ -18,7 +18,10 @@ pub struct CpuBackend {
     widths: SlotWidths,
     bufs: Vec<Vec<f32>>,
     n_tokens: usize,
-    pos0: usize,
+    /// The current batch's segments, and each row's (cache row of its
+    /// sequence's position 0, position).
+    segs: Vec<Segment>,
+    rows: Vec<(usize, usize)>,
     kv: KvCache,
     /// Per-position RoPE angles, recomputed per call (small).
     thetas: Vec<f32>,
@@ -31,7 +34,7 @@ impl CpuBackend {
             .iter()
             .map(|&s| if s == Slot::Logits { Vec::new() } else { vec![0.0; widths.width(s) * n_batch] })
             .collect();
-        CpuBackend { weights, widths, bufs, n_tokens: 0, pos0: 0, kv, thetas: Vec::new() }
+        CpuBackend { weights, widths, bufs, n_tokens: 0, segs: Vec::new(), rows: Vec::new(), kv, thetas: Vec::new() }
     }
 
     fn buf(&mut self, s: Slot) -> &mut Vec<f32> {
@@ -63,9 +66,22 @@ impl Backend for CpuBackend {
         "cpu".into()
     }
 
-    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()> {
+    fn begin(&mut self, n_tokens: usize, segments: &[Segment]) -> Result<()> {
+        let (n_seq, n_ctx) = (self.kv.n_seq(), self.kv.n_ctx());
+        if segments.iter().map(|s| s.len).sum::<usize>() != n_tokens {
+            return Err(shape_err("begin", format!("segments {segments:?} do not cover {n_tokens} tokens")));
+        }
+        if let Some(s) = segments.iter().find(|s| s.seq >= n_seq || s.pos0 + s.len > n_ctx) {
+            if s.seq >= n_seq {
+                return Err(EngineError::InvalidParam(format!("sequence {} of {n_seq}", s.seq)));
+            }
+            return Err(EngineError::ContextFull { n_ctx });
+        }
         self.n_tokens = n_tokens;
-        self.pos0 = pos0;
+        self.segs.clear();
+        self.segs.extend_from_slice(segments);
+        self.rows.clear();
+        self.rows.extend(Segment::rows(segments).map(|(seq, pos)| (seq * n_ctx, pos)));
         for s in Slot::ALL {
             let need = self.widths.width(s) * n_tokens;
             if s != Slot::Logits {
@@ -94,14 +110,21 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()> {
+    fn keep_rows(&mut self, slot: Slot, width: usize, rows: &[usize]) -> Result<()> {
         let n = self.n_tokens;
-        if n > 1 {
-            let b = self.buf(slot);
-            b.copy_within((n - 1) * width..n * width, 0);
-            self.pos0 += n - 1;
-            self.n_tokens = 1;
+        if rows.iter().any(|&r| r >= n) || rows.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(shape_err("keep_rows", format!("rows {rows:?} of a batch of {n}")));
         }
+        let b = self.buf(slot);
+        // Increasing rows move only towards the front.
+        for (j, &r) in rows.iter().enumerate() {
+            if r != j {
+                b.copy_within(r * width..(r + 1) * width, j * width);
+            }
+        }
+        let kept: Vec<(usize, usize)> = rows.iter().map(|&r| self.rows[r]).collect();
+        self.rows = kept;
+        self.n_tokens = rows.len();
         Ok(())
     }
 
@@ -184,11 +207,11 @@ impl Backend for CpuBackend {
         if p.mult.is_some_and(|m| m.len() < half) {
             return Err(shape_err("rope", format!("{} frequency factors for {half} pairs", p.mult.map_or(0, |m| m.len()))));
         }
-        let (n, pos0) = (self.n_tokens, self.pos0);
+        let n = self.n_tokens;
         self.thetas.resize(n * half, 0.0);
         for t in 0..n {
             let th = &mut self.thetas[t * half..(t + 1) * half];
-            ops::rope_thetas(pos0 + t, p.n_rot, p.base, th);
+            ops::rope_thetas(self.rows[t].1, p.n_rot, p.base, th);
             match p.mult {
                 Some(m) => th.iter_mut().zip(m).for_each(|(v, &f)| *v *= p.freq_scale * f),
                 None => th.iter_mut().for_each(|v| *v *= p.freq_scale),
@@ -269,15 +292,12 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
-        let (n, pos0) = (self.n_tokens, self.pos0);
-        if pos0 + n > self.kv.n_ctx() {
-            return Err(EngineError::ContextFull { n_ctx: self.kv.n_ctx() });
-        }
+        let n = self.n_tokens;
         let q_dim = p.n_heads * p.head_dim;
         let mut o = self.take(out);
         let bufs = &self.bufs;
         let (qs, ks, vs) = (&bufs[q.index()], &bufs[k.index()], &bufs[v.index()]);
-        let shape = AttnBatch { n, pos0, p: *p };
+        let shape = AttnBatch { segs: &self.segs, rows: &self.rows, n_ctx: self.kv.n_ctx(), p: *p };
         match self.kv.layer_mut(layer)? {
             LayerKv::F16 { k: kc, v: vc } => attend(kc, vc, qs, ks, vs, &mut o[..n * q_dim], &shape),
             LayerKv::F32 { k: kc, v: vc } => attend(kc, vc, qs, ks, vs, &mut o[..n * q_dim], &shape),
@@ -317,6 +337,10 @@ impl Backend for CpuBackend {
     fn truncate_cache(&mut self, _from: usize) {
         // Positions past `from` are simply overwritten by later batches.
     }
+
+    fn copy_seq(&mut self, src: usize, dst: usize, n: usize) -> Result<()> {
+        self.kv.copy_seq(src, dst, n)
+    }
 }
 
 /// The CPU's gating activation.
@@ -327,9 +351,11 @@ fn activation(act: Activation) -> fn(f32) -> f32 {
     }
 }
 
-struct AttnBatch {
-    n: usize,
-    pos0: usize,
+struct AttnBatch<'a> {
+    segs: &'a [Segment],
+    /// Each row's (cache row of its sequence's position 0, position).
+    rows: &'a [(usize, usize)],
+    n_ctx: usize,
     p: AttnParams,
 }
 
@@ -341,9 +367,12 @@ fn attend<T: KvElem>(kc: &mut [T], vc: &mut [T], qs: &[f32], ks: &[f32], vs: &[f
     let p = &b.p;
     let hd = p.head_dim;
     let kv_dim = p.n_kv_heads * hd;
-    let (n, pos0) = (b.n, b.pos0);
-    T::store(&mut kc[pos0 * kv_dim..(pos0 + n) * kv_dim], &ks[..n * kv_dim]);
-    T::store(&mut vc[pos0 * kv_dim..(pos0 + n) * kv_dim], &vs[..n * kv_dim]);
+    for s in b.segs {
+        let (dst, src) = ((s.seq * b.n_ctx + s.pos0) * kv_dim, s.start * kv_dim);
+        let len = s.len * kv_dim;
+        T::store(&mut kc[dst..dst + len], &ks[src..src + len]);
+        T::store(&mut vc[dst..dst + len], &vs[src..src + len]);
+    }
     let (kc, vc) = (&*kc, &*vc);
     let group = p.n_heads / p.n_kv_heads;
     let avx2 = has_avx2_fma();
@@ -389,7 +418,7 @@ struct AttnTask<'a, T> {
     kc: &'a [T],
     vc: &'a [T],
     qs: &'a [f32],
-    b: &'a AttnBatch,
+    b: &'a AttnBatch<'a>,
     /// `token * n_kv_heads + kv_head`.
     i: usize,
     group: usize,
@@ -418,14 +447,14 @@ fn attend_task<T: KvElem>(a: &AttnTask<T>, og: &mut [f32], scores: &mut Vec<f32>
     let kv_dim = p.n_kv_heads * hd;
     let q_dim = p.n_heads * hd;
     let (t, kvh) = (i / p.n_kv_heads, i % p.n_kv_heads);
-    let pos = b.pos0 + t;
+    let (base, pos) = b.rows[t];
     let start = if p.window > 0 { (pos + 1).saturating_sub(p.window) } else { 0 };
     let n = pos + 1 - start;
     T::round_trip(&qs[t * q_dim + kvh * group * hd..][..group * hd], qg);
     scores.clear();
     scores.resize(group * n, 0.0);
     for (jj, j) in (start..=pos).enumerate() {
-        T::load(&kc[j * kv_dim + kvh * hd..][..hd], row);
+        T::load(&kc[(base + j) * kv_dim + kvh * hd..][..hd], row);
         for g in 0..group {
             scores[g * n + jj] = dot(&qg[g * hd..(g + 1) * hd], row) * p.scale;
         }
@@ -435,7 +464,7 @@ fn attend_task<T: KvElem>(a: &AttnTask<T>, og: &mut [f32], scores: &mut Vec<f32>
     }
     og.fill(0.0);
     for (jj, j) in (start..=pos).enumerate() {
-        T::load(&vc[j * kv_dim + kvh * hd..][..hd], row);
+        T::load(&vc[(base + j) * kv_dim + kvh * hd..][..hd], row);
         for g in 0..group {
             let w = scores[g * n + jj];
             for (o, &x) in og[g * hd..(g + 1) * hd].iter_mut().zip(row.iter()) {

@@ -15,7 +15,7 @@ use infer_kernels::KernelError;
 
 mod moe;
 
-use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Slot, SlotWidths};
+use super::{Activation, AttnParams, Backend, MoeParams, MoeWeights, RopeParams, Segment, Slot, SlotWidths};
 use crate::error::{EngineError, Result};
 use crate::weights::{WeightId, WeightTable};
 
@@ -158,13 +158,23 @@ pub struct GpuBackend {
     /// Buffers the open step uses that nothing else holds; freed at submit.
     retired: Vec<GpuBuffer>,
     n_tokens: usize,
-    pos0: usize,
+    /// The current batch's segments (one per run of a sequence's tokens).
+    segs: Vec<Segment>,
+    /// Rows per sequence in the KV cache (sequence `s` starts at row `s * n_ctx`).
+    n_ctx: usize,
+    n_seq: usize,
 }
 
 impl GpuBackend {
-    /// A backend holding the KV cache (`n_ctx` rows, f16) of the layers where
-    /// `held[l]` is true.
-    pub fn new(w: Arc<GpuWeights>, widths: SlotWidths, n_batch: usize, n_ctx: usize, held: &[bool]) -> Result<Self> {
+    /// A backend holding the KV cache (`n_seq` regions of `n_ctx` rows, f16)
+    /// of the layers where `held[l]` is true.
+    pub fn new(
+        w: Arc<GpuWeights>,
+        widths: SlotWidths,
+        n_batch: usize,
+        (n_seq, n_ctx): (usize, usize),
+        held: &[bool],
+    ) -> Result<Self> {
         let ctx = w.context().clone();
         let mut bufs = Vec::new();
         for s in Slot::ALL {
@@ -174,7 +184,7 @@ impl GpuBackend {
         let tmp = ctx.buffer(tmp_w * n_batch).map_err(gpu_err)?;
         let mut kv = Vec::with_capacity(held.len());
         for &h in held {
-            kv.push(if h { Some(GpuKvCache::new(&ctx, n_ctx, widths.kv_dim).map_err(gpu_err)?) } else { None });
+            kv.push(if h { Some(GpuKvCache::new(&ctx, n_seq * n_ctx, widths.kv_dim).map_err(gpu_err)?) } else { None });
         }
         Ok(GpuBackend {
             w,
@@ -195,7 +205,9 @@ impl GpuBackend {
             step: None,
             retired: Vec::new(),
             n_tokens: 0,
-            pos0: 0,
+            segs: Vec::new(),
+            n_ctx,
+            n_seq,
         })
     }
 
@@ -296,13 +308,14 @@ impl GpuBackend {
     }
 }
 
-/// The kernels' view of a layer's RoPE for `n` tokens from `pos0`.
-fn rope_shape<'a>(p: &RopeParams, n: usize, pos0: usize, mult: Option<&'a GpuBuffer>) -> RopeShape<'a> {
+/// The kernels' view of a layer's RoPE for segment `s` of the batch.
+fn rope_shape<'a>(p: &RopeParams, s: &Segment, mult: Option<&'a GpuBuffer>) -> RopeShape<'a> {
     RopeShape {
-        n_tokens: n,
+        tok0: s.start,
+        n_tokens: s.len,
         head_dim: p.head_dim,
         n_rot: p.n_rot,
-        pos0,
+        pos0: s.pos0,
         base: p.base,
         freq_scale: p.freq_scale,
         neox: p.neox,
@@ -346,12 +359,22 @@ impl Backend for GpuBackend {
         format!("gpu ({})", self.ctx.info())
     }
 
-    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()> {
+    fn begin(&mut self, n_tokens: usize, segments: &[Segment]) -> Result<()> {
         if n_tokens > self.n_batch {
             return Err(EngineError::InvalidParam(format!("batch of {n_tokens} tokens exceeds n_batch {}", self.n_batch)));
         }
+        if segments.iter().map(|s| s.len).sum::<usize>() != n_tokens {
+            return Err(EngineError::Gpu(format!("segments {segments:?} do not cover {n_tokens} tokens")));
+        }
+        if let Some(s) = segments.iter().find(|s| s.seq >= self.n_seq || s.pos0 + s.len > self.n_ctx) {
+            if s.seq >= self.n_seq {
+                return Err(EngineError::InvalidParam(format!("sequence {} of {}", s.seq, self.n_seq)));
+            }
+            return Err(EngineError::ContextFull { n_ctx: self.n_ctx });
+        }
         self.n_tokens = n_tokens;
-        self.pos0 = pos0;
+        self.segs.clear();
+        self.segs.extend_from_slice(segments);
         Ok(())
     }
 
@@ -424,18 +447,22 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()> {
+    fn keep_rows(&mut self, slot: Slot, width: usize, rows: &[usize]) -> Result<()> {
         let n = self.n_tokens;
-        if n > 1 {
+        if rows.iter().any(|&r| r >= n) || rows.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(EngineError::Gpu(format!("keep_rows: rows {rows:?} of a batch of {n}")));
+        }
+        if rows.iter().enumerate().any(|(j, &r)| r != j) {
             // Through `tmp`: a copy within one buffer is not allowed.
             self.rec(|st, b, tmp, _| {
                 let buf = sb(b, slot)?;
-                st.copy(buf, (n - 1) * width, tmp, 0, width)?;
-                st.copy(tmp, 0, buf, 0, width)
+                for (j, &r) in rows.iter().enumerate() {
+                    st.copy(buf, r * width, tmp, j * width, width)?;
+                }
+                st.copy(tmp, 0, buf, 0, rows.len() * width)
             })?;
-            self.pos0 += n - 1;
-            self.n_tokens = 1;
         }
+        self.n_tokens = rows.len();
         Ok(())
     }
 
@@ -482,11 +509,12 @@ impl Backend for GpuBackend {
 
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()> {
         self.upload_rope_mult(p)?;
-        let (n, pos0, heads) = (self.n_tokens, self.pos0, p.n_heads);
-        let tables = std::mem::take(&mut self.rope_mult);
-        let shape = rope_shape(p, n, pos0, mult_of(&tables, p));
-        let r = self.rec(|st, b, _, _| st.rope_with(sb(b, x)?, heads, shape));
-        self.rope_mult = tables;
+        let heads = p.n_heads;
+        let (tables, segs) = (std::mem::take(&mut self.rope_mult), std::mem::take(&mut self.segs));
+        let r = self.rec(|st, b, _, _| {
+            segs.iter().try_for_each(|s| st.rope_with(sb(b, x)?, heads, rope_shape(p, s, mult_of(&tables, p))))
+        });
+        (self.rope_mult, self.segs) = (tables, segs);
         r
     }
 
@@ -496,11 +524,14 @@ impl Backend for GpuBackend {
             return self.rope(k, pk);
         }
         self.upload_rope_mult(pq)?;
-        let (n, pos0, hq, hk) = (self.n_tokens, self.pos0, pq.n_heads, pk.n_heads);
-        let tables = std::mem::take(&mut self.rope_mult);
-        let shape = rope_shape(pq, n, pos0, mult_of(&tables, pq));
-        let r = self.rec(|st, b, _, _| st.rope_pair(sb(b, q)?, sb(b, k)?, (hq, hk), shape));
-        self.rope_mult = tables;
+        let (hq, hk) = (pq.n_heads, pk.n_heads);
+        let (tables, segs) = (std::mem::take(&mut self.rope_mult), std::mem::take(&mut self.segs));
+        let r = self.rec(|st, b, _, _| {
+            segs.iter().try_for_each(|s| {
+                st.rope_pair(sb(b, q)?, sb(b, k)?, (hq, hk), rope_shape(pq, s, mult_of(&tables, pq)))
+            })
+        });
+        (self.rope_mult, self.segs) = (tables, segs);
         r
     }
 
@@ -519,30 +550,30 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
-        let (n, pos0) = (self.n_tokens, self.pos0);
         let cache = match self.kv.get(layer) {
             Some(Some(c)) => c,
             _ => return Err(EngineError::InvalidParam(format!("layer {layer} has no KV cache on the GPU backend"))),
         };
-        if pos0 + n > cache.max_ctx() {
-            return Err(EngineError::ContextFull { n_ctx: cache.max_ctx() });
-        }
-        let shape = AttnShape {
-            n_q: n,
-            n_heads: p.n_heads,
-            n_kv_heads: p.n_kv_heads,
-            head_dim: p.head_dim,
-            pos0,
-            window: p.window,
-            scale: p.scale,
-        };
+        let n_ctx = self.n_ctx;
         let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
         let st = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
         let b = &self.bufs;
-        let r = (|| {
-            st.kv_write(cache, sb(b, k)?, sb(b, v)?, n, pos0)?;
+        // Per segment: its keys and values into its sequence's region, then its queries over that region.
+        let r = self.segs.iter().try_for_each(|s| {
+            let shape = AttnShape {
+                n_q: s.len,
+                n_heads: p.n_heads,
+                n_kv_heads: p.n_kv_heads,
+                head_dim: p.head_dim,
+                pos0: s.pos0,
+                window: p.window,
+                scale: p.scale,
+                tok0: s.start,
+                kv_base: s.seq * n_ctx,
+            };
+            st.kv_write_rows(cache, sb(b, k)?, sb(b, v)?, s.start, s.len, s.seq * n_ctx + s.pos0)?;
             st.attention(sb(b, q)?, cache, shape, sb(b, out)?)
-        })();
+        });
         r.map_err(gpu_err)?;
         self.submit_early()
     }
@@ -567,5 +598,21 @@ impl Backend for GpuBackend {
 
     fn truncate_cache(&mut self, _from: usize) {
         // Positions past `from` are simply overwritten by later batches.
+    }
+
+    fn copy_seq(&mut self, src: usize, dst: usize, n: usize) -> Result<()> {
+        if src >= self.n_seq || dst >= self.n_seq || n > self.n_ctx {
+            return Err(EngineError::InvalidParam(format!(
+                "copying {n} positions from sequence {src} to {dst} of {} (context {})",
+                self.n_seq, self.n_ctx
+            )));
+        }
+        let n_ctx = self.n_ctx;
+        let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
+        let st = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
+        for cache in self.kv.iter().flatten() {
+            st.kv_copy(cache, src * n_ctx, dst * n_ctx, n).map_err(gpu_err)?;
+        }
+        Ok(())
     }
 }

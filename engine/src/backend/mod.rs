@@ -67,6 +67,24 @@ impl SlotWidths {
     }
 }
 
+/// Consecutive tokens of one sequence in a step's batch, at consecutive
+/// positions: rows `start..start + len` of the batch at positions
+/// `pos0..pos0 + len` of sequence `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub seq: usize,
+    pub pos0: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Segment {
+    /// Each batch row's `(sequence, position)`.
+    pub fn rows(segs: &[Segment]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        segs.iter().flat_map(|s| (0..s.len).map(move |i| (s.seq, s.pos0 + i)))
+    }
+}
+
 /// Rotary position embedding parameters of one layer. Pair `i` of a head
 /// rotates by `pos · base^(-2i/n_rot) · freq_scale · mult[i]`, its cosine and
 /// sine scaled by `mscale`; dimensions past `n_rot` are left as they are.
@@ -188,20 +206,22 @@ pub fn route(logits: &[f32], n_experts: usize, p: &MoeParams) -> Vec<(usize, f32
 pub type Hook = dyn FnMut(&str, &[f32]) + Send;
 
 /// The ops a forward pass needs. Ops act on the current batch of `n_tokens`
-/// tokens at positions `pos0..pos0+n_tokens`, set by [`Backend::begin`].
+/// tokens, made of segments of sequences (each with its own positions and
+/// KV cache region), set by [`Backend::begin`].
 pub trait Backend: Send {
     /// A short name for messages (`cpu`, `gpu (…)`).
     fn name(&self) -> String;
-    /// Starts a batch.
-    fn begin(&mut self, n_tokens: usize, pos0: usize) -> Result<()>;
+    /// Starts a batch of `n_tokens` rows in `segments` (which cover them in order).
+    fn begin(&mut self, n_tokens: usize, segments: &[Segment]) -> Result<()>;
     /// Number of tokens in the current batch.
     fn n_tokens(&self) -> usize;
     /// Copies host values into `dst` (`n_tokens * width` values).
     fn load(&mut self, dst: Slot, host: &[f32]) -> Result<()>;
     /// Copies `src` to the host (`host.len()` values), finishing pending work.
     fn read(&mut self, src: Slot, host: &mut [f32]) -> Result<()>;
-    /// Keeps only the last token's row of `slot` and makes the batch one token long.
-    fn keep_last(&mut self, slot: Slot, width: usize) -> Result<()>;
+    /// Keeps only rows `rows` (increasing) of `slot`, moved to the front,
+    /// and makes the batch that many tokens long (before the output head).
+    fn keep_rows(&mut self, slot: Slot, width: usize, rows: &[usize]) -> Result<()>;
     /// `out = x · Wᵀ` for every token: `x` has `W.cols`, `out` gets `W.rows` values per token.
     fn matmul(&mut self, w: WeightId, x: Slot, out: Slot) -> Result<()>;
     /// Several products on the same input (q/k/v, gate/up): `out_i = x · W_iᵀ`.
@@ -254,6 +274,9 @@ pub trait Backend: Send {
     }
     /// Forgets cached positions `from..` of every layer.
     fn truncate_cache(&mut self, from: usize);
+    /// Copies positions `0..n` of sequence `src`'s cache to sequence `dst`
+    /// in every layer this backend holds (a forked prefix).
+    fn copy_seq(&mut self, src: usize, dst: usize, n: usize) -> Result<()>;
     /// Shows `slot` to the hook under `name` when a hook is set (tests, `infer verify`).
     fn record(&mut self, name: &str, slot: Slot, width: usize, hook: &mut Option<Box<Hook>>) -> Result<()> {
         if let Some(h) = hook.as_mut() {
@@ -298,10 +321,10 @@ impl Backends {
     /// Starts a batch on every backend: looks up the embedding rows of
     /// `tokens` (on the CPU, from the mmap), multiplies them by `scale`, and
     /// loads them into the backend of layer 0.
-    pub fn begin(&mut self, table: &WeightTable, w: WeightId, tokens: &[u32], pos0: usize, scale: f32) -> Result<()> {
+    pub fn begin(&mut self, table: &WeightTable, w: WeightId, tokens: &[u32], segs: &[Segment], scale: f32) -> Result<()> {
         table.embed_rows(w, tokens, scale, &mut self.embed)?;
         for b in self.list.iter_mut() {
-            b.begin(tokens.len(), pos0)?;
+            b.begin(tokens.len(), segs)?;
         }
         self.current = self.plan[0];
         self.list[self.current].load(Slot::X, &self.embed)?;
@@ -324,6 +347,14 @@ impl Backends {
         for b in self.list.iter_mut() {
             b.truncate_cache(from);
         }
+    }
+
+    /// Copies positions `0..n` of sequence `src` to sequence `dst` on every backend.
+    pub fn copy_seq(&mut self, src: usize, dst: usize, n: usize) -> Result<()> {
+        for b in self.list.iter_mut() {
+            b.copy_seq(src, dst, n)?;
+        }
+        Ok(())
     }
 }
 

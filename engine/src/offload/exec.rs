@@ -25,6 +25,9 @@ pub struct ExecModel<'a> {
 /// Sizes of a session's buffers.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecParams {
+    /// Sequences with a KV cache region each.
+    pub n_seq: usize,
+    /// Positions per sequence.
     pub n_ctx: usize,
     pub n_batch: usize,
     pub cache_type: CacheType,
@@ -43,12 +46,12 @@ pub(crate) fn build_backends(m: ExecModel, p: ExecParams) -> Result<Backends> {
     let mut moe_plan = vec![0; n];
     if (0..=n).any(|l| !on_gpu(l)) || (moe && (0..n).any(|l| !experts_on_gpu(l))) {
         let held: Vec<bool> = (0..n).map(|l| !on_gpu(l)).collect();
-        let kv = KvCache::new(p.n_ctx, c.kv_dim(), &held, p.cache_type);
+        let kv = KvCache::new(p.n_seq, p.n_ctx, c.kv_dim(), &held, p.cache_type);
         list.push(Box::new(CpuBackend::new(m.table.clone(), c.widths(), p.n_batch, kv)));
     }
     if let Some(g) = m.gpu {
         let held: Vec<bool> = (0..n).map(on_gpu).collect();
-        let b = GpuBackend::new(g.weights.clone(), c.widths(), p.n_batch, p.n_ctx, &held)?;
+        let b = GpuBackend::new(g.weights.clone(), c.widths(), p.n_batch, (p.n_seq, p.n_ctx), &held)?;
         let idx = list.len();
         list.push(Box::new(b));
         for (l, slot) in plan.iter_mut().enumerate() {

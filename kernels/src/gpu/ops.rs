@@ -59,7 +59,8 @@ struct RopeParams {
     n_rot: u32,
     mscale: f32,
     use_mult: u32,
-    _pad0: u32,
+    /// First token row of the rotated segment.
+    tok0: u32,
 }
 
 #[repr(C)]
@@ -81,6 +82,8 @@ struct EltParams {
 /// cosine and sine scaled by `mscale`.
 #[derive(Clone, Copy)]
 pub struct RopeShape<'a> {
+    /// Rows `tok0..tok0 + n_tokens` of the buffers, at positions `pos0..`.
+    pub tok0: usize,
     pub n_tokens: usize,
     pub head_dim: usize,
     pub n_rot: usize,
@@ -109,7 +112,7 @@ struct KvParams {
     n_tokens: u32,
     kv_dim: u32,
     pos0: u32,
-    _pad0: u32,
+    tok0: u32,
 }
 
 #[repr(C)]
@@ -124,8 +127,8 @@ struct AttnParams {
     n_splits: u32,
     span: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+    tok0: u32,
+    kv_base: u32,
     _pad2: u32,
 }
 
@@ -202,6 +205,10 @@ pub struct AttnShape {
     pub window: usize,
     /// Usually `1 / sqrt(head_dim)`.
     pub scale: f32,
+    /// First row of `q` and `out` (one sequence's segment of a batch).
+    pub tok0: usize,
+    /// Cache row of the sequence's position 0.
+    pub kv_base: usize,
 }
 
 fn shape_err(op: &'static str, detail: String) -> KernelError {
@@ -480,6 +487,7 @@ impl GpuStep {
         neox: bool,
     ) -> Result<(), KernelError> {
         let shape = RopeShape {
+            tok0: 0,
             n_tokens,
             head_dim,
             n_rot: head_dim,
@@ -524,7 +532,7 @@ impl GpuStep {
             need(op, "mult", m, s.n_rot / 2)?;
         }
         for &(x, heads) in xs {
-            need(op, "x", x, s.n_tokens * heads * s.head_dim)?;
+            need(op, "x", x, (s.tok0 + s.n_tokens) * heads * s.head_dim)?;
         }
         let heads = |i: usize| xs.get(i).map_or(0, |x| x.1);
         let p = RopeParams {
@@ -539,7 +547,7 @@ impl GpuStep {
             n_rot: u32_of(op, s.n_rot)?,
             mscale: s.mscale,
             use_mult: s.mult.is_some() as u32,
-            _pad0: 0,
+            tok0: u32_of(op, s.tok0)?,
         };
         let pairs = s.n_tokens * (heads(0) + heads(1)) * s.n_rot / 2;
         let groups = self.groups_2d(pairs.div_ceil(64))?;
@@ -713,10 +721,24 @@ impl GpuStep {
         n_tokens: usize,
         pos0: usize,
     ) -> Result<(), KernelError> {
+        self.kv_write_rows(cache, k, v, 0, n_tokens, pos0)
+    }
+
+    /// [`GpuStep::kv_write`] of rows `tok0..tok0 + n_tokens` of `k` and `v`
+    /// (one sequence's segment of a batch) into cache rows `pos0..`.
+    pub fn kv_write_rows(
+        &mut self,
+        cache: &GpuKvCache,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        tok0: usize,
+        n_tokens: usize,
+        pos0: usize,
+    ) -> Result<(), KernelError> {
         const OP: &str = "gpu kv_write";
         let n = n_tokens * cache.kv_dim;
-        need(OP, "k", k, n)?;
-        need(OP, "v", v, n)?;
+        need(OP, "k", k, tok0 * cache.kv_dim + n)?;
+        need(OP, "v", v, tok0 * cache.kv_dim + n)?;
         if pos0 + n_tokens > cache.max_ctx {
             return Err(shape_err(
                 OP,
@@ -731,7 +753,7 @@ impl GpuStep {
             n_tokens: u32_of(OP, n_tokens)?,
             kv_dim: u32_of(OP, cache.kv_dim)?,
             pos0: u32_of(OP, pos0)?,
-            _pad0: 0,
+            tok0: u32_of(OP, tok0)?,
         };
         let groups = self.groups_2d((n / 2).div_ceil(64))?;
         self.dispatch(
@@ -740,6 +762,44 @@ impl GpuStep {
             &[(1, k.raw()), (2, v.raw()), (3, &cache.k), (4, &cache.v)],
             groups,
         )
+    }
+
+    /// Copies cache rows `src_row..src_row + n_rows` to `dst_row..` (keys and
+    /// values), through a scratch buffer: a forked sequence's prefix.
+    pub fn kv_copy(&mut self, cache: &GpuKvCache, src_row: usize, dst_row: usize, n_rows: usize) -> Result<(), KernelError> {
+        const OP: &str = "gpu kv_copy";
+        if src_row.max(dst_row) + n_rows > cache.max_ctx {
+            return Err(shape_err(OP, format!("{n_rows} rows from {src_row} to {dst_row} of {}", cache.max_ctx)));
+        }
+        let row_bytes = cache.kv_dim as u64 * 2;
+        let bytes = n_rows as u64 * row_bytes;
+        if bytes == 0 || src_row == dst_row {
+            return Ok(());
+        }
+        // A buffer cannot be copied onto itself: go through a scratch buffer.
+        let tmp = self.ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kv copy"),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for buf in [&cache.k, &cache.v] {
+            self.cmds.push(super::Cmd::Copy {
+                src: buf.clone(),
+                src_off: src_row as u64 * row_bytes,
+                dst: tmp.clone(),
+                dst_off: 0,
+                bytes,
+            });
+            self.cmds.push(super::Cmd::Copy {
+                src: tmp.clone(),
+                src_off: 0,
+                dst: buf.clone(),
+                dst_off: dst_row as u64 * row_bytes,
+                bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Causal attention of `q` (`[n_q][n_heads][head_dim]`) over `cache`,
@@ -773,13 +833,13 @@ impl GpuStep {
             ));
         }
         let end = s.pos0 + s.n_q;
-        if end > cache.max_ctx {
+        if s.kv_base + end > cache.max_ctx {
             return Err(shape_err(
                 OP,
                 format!("positions up to {end} past the cache's {}", cache.max_ctx),
             ));
         }
-        let n = s.n_q * s.n_heads * s.head_dim;
+        let n = (s.tok0 + s.n_q) * s.n_heads * s.head_dim;
         need(OP, "q", q, n)?;
         need(OP, "out", out, n)?;
         // Few query workgroups (decode): split the keys for parallelism.
@@ -799,8 +859,8 @@ impl GpuStep {
             n_splits: n_splits as u32,
             span: u32_of(OP, span)?,
             scale: s.scale,
-            _pad0: 0,
-            _pad1: 0,
+            tok0: u32_of(OP, s.tok0)?,
+            kv_base: u32_of(OP, s.kv_base)?,
             _pad2: 0,
         };
         let part = self

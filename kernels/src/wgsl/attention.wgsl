@@ -1,10 +1,11 @@
 // Attention over the f16 KV cache, split along the key positions (flash-decoding):
 // each workgroup handles (head h = wid.x, query qi = wid.y, split s = wid.z) and
 // writes a partial (max m, sum l, unnormalized output[head_dim]) that
-// attention_reduce.wgsl combines. Query qi sits at position pos0+qi and sees
+// attention_reduce.wgsl combines. Query qi (row tok0+qi of q: one sequence's
+// segment of the batch) sits at position pos0+qi and sees
 // keys max(0, pos - window + 1)..=pos (window 0 = unlimited); split s covers
 // positions s*span..(s+1)*span of that range. GQA: head h reads KV head
-// h / (n_heads / n_kv_heads).
+// h / (n_heads / n_kv_heads). The sequence's cache rows start at kv_base.
 // Bindings: 0 uniform AttnParams, 1 q (f32, n_q x n_heads x head_dim),
 // 2 k cache, 3 v cache (f16 pairs, rows of n_kv_heads*head_dim), 4 partials (f32).
 // Workgroup: 64 threads; per chunk of 64 keys each thread scores one key, then
@@ -21,8 +22,8 @@ struct AttnParams {
     n_splits: u32,
     span: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+    tok0: u32,
+    kv_base: u32,
     _pad2: u32,
 }
 
@@ -69,7 +70,7 @@ fn main(
     if p.window > 0u && pos + 1u > p.window { lo = pos + 1u - p.window; }
     let s_lo = max(lo, s * p.span);
     let s_hi = min(pos + 1u, (s + 1u) * p.span);
-    let qoff = (qi * p.n_heads + h) * p.head_dim;
+    let qoff = ((p.tok0 + qi) * p.n_heads + h) * p.head_dim;
     for (var d = lid; d < p.head_dim; d += WG) { q_sh[d] = q[qoff + d] * p.scale; }
     workgroupBarrier();
 
@@ -82,7 +83,7 @@ fn main(
         let pp = c0 + lid;
         var sc = NEG_BIG;
         if pp < s_hi {
-            let kb = (pp * kv_dim + kvh * p.head_dim) / 2u;
+            let kb = ((p.kv_base + pp) * kv_dim + kvh * p.head_dim) / 2u;
             var dsum = 0.0;
             for (var i = 0u; i < half_d; i++) {
                 let kv = load_k(kb + i);
@@ -103,7 +104,7 @@ fn main(
             let d = lid + k * WG;
             if d < p.head_dim {
                 var a = acc[k] * alpha;
-                let vb = c0 * kv_dim + kvh * p.head_dim + d;
+                let vb = (p.kv_base + c0) * kv_dim + kvh * p.head_dim + d;
                 for (var j = 0u; j < cnt; j++) {
                     let vi = vb + j * kv_dim;
                     a += probs[j] * load_v(vi / 2u)[vi & 1u];

@@ -12,8 +12,8 @@ struct AttnParams {
     n_splits: u32,
     span: u32,
     scale: f32,
-    _pad0: u32,
-    _pad1: u32,
+    tok0: u32,
+    kv_base: u32,
     _pad2: u32,
 }
 
@@ -34,7 +34,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         l += part[base + s * stride + 1u] * exp(part[base + s * stride] - mx);
     }
     let inv = 1.0 / l;
-    let ob = (qi * p.n_heads + h) * p.head_dim;
+    let ob = ((p.tok0 + qi) * p.n_heads + h) * p.head_dim;
     for (var d = lid; d < p.head_dim; d += 64u) {
         var o = 0.0;
         for (var s = 0u; s < p.n_splits; s++) {

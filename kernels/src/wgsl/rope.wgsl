@@ -23,7 +23,8 @@ struct RopeParams {
     n_rot: u32,
     mscale: f32,
     use_mult: u32,
-    _pad0: u32,
+    // First token of the rotated rows (one sequence's segment of the batch).
+    tok0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RopeParams;
@@ -48,7 +49,7 @@ fn rotation(idx: u32, n_heads: u32) -> Rot {
     } else {
         theta *= p.freq_scale;
     }
-    let base = th * p.head_dim;
+    let base = (th + p.tok0 * n_heads) * p.head_dim;
     var a = base + 2u * i;
     var b = a + 1u;
     if p.neox != 0u { a = base + i; b = a + half; }
