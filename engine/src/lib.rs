@@ -19,6 +19,7 @@
 pub mod arch;
 pub mod backend;
 pub mod chat;
+pub mod constraint;
 mod error;
 pub mod kv_cache;
 pub mod model;
@@ -29,11 +30,13 @@ pub mod session;
 pub mod synth;
 pub mod threads;
 pub mod tokenizer;
+pub mod tools;
 pub mod verify;
 pub mod weights;
 
 pub use arch::{Logits, ModelConfig};
 pub use chat::{ChatMessage, ChatTemplate};
+pub use constraint::{Constraint, ConstraintState};
 pub use error::{EngineError, Result};
 pub use model::{GpuLayers, Model, ModelOptions};
 pub use sampler::{Sampler, SamplerParams};

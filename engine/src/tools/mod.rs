@@ -1,0 +1,1 @@
+//! Tool calls: rendering tools into prompts and parsing calls back out.
