@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// with GPU timestamps and report where the time goes
     #[arg(long = "gpu-profile")]
     pub gpu_profile: bool,
+    /// Sequences at once, comma-separated (as llama-batched-bench's -npl): each
+    /// N runs N prompts of -p tokens together, then -n steps of one token per sequence
+    #[arg(long = "parallel", value_delimiter = ',', value_name = "N,N,…", conflicts_with = "offload_sweep")]
+    pub parallel: Vec<usize>,
 }
 
 /// What to measure on one loaded model.
@@ -143,6 +147,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     if !args.offload_sweep.is_empty() {
         return crate::sweep::run_sweep(&args, &cfg, &args.offload_sweep);
+    }
+    if !args.parallel.is_empty() {
+        if args.parallel.contains(&0) || args.n_prompt.len() != 1 || args.n_gen.len() != 1 {
+            anyhow::bail!("--parallel takes counts of at least 1, with one -p and one -n");
+        }
+        let (np, ng) = (args.n_prompt[0], args.n_gen[0]);
+        let model = args.model.load_for_ctx(np + ng + 1)?;
+        let rows = crate::bench_parallel::bench_parallel(&model, &args.parallel, np, ng, args.reps, args.batch)?;
+        if args.json {
+            let all: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        } else {
+            crate::bench_parallel::print_table(&rows);
+        }
+        return Ok(());
     }
     let model = args.model.load_for_ctx(cfg.n_ctx())?;
     let rows = bench_model(&model, &cfg)?;

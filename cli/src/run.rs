@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use infer_engine::{ChatMessage, GenerateOptions};
+use infer_engine::{ChatMessage, Constraint, GenerateOptions};
 
 use crate::gen_args::{read_messages, GenArgs, ModelArgs};
 
@@ -32,6 +32,35 @@ pub struct RunArgs {
     /// Print one JSON object (prompt_ids, ids, text, timings) instead of streaming
     #[arg(long = "json")]
     pub json: bool,
+    /// Constrain the output to a JSON schema: a file, or the schema itself
+    #[arg(long = "json-schema", value_name = "FILE|JSON", conflicts_with = "grammar")]
+    pub json_schema: Option<String>,
+    /// Constrain the output to a grammar file: GBNF (llama.cpp's syntax), or Lark when it ends in .lark
+    #[arg(long = "grammar", value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
+}
+
+/// The constraint `--json-schema` or `--grammar` asks for.
+fn constraint(args: &RunArgs, tok: &infer_engine::Tokenizer) -> anyhow::Result<Option<Constraint>> {
+    if let Some(s) = &args.json_schema {
+        let text = if s.trim_start().starts_with(['{', '[']) || s.trim() == "true" {
+            s.clone()
+        } else {
+            std::fs::read_to_string(s).with_context(|| format!("reading --json-schema {s}"))?
+        };
+        let schema: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("--json-schema {s}: not JSON"))?;
+        return Ok(Some(Constraint::json_schema(&schema, tok).with_context(|| format!("--json-schema {s}"))?));
+    }
+    if let Some(p) = &args.grammar {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading --grammar {}", p.display()))?;
+        let c = if p.extension().is_some_and(|e| e == "lark") {
+            Constraint::lark(&text, tok)
+        } else {
+            Constraint::gbnf(&text, tok)
+        };
+        return Ok(Some(c.with_context(|| format!("--grammar {}", p.display()))?));
+    }
+    Ok(None)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -41,6 +70,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("the prompt is empty: give PROMPT or -p TEXT");
     }
     let model = args.model.load_for_ctx(args.gen.ctx)?;
+    let constraint = constraint(&args, model.tokenizer())?;
     let prompt_ids = if chat {
         let mut messages = match &args.messages {
             Some(p) => read_messages(p)?,
@@ -69,6 +99,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let opts = GenerateOptions { max_tokens: args.gen.n_predict, stop };
     let mut gen = session.generate(&prompt_ids, args.gen.sampler(), opts)?;
+    if let Some(c) = &constraint {
+        gen = gen.with_constraint(c.start());
+    }
     let mut text = String::new();
     let mut out = std::io::stdout().lock();
     for tok in gen.by_ref() {

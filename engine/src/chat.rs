@@ -73,6 +73,23 @@ fn template_err(e: JinjaError) -> EngineError {
     EngineError::Template(msg)
 }
 
+/// A JSON value as a template value (maps keep their keys' order).
+fn json_to_jinja(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => items.iter().map(json_to_jinja).collect(),
+        J::Object(map) => Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_jinja(v)))),
+    }
+}
+
 fn raise_exception(msg: String) -> std::result::Result<Value, JinjaError> {
     Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
 }
@@ -145,6 +162,37 @@ impl ChatTemplate {
         tmpl.render(ctx).map_err(template_err)
     }
 
+    /// The prompt for OpenAI-style `messages` (JSON objects with `role`,
+    /// `content`, assistant `tool_calls`, `tool` results with
+    /// `tool_call_id`) and `tools` (`{"type": "function", "function": …}`).
+    /// A template that renders `tools` gets them as they are (call
+    /// arguments as objects, as Hugging Face templates expect); any other
+    /// gets the default tool prompt of [`crate::tools::prompt`].
+    pub fn render_with_tools(
+        &self,
+        messages: &[serde_json::Value],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        use crate::tools::prompt;
+        let tmpl = self.env.get_template(NAME).map_err(template_err)?;
+        let native = prompt::template_supports_tools(self);
+        let messages = if native {
+            prompt::messages_for_template(messages)
+        } else {
+            prompt::messages_with_default_tool_prompt(messages, tools)
+        };
+        let tools = (native && !tools.is_empty()).then(|| json_to_jinja(&serde_json::Value::Array(tools.to_vec())));
+        let ctx = minijinja::context! {
+            messages => json_to_jinja(&serde_json::Value::Array(messages)),
+            tools => tools,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        tmpl.render(ctx).map_err(template_err)
+    }
+
     /// The text that closes a turn in this template, e.g. `<|im_end|>` for
     /// ChatML-style templates or `<end_of_turn>` for Gemma's.
     pub fn end_of_turn_token(&self) -> Option<&str> {
@@ -204,6 +252,43 @@ mod tests {
         let err = t.render(&msgs(), true).unwrap_err();
         assert!(matches!(err, EngineError::Template(_)));
         assert!(err.to_string().contains("Conversation must start with user"), "{err}");
+    }
+
+    #[test]
+    fn tools_reach_a_template_that_renders_them() {
+        let src = "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}\
+                   {% for m in messages %}{{ m.role }}:{{ m.content }}{% if m.tool_calls %}\
+                   {% for c in m.tool_calls %}[{{ c.function.name }} {{ c.function.arguments.city }}]{% endfor %}{% endif %}\
+                   {% if m.tool_call_id %}#{{ m.tool_call_id }}{% endif %}\n{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let tools = [serde_json::json!({"type": "function", "function": {"name": "weather", "parameters": {}}})];
+        let msgs = [
+            serde_json::json!({"role": "user", "content": "Oslo?"}),
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]}),
+            serde_json::json!({"role": "tool", "tool_call_id": "c1", "content": "5 C"}),
+        ];
+        let out = t.render_with_tools(&msgs, &tools, false).unwrap();
+        // trim_blocks eats the newline after each block tag.
+        assert_eq!(out, "TOOLS:weather;user:Oslo?assistant:[weather Oslo]tool:5 C#c1");
+    }
+
+    #[test]
+    fn templates_without_tools_get_the_default_prompt() {
+        let t = ChatTemplate::chatml();
+        let tools = [serde_json::json!({"type": "function", "function": {"name": "weather", "parameters": {}}})];
+        let msgs = [
+            serde_json::json!({"role": "user", "content": "Oslo?"}),
+            serde_json::json!({"role": "assistant", "tool_calls": [
+                {"id": "c1", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]}),
+            serde_json::json!({"role": "tool", "tool_call_id": "c1", "content": "5 C"}),
+        ];
+        let out = t.render_with_tools(&msgs, &tools, true).unwrap();
+        assert!(out.starts_with("<|im_start|>system\nYou may call functions"), "{out}");
+        assert!(out.contains("{\"name\":\"weather\",\"parameters\":{}}"), "{out}");
+        assert!(out.contains("<|im_start|>assistant\n<tool_call>{\"name\": \"weather\", \"arguments\": {\"city\":\"Oslo\"}}</tool_call><|im_end|>"), "{out}");
+        assert!(out.contains("<|im_start|>user\n<tool_response>\n5 C\n</tool_response><|im_end|>"), "{out}");
+        assert!(out.ends_with("<|im_start|>assistant\n"), "{out}");
     }
 
     #[test]

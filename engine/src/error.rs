@@ -29,6 +29,15 @@ pub enum EngineError {
     InvalidParam(String),
     #[error("GPU: {0}")]
     Gpu(String),
+    /// A JSON schema that is invalid or uses what the constraint engine does not support.
+    #[error("JSON schema: {0}")]
+    Schema(String),
+    /// A GBNF or Lark grammar that does not parse or compile.
+    #[error("grammar: {0}")]
+    Grammar(String),
+    /// Constrained sampling could not go on (a token the grammar forbids, no allowed token).
+    #[error("constraint: {0}")]
+    Constraint(String),
 }
 
 /// Shorthand result type of this crate.

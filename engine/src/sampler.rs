@@ -8,6 +8,7 @@
 //!
 //! `temperature <= 0` is greedy: the highest logit after the penalty.
 
+use crate::constraint::ConstraintState;
 use crate::error::{EngineError, Result};
 
 /// Sampling parameters (llama.cpp's defaults).
@@ -82,9 +83,28 @@ impl Sampler {
 
     /// Picks the next token from `logits` given the tokens so far.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let p = &self.params;
         self.cand.clear();
         self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.pick(history)
+    }
+
+    /// Like [`Sampler::sample`], but only among the tokens `constraint`
+    /// allows next, and the pick is accepted into `constraint`.
+    pub fn sample_constrained(&mut self, logits: &[f32], history: &[u32], constraint: &mut ConstraintState) -> Result<u32> {
+        self.cand.clear();
+        let cand = &mut self.cand;
+        constraint.for_each_allowed(logits.len(), |id| cand.push((id, logits[id as usize])))?;
+        if self.cand.is_empty() {
+            return Err(EngineError::Constraint("no token within the model's logits is allowed".into()));
+        }
+        let id = self.pick(history);
+        constraint.accept(id)?;
+        Ok(id)
+    }
+
+    /// Runs the chain on the candidates in `self.cand`.
+    fn pick(&mut self, history: &[u32]) -> u32 {
+        let p = &self.params;
         apply_repeat_penalty(&mut self.cand, history, p.repeat_penalty, p.repeat_last_n);
         if p.temperature <= 0.0 {
             return argmax(&self.cand);
@@ -110,7 +130,7 @@ impl Sampler {
 
 /// The token with the highest logit (lowest id on ties).
 pub fn argmax(cand: &[(u32, f32)]) -> u32 {
-    let mut best = (0u32, f32::NEG_INFINITY);
+    let mut best = (cand.first().map_or(0, |c| c.0), f32::NEG_INFINITY);
     for &(id, l) in cand {
         if l > best.1 {
             best = (id, l);

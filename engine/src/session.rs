@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::arch::{HeadOutput, Logits};
+use crate::constraint::ConstraintState;
 use crate::backend::Backends;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
@@ -315,6 +316,7 @@ impl Session {
             pending: String::new(),
             finish: None,
             started: false,
+            constraint: None,
         })
     }
 }
@@ -331,9 +333,35 @@ pub struct Generation<'a> {
     pending: String,
     finish: Option<FinishReason>,
     started: bool,
+    /// Structured output: only tokens this grammar allows are sampled.
+    constraint: Option<ConstraintState>,
 }
 
 impl Generation<'_> {
+    /// Samples only what `constraint` allows (greedy or not); generation
+    /// ends with [`FinishReason::Eog`] once the grammar is complete.
+    ///
+    /// ```no_run
+    /// # use infer_engine::{Constraint, GenerateOptions, Model, SamplerParams, SessionParams};
+    /// # fn main() -> infer_engine::Result<()> {
+    /// let model = Model::load("model.gguf", Default::default())?;
+    /// let json = Constraint::json_object(model.tokenizer())?;
+    /// let mut session = model.session(SessionParams::default())?;
+    /// let prompt = model.prompt_tokens("A JSON object about a cat:")?;
+    /// let gen = session.generate(&prompt, SamplerParams::greedy(), GenerateOptions::default())?;
+    /// let text: String = gen.with_constraint(json.start()).map(|t| t.map(|t| t.text)).collect::<Result<_, _>>()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_constraint(mut self, constraint: ConstraintState) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    /// The constraint's state, if one was set.
+    pub fn constraint(&self) -> Option<&ConstraintState> {
+        self.constraint.as_ref()
+    }
+
     /// Why generation ended (None while it goes on).
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
@@ -355,16 +383,18 @@ impl Generation<'_> {
         // Greedy without a penalty needs no logits on the host: after the
         // prompt, the head's backend picks the token.
         let p = &self.sampler.params;
-        let greedy = p.temperature <= 0.0 && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0);
+        let greedy =
+            p.temperature <= 0.0 && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0) && self.constraint.is_none();
         let which = if greedy { Logits::Greedy } else { Logits::Last };
         if self.started {
             let last = *self.generated.last().unwrap_or(&0);
             self.session.push_token(last, which)?;
         }
         self.started = true;
-        let id = match self.session.greedy {
-            Some(id) if greedy => id,
-            _ => self.sampler.sample(&self.session.logits, &self.session.tokens),
+        let id = match (&mut self.constraint, self.session.greedy) {
+            (Some(c), _) => self.sampler.sample_constrained(&self.session.logits, &self.session.tokens, c)?,
+            (None, Some(id)) if greedy => id,
+            (None, _) => self.sampler.sample(&self.session.logits, &self.session.tokens),
         };
         self.session.timings.gen_tokens += 1;
         self.session.timings.gen_time += start.elapsed();
