@@ -16,6 +16,7 @@ mod inspect;
 mod perplexity;
 mod plot;
 mod run;
+mod serve;
 mod sweep;
 mod synth;
 mod tokenize;
@@ -46,6 +47,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic llama model of a real shape with random weights.
     Synth(synth::SynthArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (and a chat page at /).
+    Serve(serve::ServeArgs),
     /// List the GPU adapters, the one the offload uses, and its bandwidth.
     Devices(devices::DevicesArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     // Print the error chain on one line ourselves: returning the error from
     // main would also print a backtrace whenever RUST_BACKTRACE is set.

@@ -205,6 +205,7 @@ impl Engine {
             max_queue: params.max_queue,
             n_slots: params.n_slots,
             active: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
         });
@@ -270,9 +271,11 @@ impl EngineHandle {
         if q.stopping {
             return Err(EngineError::EngineStopped);
         }
-        if q.waiting.len() >= self.shared.max_queue {
+        // Requests running or waiting; the queue is what the slots cannot take.
+        if self.shared.in_flight.load(Ordering::Relaxed) >= self.shared.n_slots + self.shared.max_queue {
             return Err(EngineError::QueueFull { max_queue: self.shared.max_queue });
         }
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         q.waiting.push_back(pending);
         drop(q);
         self.shared.wake.notify_all();
@@ -399,6 +402,9 @@ struct Shared {
     max_queue: usize,
     n_slots: usize,
     active: AtomicUsize,
+    /// Requests submitted and not yet ended (changed under the queue lock
+    /// on submission, so the bound holds).
+    in_flight: AtomicUsize,
     counters: Counters,
     next_id: AtomicU64,
 }
@@ -484,8 +490,9 @@ impl EngineThread {
             }
             let before = q.waiting.len();
             q.waiting.retain(|p| !p.cancel.load(Ordering::Relaxed));
-            let dropped = (before - q.waiting.len()) as u64;
-            self.shared.counters.cancelled.fetch_add(dropped, Ordering::Relaxed);
+            let dropped = before - q.waiting.len();
+            self.shared.counters.cancelled.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.shared.in_flight.fetch_sub(dropped, Ordering::Relaxed);
             while self.slots.iter().any(|s| s.job.is_none()) {
                 let Some(p) = q.waiting.pop_front() else { break };
                 self.place(p);
@@ -539,6 +546,7 @@ impl EngineThread {
             return;
         }
         let Some(mut job) = slot.job.take() else { return };
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let c = &self.shared.counters;
         match outcome {
             Step::Continue => {}

@@ -36,7 +36,8 @@ pub fn fields<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, Serve
         let inner = e.into_inner().to_string();
         // serde names a missing field itself; the path is then the parent.
         let param = match inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-            Some(f) => f.to_string(),
+            Some(f) if path == "." => f.to_string(),
+            Some(f) => format!("{path}.{f}"),
             None => path,
         };
         ServerError::bad(&param, format!("invalid value for \"{param}\": {inner}"))
