@@ -157,27 +157,37 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<B
     }
     let job = generate::submit(&state, engine, generate::choices(req, common.n()?), n_prompt)?;
     let meta = Meta::new("chatcmpl", &state);
-    if common.stream() {
-        let format = ChatChunks { meta, model, with_logprobs: logprobs.is_some(), include_usage: common.include_usage() };
-        return Ok(job.sse(format, common.include_usage()).into_response());
+    let include_usage = common.include_usage();
+    let stream = common.stream().then(|| ChatChunks { meta: meta.clone(), model: model.clone(), with_logprobs: logprobs.is_some(), include_usage });
+    respond(job, &meta, "chat.completion", stream, include_usage, |i, c| {
+        let lp = logprobs.map(|_| json!({ "content": c.tokens.iter().filter_map(|t| chat_logprob(&model, t)).collect::<Vec<_>>() }));
+        json!({
+            "index": i,
+            "message": { "role": "assistant", "content": c.text, "refusal": null },
+            "logprobs": lp,
+            "finish_reason": finish_reason(c.reason),
+        })
+    })
+    .await
+}
+
+/// The reply: streamed with `stream`'s chunks when given, else one JSON
+/// object holding every choice (`choice` shapes each) and the usage.
+async fn respond<F: ChunkFormat>(
+    job: generate::Job,
+    meta: &Meta,
+    object: &str,
+    stream: Option<F>,
+    include_usage: bool,
+    choice: impl Fn(usize, &generate::Choice) -> Value,
+) -> Result<Response, ServerError> {
+    if let Some(format) = stream {
+        return Ok(job.sse(format, include_usage).into_response());
     }
     let prompt_tokens = job.prompt_tokens();
     let choices = job.collect().await?;
     let usage = usage_json(prompt_tokens, &choices.iter().map(|c| &c.usage).collect::<Vec<_>>());
-    let list: Vec<Value> = choices
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let lp = logprobs.map(|_| json!({ "content": c.tokens.iter().filter_map(|t| chat_logprob(&model, t)).collect::<Vec<_>>() }));
-            json!({
-                "index": i,
-                "message": { "role": "assistant", "content": c.text, "refusal": null },
-                "logprobs": lp,
-                "finish_reason": finish_reason(c.reason),
-            })
-        })
-        .collect();
-    let mut out = meta.object("chat.completion", Value::Array(list));
+    let mut out = meta.object(object, choices.iter().enumerate().map(|(i, c)| choice(i, c)).collect());
     out["usage"] = usage;
     Ok(Json(out).into_response())
 }
@@ -273,24 +283,19 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes,
     let echo: Vec<String> = (0..requests.len()).map(|i| if fields.echo { prompts[i / n].clone() } else { String::new() }).collect();
     let job = generate::submit(&state, engine, requests, n_prompt)?;
     let meta = Meta::new("cmpl", &state);
-    if common.stream() {
-        let format = CompletionChunks { meta, model, echo, with_logprobs: logprobs.is_some(), include_usage: common.include_usage() };
-        return Ok(job.sse(format, common.include_usage()).into_response());
-    }
-    let prompt_tokens = job.prompt_tokens();
-    let choices = job.collect().await?;
-    let usage = usage_json(prompt_tokens, &choices.iter().map(|c| &c.usage).collect::<Vec<_>>());
-    let list: Vec<Value> = choices
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let lp = logprobs.map(|_| completion_logprobs(&model, &c.tokens, echo[i].len()));
-            json!({ "text": format!("{}{}", echo[i], c.text), "index": i, "logprobs": lp, "finish_reason": finish_reason(c.reason) })
-        })
-        .collect();
-    let mut out = meta.object("text_completion", Value::Array(list));
-    out["usage"] = usage;
-    Ok(Json(out).into_response())
+    let include_usage = common.include_usage();
+    let stream = common.stream().then(|| CompletionChunks {
+        meta: meta.clone(),
+        model: model.clone(),
+        echo: echo.clone(),
+        with_logprobs: logprobs.is_some(),
+        include_usage,
+    });
+    respond(job, &meta, "text_completion", stream, include_usage, |i, c| {
+        let lp = logprobs.map(|_| completion_logprobs(&model, &c.tokens, echo[i].len()));
+        json!({ "text": format!("{}{}", echo[i], c.text), "index": i, "logprobs": lp, "finish_reason": finish_reason(c.reason) })
+    })
+    .await
 }
 
 struct CompletionChunks {
