@@ -12,5 +12,22 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
 fi
 
 scripts/fetch-models.sh
+
+# The server's end-to-end tests drive `infer serve` with the official
+# `openai` Python client from a virtual environment in .venv/ (git-ignored).
+if ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+  fi
+  echo "creating .venv with the openai client ..."
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet openai
+fi
+# ... and curl for the raw SSE framing.
+if ! command -v curl >/dev/null; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y curl
+fi
 cargo build --release --workspace
 cargo test --release --workspace

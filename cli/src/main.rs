@@ -18,6 +18,7 @@ mod logits;
 mod perplexity;
 mod plot;
 mod run;
+mod serve;
 mod sweep;
 mod synth;
 mod tokenize;
@@ -50,6 +51,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic llama model of a real shape with random weights.
     Synth(synth::SynthArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (and a chat page at /).
+    Serve(serve::ServeArgs),
     /// List the GPU adapters, the one the offload uses, and its bandwidth.
     Devices(devices::DevicesArgs),
 }
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     // Print the error chain on one line ourselves: returning the error from
     // main would also print a backtrace whenever RUST_BACKTRACE is set.

@@ -27,6 +27,12 @@ pub enum EngineError {
     ContextFull { n_ctx: usize },
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
+    #[error("the request queue is full ({max_queue} waiting); retry later")]
+    QueueFull { max_queue: usize },
+    #[error("the request ran past its time limit of {secs} s")]
+    Timeout { secs: f64 },
+    #[error("the engine has stopped")]
+    EngineStopped,
     #[error("GPU: {0}")]
     Gpu(String),
     /// A JSON schema that is invalid or uses what the constraint engine does not support.

@@ -219,6 +219,49 @@ pub fn min_p(cand: &mut Vec<(u32, f32)>, p: f32) {
     cand.retain(|c| c.1 >= min_logit);
 }
 
+/// OpenAI's presence and frequency penalties: each token already generated
+/// `c` times loses `c × frequency + presence` from its logit (`generated` is
+/// the completion so far, not the prompt).
+pub fn apply_presence_frequency(logits: &mut [f32], generated: &[u32], presence: f32, frequency: f32) {
+    if presence == 0.0 && frequency == 0.0 {
+        return;
+    }
+    let mut counts: Vec<u32> = generated.to_vec();
+    counts.sort_unstable();
+    for run in counts.chunk_by(|a, b| a == b) {
+        if let Some(l) = logits.get_mut(run[0] as usize) {
+            *l -= run.len() as f32 * frequency + presence;
+        }
+    }
+}
+
+/// Adds a bias to chosen tokens' logits (OpenAI's `logit_bias`; −100 about
+/// bans a token, +100 about forces it). Ids past the vocabulary are ignored.
+pub fn apply_logit_bias(logits: &mut [f32], bias: &[(u32, f32)]) {
+    for &(id, b) in bias {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l += b;
+        }
+    }
+}
+
+/// The natural-log probability of every token: `logits − logsumexp(logits)`.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let log_z = max + sum.ln();
+    logits.iter().map(|&l| l - log_z).collect()
+}
+
+/// The `k` most likely tokens of a log-probability row, most likely first
+/// (lowest id on ties).
+pub fn top_logprobs(logprobs: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut cand: Vec<(u32, f32)> = logprobs.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    top_k(&mut cand, k.max(1));
+    cand.truncate(k);
+    cand
+}
+
 /// SplitMix64: small, seedable, good enough for sampling.
 #[derive(Debug, Clone)]
 struct SplitMix64(u64);
@@ -304,6 +347,26 @@ mod tests {
         assert!(cold > hot, "low temperature should favour the top token ({cold} vs {hot})");
         assert!(cold > 380);
         assert!(draw(1.0, 3).iter().any(|&t| t == 3));
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_count_generated_tokens() {
+        let mut l = vec![1.0, 1.0, 1.0];
+        apply_presence_frequency(&mut l, &[2, 0, 2], 0.5, 0.25);
+        assert_eq!(l, vec![0.25, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn logit_bias_and_logprobs() {
+        let mut l = vec![0.0, 0.0, 0.0];
+        apply_logit_bias(&mut l, &[(1, 2.0), (99, 5.0)]);
+        assert_eq!(l, vec![0.0, 2.0, 0.0]);
+        let lp = log_softmax(&l);
+        let total: f32 = lp.iter().map(|v| v.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        let top = top_logprobs(&lp, 2);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 0]);
+        assert!(top_logprobs(&lp, 0).is_empty());
     }
 
     #[test]

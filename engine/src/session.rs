@@ -169,8 +169,14 @@ impl Session {
     }
     /// Forgets everything in the cache.
     pub fn clear(&mut self) {
-        self.tokens.clear();
-        self.backends.truncate_cache(0);
+        self.truncate(0);
+    }
+    /// Keeps only the first `n` cached tokens (a no-op when fewer are cached),
+    /// so a new prompt sharing them evaluates only what follows.
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.tokens.len());
+        self.tokens.truncate(n);
+        self.backends.truncate_cache(n);
     }
 
     /// Evaluates `tokens` after those already cached and returns the logits:
@@ -291,6 +297,11 @@ impl Session {
         Ok(())
     }
 
+    /// The token the last [`Logits::Greedy`] evaluation picked.
+    pub fn greedy_token(&self) -> Option<u32> {
+        self.greedy
+    }
+
     /// The last logits computed (empty after a greedy step: greedy generation
     /// reads back only the chosen token).
     pub fn logits(&self) -> &[f32] {
@@ -310,10 +321,9 @@ impl Session {
         Ok(Generation {
             session: self,
             sampler,
+            text: StopText::new(options.stop.clone()),
             options,
-            decoder: StreamDecoder::new(),
             generated: Vec::new(),
-            pending: String::new(),
             finish: None,
             started: false,
             constraint: None,
@@ -327,10 +337,8 @@ pub struct Generation<'a> {
     session: &'a mut Session,
     sampler: Sampler,
     options: GenerateOptions,
-    decoder: StreamDecoder,
+    text: StopText,
     generated: Vec<u32>,
-    /// Text held back because it may be the start of a stop string.
-    pending: String,
     finish: Option<FinishReason>,
     started: bool,
     /// Structured output: only tokens this grammar allows are sampled.
@@ -406,31 +414,71 @@ impl Generation<'_> {
             if self.session.tokens.len() < self.session.n_ctx {
                 self.session.eval(&[id], which)?;
             }
-            let text = std::mem::take(&mut self.pending) + &self.decoder.finish();
+            return Ok(Some(Token { id, text: self.text.finish() }));
+        }
+        let (text, stopped) = self.text.push(tok, id);
+        if stopped {
+            self.finish = Some(FinishReason::Stop);
             return Ok(Some(Token { id, text }));
         }
-        self.pending.push_str(&self.decoder.push(tok, id));
-        if let Some(cut) = self.options.stop.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
-            self.pending.truncate(cut);
-            self.finish = Some(FinishReason::Stop);
-            return Ok(Some(Token { id, text: std::mem::take(&mut self.pending) }));
-        }
-        // Release all text except a tail that could still begin a stop string.
-        let hold = self
-            .options
-            .stop
-            .iter()
-            .map(|s| longest_suffix_prefix(&self.pending, s))
-            .max()
-            .unwrap_or(0);
-        let release = self.pending.len() - hold;
-        let text: String = self.pending.drain(..release).collect();
         if self.generated.len() >= self.options.max_tokens {
             self.finish = Some(FinishReason::Length);
-            let rest = std::mem::take(&mut self.pending) + &self.decoder.finish();
-            return Ok(Some(Token { id, text: text + &rest }));
+            return Ok(Some(Token { id, text: text + &self.text.finish() }));
         }
         Ok(Some(Token { id, text }))
+    }
+}
+
+/// Generated ids to text for streaming: whole UTF-8 characters only, cut at
+/// the first stop string, and holding back any tail that could still grow
+/// into one — so text once shown is never taken back.
+///
+/// ```no_run
+/// # use infer_engine::{Model, ModelOptions, session::StopText};
+/// # let model = Model::load("model.gguf", ModelOptions::default())?;
+/// let mut text = StopText::new(vec!["\n\n".into()]);
+/// for id in [1u32, 2, 3] {
+///     let (shown, stopped) = text.push(model.tokenizer(), id);
+///     print!("{shown}");
+///     if stopped { break; }
+/// }
+/// print!("{}", text.finish());
+/// # Ok::<(), infer_engine::EngineError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StopText {
+    decoder: StreamDecoder,
+    /// Text held back because it may be the start of a stop string.
+    pending: String,
+    stop: Vec<String>,
+}
+
+impl StopText {
+    /// Stops at any of `stop` (empty strings are ignored).
+    pub fn new(stop: Vec<String>) -> Self {
+        let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        StopText { decoder: StreamDecoder::new(), pending: String::new(), stop }
+    }
+
+    /// Adds one token. Returns the text now safe to show and whether a stop
+    /// string appeared (the text then ends just before it, and nothing more
+    /// should be pushed).
+    pub fn push(&mut self, tok: &crate::tokenizer::Tokenizer, id: u32) -> (String, bool) {
+        self.pending.push_str(&self.decoder.push(tok, id));
+        if let Some(cut) = self.stop.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            self.pending.truncate(cut);
+            return (std::mem::take(&mut self.pending), true);
+        }
+        // Release all text except a tail that could still begin a stop string.
+        let hold = self.stop.iter().map(|s| longest_suffix_prefix(&self.pending, s)).max().unwrap_or(0);
+        let release = self.pending.len() - hold;
+        (self.pending.drain(..release).collect(), false)
+    }
+
+    /// What is still held back, at the end of generation (an incomplete
+    /// character becomes U+FFFD).
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending) + &self.decoder.finish()
     }
 }
 

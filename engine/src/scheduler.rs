@@ -1,0 +1,672 @@
+//! The request scheduler: one engine thread owns the model's slots and serves
+//! many requests at once, with no HTTP in it (the server crate and any other
+//! program drive it through [`EngineHandle::submit`]).
+//!
+//! Each slot is a [`Session`] with its own KV cache. Every engine step
+//! advances each active request by one unit of work, round-robin over the
+//! slots: one prompt chunk (at most `n_batch` tokens) while its prompt loads,
+//! else one generated token. So concurrent clients all make progress and a
+//! long prompt never stalls the others for more than one chunk. Requests
+//! beyond the slots wait in a bounded queue; a new request takes the free
+//! slot whose cache shares the longest prefix with its prompt, so the next
+//! turn of a conversation evaluates only its new tokens.
+//!
+//! Each request streams [`Event`]s to its own receiver; dropping the
+//! receiver, or [`RequestStream::cancel`], ends the request before the next
+//! step and frees its slot. The API is shaped for the batched forward (all
+//! slots in one pass over the weights) that will replace the per-slot loop:
+//! requests, per-request sampler state and per-request streams stay as they are.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::arch::Logits;
+use crate::error::{EngineError, Result};
+use crate::kv_cache::CacheType;
+use crate::model::Model;
+use crate::sampler::{self, Sampler, SamplerParams};
+use crate::session::{FinishReason, Session, SessionParams, StopText};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineParams {
+    /// Requests served at once (one KV cache each).
+    pub n_slots: usize,
+    /// Context of each slot in tokens; 0 = min(4096, the model's training context).
+    pub n_ctx_per_slot: usize,
+    /// Requests that may wait for a slot; more are refused with [`EngineError::QueueFull`].
+    pub max_queue: usize,
+    /// Most prompt tokens one slot evaluates in one step.
+    pub n_batch: usize,
+    /// Element type of the KV caches.
+    pub cache_type: CacheType,
+}
+
+impl Default for EngineParams {
+    fn default() -> Self {
+        EngineParams { n_slots: 4, n_ctx_per_slot: 0, max_queue: 64, n_batch: 256, cache_type: CacheType::F16 }
+    }
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The whole prompt (chat template already applied).
+    pub prompt: Vec<u32>,
+    /// Sampling, with its seed (each request has its own sampler state).
+    pub sampler: SamplerParams,
+    /// OpenAI's presence penalty over the tokens generated so far.
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty over the tokens generated so far.
+    pub frequency_penalty: f32,
+    /// Added to these tokens' logits before sampling.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Most tokens to generate; None = what remains of the slot's context.
+    /// Running out of context before `max_tokens` is an error
+    /// ([`EngineError::ContextFull`]).
+    pub max_tokens: Option<usize>,
+    /// Stop where one of these appears (the text ends before it).
+    pub stop: Vec<String>,
+    /// Some(k): each token's log-probability and the `k` most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Ends the request with [`EngineError::Timeout`] when it runs this long
+    /// (time in the queue included).
+    pub timeout: Option<Duration>,
+}
+
+impl Request {
+    /// A request with default sampling and no limits but the context.
+    pub fn new(prompt: Vec<u32>) -> Self {
+        Request {
+            prompt,
+            sampler: SamplerParams::default(),
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            max_tokens: None,
+            stop: Vec::new(),
+            logprobs: None,
+            timeout: None,
+        }
+    }
+}
+
+/// A generated token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// Natural log of the chosen token's probability (after `logit_bias`).
+    pub logprob: f32,
+    /// The most likely tokens with their log-probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEvent {
+    pub id: u32,
+    /// The text this token releases: may be empty while a character or a
+    /// possible stop string is incomplete; cut before a stop string.
+    pub text: String,
+    pub logprob: Option<TokenLogprob>,
+}
+
+/// Tokens and time of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens found in the slot's cache and not evaluated again.
+    pub cached_tokens: usize,
+    /// Tokens generated (an end-of-generation token included).
+    pub completion_tokens: usize,
+    /// From submission to the first generated token.
+    pub time_to_first_token: Duration,
+    /// From the first generated token to the last.
+    pub generation_time: Duration,
+}
+
+/// What a request's stream yields: tokens, then `Done` or `Error`.
+#[derive(Debug)]
+pub enum Event {
+    Token(TokenEvent),
+    Done { reason: FinishReason, usage: Usage },
+    Error(EngineError),
+}
+
+/// Counters of an engine since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub n_slots: usize,
+    /// Slots serving a request now.
+    pub active: usize,
+    /// Requests waiting for a slot now.
+    pub queued: usize,
+    /// Requests that ended with a finish reason.
+    pub finished: u64,
+    /// Requests that ended with an error.
+    pub failed: u64,
+    /// Requests cancelled (stream dropped or cancelled) before they ended.
+    pub cancelled: u64,
+    /// Prompt tokens evaluated.
+    pub prompt_tokens: u64,
+    /// Prompt tokens reused from a slot's cache.
+    pub cached_tokens: u64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+}
+
+/// Where a request's events go; returns false once nobody listens.
+type Sink = Box<dyn FnMut(Event) -> bool + Send>;
+
+/// The engine: start it with [`Engine::start`].
+pub struct Engine;
+
+impl Engine {
+    /// Creates the slots (errors, e.g. a context too small, come back here)
+    /// and starts the engine thread.
+    ///
+    /// ```no_run
+    /// use infer_engine::scheduler::{Engine, EngineParams, Event, Request};
+    /// use infer_engine::{Model, ModelOptions, SamplerParams};
+    /// let model = Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf", ModelOptions::default())?;
+    /// let engine = Engine::start(model.clone(), EngineParams { n_slots: 2, n_ctx_per_slot: 512, ..Default::default() })?;
+    /// let mut req = Request::new(model.prompt_tokens("The capital of France is")?);
+    /// req.sampler = SamplerParams::greedy();
+    /// req.max_tokens = Some(8);
+    /// for event in engine.submit(req)? {
+    ///     match event {
+    ///         Event::Token(t) => print!("{}", t.text),
+    ///         Event::Done { reason, usage } => println!("\n{reason:?}, {} tokens", usage.completion_tokens),
+    ///         Event::Error(e) => eprintln!("{e}"),
+    ///     }
+    /// }
+    /// # Ok::<(), infer_engine::EngineError>(())
+    /// ```
+    pub fn start(model: Arc<Model>, params: EngineParams) -> Result<EngineHandle> {
+        if params.n_slots == 0 {
+            return Err(EngineError::InvalidParam("the engine needs at least one slot".into()));
+        }
+        let session_params = SessionParams {
+            n_ctx: params.n_ctx_per_slot,
+            n_batch: params.n_batch,
+            context_shift: false,
+            cache_type: params.cache_type,
+        };
+        let slots = (0..params.n_slots)
+            .map(|_| Ok(Slot { session: model.session(session_params.clone())?, job: None }))
+            .collect::<Result<Vec<_>>>()?;
+        let n_ctx = slots[0].session.n_ctx();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue { waiting: VecDeque::new(), stopping: false }),
+            wake: Condvar::new(),
+            max_queue: params.max_queue,
+            n_slots: params.n_slots,
+            active: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            counters: Counters::default(),
+            next_id: AtomicU64::new(1),
+        });
+        let worker = EngineThread { model: model.clone(), shared: shared.clone(), slots, n_batch: params.n_batch.max(1), next_slot: 0 };
+        let thread = std::thread::Builder::new()
+            .name("infer-engine".into())
+            .spawn(move || worker.run())
+            .map_err(|e| EngineError::InvalidParam(format!("cannot start the engine thread: {e}")))?;
+        Ok(EngineHandle { model, shared, thread: Some(thread), n_ctx })
+    }
+}
+
+/// The running engine. Dropping it cancels what is running and stops the thread.
+pub struct EngineHandle {
+    model: Arc<Model>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    n_ctx: usize,
+}
+
+impl EngineHandle {
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    /// Context of each slot in tokens.
+    pub fn n_ctx_per_slot(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Queues a request; its events arrive on the returned stream.
+    /// Errors: [`EngineError::QueueFull`], [`EngineError::EmptyPrompt`],
+    /// [`EngineError::PromptTooLong`] (the prompt must leave room for one
+    /// token), a bad sampler parameter, [`EngineError::EngineStopped`].
+    pub fn submit(&self, request: Request) -> Result<RequestStream> {
+        let (tx, rx) = mpsc::channel();
+        let ticket = self.submit_with(request, move |e| tx.send(e).is_ok())?;
+        Ok(RequestStream { rx, ticket })
+    }
+
+    /// As [`EngineHandle::submit`], handing each event to `sink` on the
+    /// engine thread (it must not block; return false to cancel). Lets an
+    /// async caller feed its own channel. Dropping the ticket cancels.
+    pub fn submit_with(&self, request: Request, sink: impl FnMut(Event) -> bool + Send + 'static) -> Result<RequestTicket> {
+        if request.prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if request.prompt.len() >= self.n_ctx {
+            return Err(EngineError::PromptTooLong { n_tokens: request.prompt.len(), n_ctx: self.n_ctx });
+        }
+        if request.max_tokens == Some(0) {
+            return Err(EngineError::InvalidParam("max_tokens must be at least 1".into()));
+        }
+        let sampler = Sampler::new(request.sampler.clone())?;
+        for (name, v) in [("presence_penalty", request.presence_penalty), ("frequency_penalty", request.frequency_penalty)] {
+            if !v.is_finite() {
+                return Err(EngineError::InvalidParam(format!("{name} {v} is not a number")));
+            }
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let pending = Pending { request, sampler, cancel: cancel.clone(), sink: Box::new(sink), submitted: Instant::now() };
+        let mut q = self.shared.lock();
+        if q.stopping {
+            return Err(EngineError::EngineStopped);
+        }
+        // Requests running or waiting; the queue is what the slots cannot take.
+        if self.shared.in_flight.load(Ordering::Relaxed) >= self.shared.n_slots + self.shared.max_queue {
+            return Err(EngineError::QueueFull { max_queue: self.shared.max_queue });
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        q.waiting.push_back(pending);
+        drop(q);
+        self.shared.wake.notify_all();
+        Ok(RequestTicket { id, cancel, shared: self.shared.clone() })
+    }
+
+    /// Counters and the current load.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.counters;
+        EngineStats {
+            n_slots: self.shared.n_slots,
+            active: self.shared.active.load(Ordering::Relaxed),
+            queued: self.shared.lock().waiting.len(),
+            finished: c.finished.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            cached_tokens: c.cached_tokens.load(Ordering::Relaxed),
+            generated_tokens: c.generated_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking requests, cancels the running and queued ones (their
+    /// streams end with [`EngineError::EngineStopped`]) and joins the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            // A panic in the engine thread has already ended every stream.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A submitted request; dropping it cancels the request.
+pub struct RequestTicket {
+    id: u64,
+    cancel: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+impl RequestTicket {
+    /// The request's id (unique in its engine).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Ends the request before the next step and frees its slot.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for RequestTicket {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// A request's events, in order; iterating blocks until the next one. The
+/// stream ends after `Done` or `Error`. Dropping it cancels the request.
+pub struct RequestStream {
+    rx: mpsc::Receiver<Event>,
+    ticket: RequestTicket,
+}
+
+impl RequestStream {
+    pub fn id(&self) -> u64 {
+        self.ticket.id()
+    }
+    /// Ends the request before the next step and frees its slot.
+    pub fn cancel(&self) {
+        self.ticket.cancel();
+    }
+    /// The next event, waiting at most `timeout`; None on timeout or at the end.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Iterator for RequestStream {
+    type Item = Event;
+    fn next(&mut self) -> Option<Event> {
+        self.rx.recv().ok()
+    }
+}
+
+struct Pending {
+    request: Request,
+    sampler: Sampler,
+    cancel: Arc<AtomicBool>,
+    sink: Sink,
+    submitted: Instant,
+}
+
+struct Queue {
+    waiting: VecDeque<Pending>,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    finished: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    generated_tokens: AtomicU64,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    max_queue: usize,
+    n_slots: usize,
+    active: AtomicUsize,
+    /// Requests submitted and not yet ended (changed under the queue lock
+    /// on submission, so the bound holds).
+    in_flight: AtomicUsize,
+    counters: Counters,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves the queue consistent (every
+        // change is one push or pop), so carry on with it.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A request in a slot.
+struct Job {
+    pending: Pending,
+    /// Prompt tokens in the cache so far (the reused prefix included).
+    loaded: usize,
+    cached: usize,
+    max_tokens: usize,
+    text: StopText,
+    generated: Vec<u32>,
+    first_token: Option<Instant>,
+    /// Logits after bias and penalties (reused from step to step).
+    scratch: Vec<f32>,
+}
+
+struct Slot {
+    session: Session,
+    job: Option<Job>,
+}
+
+/// How one step of a job ended.
+enum Step {
+    Continue,
+    Done(FinishReason),
+    Failed(EngineError),
+    Cancelled,
+}
+
+struct EngineThread {
+    model: Arc<Model>,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    n_batch: usize,
+    /// Where the next round starts, so no slot is always served first.
+    next_slot: usize,
+}
+
+impl EngineThread {
+    fn run(mut self) {
+        loop {
+            if !self.admit() {
+                break;
+            }
+            let n = self.slots.len();
+            for k in 0..n {
+                let i = (self.next_slot + k) % n;
+                self.step_slot(i);
+            }
+            self.next_slot = (self.next_slot + 1) % n;
+        }
+        // Stopping: end every stream still open.
+        for slot in &mut self.slots {
+            if let Some(mut job) = slot.job.take() {
+                (job.pending.sink)(Event::Error(EngineError::EngineStopped));
+            }
+        }
+        let waiting: Vec<Pending> = self.shared.lock().waiting.drain(..).collect();
+        for mut p in waiting {
+            (p.sink)(Event::Error(EngineError::EngineStopped));
+        }
+        self.shared.active.store(0, Ordering::Relaxed);
+    }
+
+    /// Drops cancelled requests from the queue, moves queued ones into free
+    /// slots and waits while there is nothing to do. False when stopping.
+    fn admit(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let mut q = shared.lock();
+        loop {
+            if q.stopping {
+                return false;
+            }
+            let before = q.waiting.len();
+            q.waiting.retain(|p| !p.cancel.load(Ordering::Relaxed));
+            let dropped = before - q.waiting.len();
+            self.shared.counters.cancelled.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.shared.in_flight.fetch_sub(dropped, Ordering::Relaxed);
+            while self.slots.iter().any(|s| s.job.is_none()) {
+                let Some(p) = q.waiting.pop_front() else { break };
+                self.place(p);
+            }
+            let active = self.slots.iter().filter(|s| s.job.is_some()).count();
+            self.shared.active.store(active, Ordering::Relaxed);
+            if active > 0 {
+                return true;
+            }
+            q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Puts a request in the free slot whose cache shares the longest prefix
+    /// with its prompt (the lowest-numbered on ties).
+    fn place(&mut self, p: Pending) {
+        let common = |s: &Session| s.tokens().iter().zip(&p.request.prompt).take_while(|(a, b)| a == b).count();
+        let best = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.job.is_none())
+            .max_by_key(|(i, s)| (common(&s.session), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        let Some(i) = best else { return };
+        let slot = &mut self.slots[i];
+        let prompt_len = p.request.prompt.len();
+        // At least the last prompt token is evaluated, to get its logits.
+        let cached = common(&slot.session).min(prompt_len - 1);
+        slot.session.truncate(cached);
+        let room = slot.session.n_ctx() - prompt_len;
+        let max_tokens = p.request.max_tokens.unwrap_or(room);
+        let text = StopText::new(p.request.stop.clone());
+        slot.job = Some(Job {
+            pending: p,
+            loaded: cached,
+            cached,
+            max_tokens,
+            text,
+            generated: Vec::new(),
+            first_token: None,
+            scratch: Vec::new(),
+        });
+    }
+
+    fn step_slot(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(job) = slot.job.as_mut() else { return };
+        let outcome = advance(&self.model, &mut slot.session, job, self.n_batch, &self.shared.counters);
+        if matches!(outcome, Step::Continue) {
+            return;
+        }
+        let Some(mut job) = slot.job.take() else { return };
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let c = &self.shared.counters;
+        match outcome {
+            Step::Continue => {}
+            Step::Done(reason) => {
+                c.finished.fetch_add(1, Ordering::Relaxed);
+                let usage = usage(&job);
+                (job.pending.sink)(Event::Done { reason, usage });
+            }
+            Step::Failed(e) => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                // A failed step may leave the cache out of step with its tokens.
+                slot.session.clear();
+                (job.pending.sink)(Event::Error(e));
+            }
+            Step::Cancelled => {
+                c.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let active = self.slots.iter().filter(|s| s.job.is_some()).count();
+        self.shared.active.store(active, Ordering::Relaxed);
+    }
+}
+
+fn usage(job: &Job) -> Usage {
+    let now = Instant::now();
+    let first = job.first_token.unwrap_or(now);
+    Usage {
+        prompt_tokens: job.pending.request.prompt.len(),
+        cached_tokens: job.cached,
+        completion_tokens: job.generated.len(),
+        time_to_first_token: first.duration_since(job.pending.submitted),
+        generation_time: now.duration_since(first),
+    }
+}
+
+/// One unit of work for a job: a prompt chunk, or one generated token.
+fn advance(model: &Model, session: &mut Session, job: &mut Job, n_batch: usize, counters: &Counters) -> Step {
+    let req = &job.pending.request;
+    if job.pending.cancel.load(Ordering::Relaxed) {
+        return Step::Cancelled;
+    }
+    if let Some(limit) = req.timeout {
+        if job.pending.submitted.elapsed() > limit {
+            return Step::Failed(EngineError::Timeout { secs: limit.as_secs_f64() });
+        }
+    }
+    let p = &req.sampler;
+    // Greedy without anything that reads the logits: the head's backend picks the token.
+    let greedy = p.temperature <= 0.0
+        && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
+        && req.presence_penalty == 0.0
+        && req.frequency_penalty == 0.0
+        && req.logit_bias.is_empty()
+        && req.logprobs.is_none();
+    let which = if greedy { Logits::Greedy } else { Logits::Last };
+    let eval = if job.loaded < req.prompt.len() {
+        let end = (job.loaded + n_batch).min(req.prompt.len());
+        let last_chunk = end == req.prompt.len();
+        // A chunk before the last needs no logits: the cheapest head output.
+        let r = session.eval(&req.prompt[job.loaded..end], if last_chunk { which } else { Logits::Greedy });
+        counters.prompt_tokens.fetch_add((end - job.loaded) as u64, Ordering::Relaxed);
+        if job.loaded == job.cached {
+            counters.cached_tokens.fetch_add(job.cached as u64, Ordering::Relaxed);
+        }
+        job.loaded = end;
+        if r.is_ok() && !last_chunk {
+            return Step::Continue;
+        }
+        r.map(|_| ())
+    } else {
+        let Some(&last) = job.generated.last() else {
+            return Step::Failed(EngineError::InvalidParam("a loaded request has no token to continue from".into()));
+        };
+        if session.tokens().len() + 1 > session.n_ctx() {
+            return Step::Failed(EngineError::ContextFull { n_ctx: session.n_ctx() });
+        }
+        session.eval(&[last], which).map(|_| ())
+    };
+    if let Err(e) = eval {
+        return Step::Failed(e);
+    }
+    let (id, logprob) = if greedy {
+        match session.greedy_token() {
+            Some(id) => (id, None),
+            None => return Step::Failed(EngineError::InvalidParam("the greedy step returned no token".into())),
+        }
+    } else {
+        sample(session, job)
+    };
+    job.first_token.get_or_insert_with(Instant::now);
+    job.generated.push(id);
+    counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
+    let tok = model.tokenizer();
+    let (text, reason) = if tok.is_eog(id) {
+        (job.text.finish(), Some(FinishReason::Eog))
+    } else {
+        match job.text.push(tok, id) {
+            (t, true) => (t, Some(FinishReason::Stop)),
+            (t, false) if job.generated.len() >= job.max_tokens => (t + &job.text.finish(), Some(FinishReason::Length)),
+            (t, false) => (t, None),
+        }
+    };
+    if !(job.pending.sink)(Event::Token(TokenEvent { id, text, logprob })) {
+        return Step::Cancelled;
+    }
+    reason.map_or(Step::Continue, Step::Done)
+}
+
+/// Samples from the session's last logits with the request's bias and
+/// penalties; the log-probabilities are those the bias leaves.
+fn sample(session: &Session, job: &mut Job) -> (u32, Option<TokenLogprob>) {
+    let req = &job.pending.request;
+    job.scratch.clear();
+    job.scratch.extend_from_slice(session.logits());
+    sampler::apply_logit_bias(&mut job.scratch, &req.logit_bias);
+    sampler::apply_presence_frequency(&mut job.scratch, &job.generated, req.presence_penalty, req.frequency_penalty);
+    let id = job.pending.sampler.sample(&job.scratch, session.tokens());
+    let logprob = req.logprobs.map(|k| {
+        let lp = sampler::log_softmax(&job.scratch);
+        TokenLogprob { logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY), top: sampler::top_logprobs(&lp, k) }
+    });
+    (id, logprob)
+}

@@ -1,0 +1,338 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`, field for field
+//! as OpenAI's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use infer_engine::scheduler::TokenEvent;
+use infer_engine::{ChatMessage, FinishReason, Model};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::generate::{self, finish_reason, usage_json, ChunkFormat};
+use crate::params::{self, Common, OneOrMany};
+use crate::{AppState, ServerError};
+
+/// A message's content: a string or a list of parts (only text parts).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatFields {
+    messages: Vec<Message>,
+    logprobs: Option<bool>,
+    top_logprobs: Option<u32>,
+}
+
+impl ChatFields {
+    fn messages(self) -> Result<Vec<ChatMessage>, ServerError> {
+        if self.messages.is_empty() {
+            return Err(ServerError::bad("messages", "messages must hold at least one message"));
+        }
+        self.messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let content = match m.content {
+                    None => String::new(),
+                    Some(Content::Text(t)) => t,
+                    Some(Content::Parts(parts)) => {
+                        let mut text = String::new();
+                        for (j, p) in parts.into_iter().enumerate() {
+                            match (p.kind.as_str(), p.text) {
+                                ("text", Some(t)) => text.push_str(&t),
+                                (kind, _) => {
+                                    return Err(ServerError::bad(
+                                        &format!("messages[{i}].content[{j}]"),
+                                        format!("content part type \"{kind}\" is not supported (only \"text\" parts with a \"text\" field)"),
+                                    ))
+                                }
+                            }
+                        }
+                        text
+                    }
+                };
+                // OpenAI's newer name for the system role.
+                let role = if m.role == "developer" { "system".to_string() } else { m.role };
+                Ok(ChatMessage { role, content })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionFields {
+    prompt: OneOrMany,
+    #[serde(default)]
+    echo: bool,
+    logprobs: Option<u32>,
+}
+
+/// The body, or 413 when it is over the limit.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>, state: &AppState) -> Result<Bytes, ServerError> {
+    body.map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ServerError::PayloadTooLarge { limit: state.config.body_limit },
+        _ => ServerError::BadRequest { message: format!("cannot read the body: {e}"), param: None, code: None },
+    })
+}
+
+/// What every response and chunk of one request repeats.
+#[derive(Clone)]
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    fingerprint: String,
+}
+
+impl Meta {
+    fn new(prefix: &str, state: &AppState) -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let id = format!("{prefix}-{:x}{:04x}", now.as_nanos() & 0xffff_ffff_ffff, state.metrics.next_id() & 0xffff);
+        let fingerprint = format!("fp_infer_{}", env!("CARGO_PKG_VERSION"));
+        Meta { id, created: now.as_secs(), model: state.config.model_name.clone(), fingerprint }
+    }
+    fn object(&self, object: &str, choices: Value) -> Value {
+        json!({
+            "id": self.id, "object": object, "created": self.created, "model": self.model,
+            "system_fingerprint": self.fingerprint, "choices": choices,
+        })
+    }
+}
+
+/// A token's text and bytes for logprobs.
+fn token_text(model: &Model, id: u32) -> (String, Vec<u8>) {
+    let bytes = model.tokenizer().token_bytes(id);
+    (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+}
+
+/// Chat's logprobs entry of one token.
+fn chat_logprob(model: &Model, t: &TokenEvent) -> Option<Value> {
+    let lp = t.logprob.as_ref()?;
+    let entry = |id: u32, logprob: f32| {
+        let (token, bytes) = token_text(model, id);
+        json!({ "token": token, "logprob": logprob, "bytes": bytes })
+    };
+    let mut e = entry(t.id, lp.logprob);
+    e["top_logprobs"] = lp.top.iter().map(|&(id, l)| entry(id, l)).collect();
+    Some(e)
+}
+
+pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ServerError> {
+    let body = body_bytes(body, &state)?;
+    let value = params::parse_json(&body)?;
+    let common: Common = params::fields(&value)?;
+    let chat: ChatFields = params::fields(&value)?;
+    let engine = state.engine()?;
+    let model = engine.model().clone();
+    let logprobs = params::chat_logprobs(chat.logprobs, chat.top_logprobs)?;
+    let messages = chat.messages()?;
+    let prompt = model.chat_tokens(&messages)?;
+    let n_prompt = prompt.len();
+    let mut req = common.request(&model, prompt, engine.n_ctx_per_slot(), logprobs)?;
+    // Text past the end of the assistant's turn is never part of the reply.
+    if let Some(eot) = model.chat_template().end_of_turn_token() {
+        req.stop.push(eot.to_string());
+    }
+    let job = generate::submit(&state, engine, generate::choices(req, common.n()?), n_prompt)?;
+    let meta = Meta::new("chatcmpl", &state);
+    let include_usage = common.include_usage();
+    let stream = common.stream().then(|| ChatChunks { meta: meta.clone(), model: model.clone(), with_logprobs: logprobs.is_some(), include_usage });
+    respond(job, &meta, "chat.completion", stream, include_usage, |i, c| {
+        let lp = logprobs.map(|_| json!({ "content": c.tokens.iter().filter_map(|t| chat_logprob(&model, t)).collect::<Vec<_>>() }));
+        json!({
+            "index": i,
+            "message": { "role": "assistant", "content": c.text, "refusal": null },
+            "logprobs": lp,
+            "finish_reason": finish_reason(c.reason),
+        })
+    })
+    .await
+}
+
+/// The reply: streamed with `stream`'s chunks when given, else one JSON
+/// object holding every choice (`choice` shapes each) and the usage.
+async fn respond<F: ChunkFormat>(
+    job: generate::Job,
+    meta: &Meta,
+    object: &str,
+    stream: Option<F>,
+    include_usage: bool,
+    choice: impl Fn(usize, &generate::Choice) -> Value,
+) -> Result<Response, ServerError> {
+    if let Some(format) = stream {
+        return Ok(job.sse(format, include_usage).into_response());
+    }
+    let prompt_tokens = job.prompt_tokens();
+    let choices = job.collect().await?;
+    let usage = usage_json(prompt_tokens, &choices.iter().map(|c| &c.usage).collect::<Vec<_>>());
+    let mut out = meta.object(object, choices.iter().enumerate().map(|(i, c)| choice(i, c)).collect());
+    out["usage"] = usage;
+    Ok(Json(out).into_response())
+}
+
+struct ChatChunks {
+    meta: Meta,
+    model: Arc<Model>,
+    with_logprobs: bool,
+    include_usage: bool,
+}
+
+impl ChatChunks {
+    fn chunk(&self, choices: Value) -> Value {
+        let mut c = self.meta.object("chat.completion.chunk", choices);
+        if self.include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    }
+}
+
+impl ChunkFormat for ChatChunks {
+    fn open(&self, n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                let delta = json!({ "role": "assistant", "content": "", "refusal": null });
+                self.chunk(json!([{ "index": i, "delta": delta, "logprobs": null, "finish_reason": null }]))
+            })
+            .collect()
+    }
+    fn token(&self, index: usize, t: &TokenEvent) -> Option<Value> {
+        let lp = if self.with_logprobs { chat_logprob(&self.model, t) } else { None };
+        if t.text.is_empty() && lp.is_none() {
+            return None;
+        }
+        let logprobs = lp.map(|l| json!({ "content": [l] }));
+        Some(self.chunk(json!([{ "index": index, "delta": { "content": t.text }, "logprobs": logprobs, "finish_reason": null }])))
+    }
+    fn finish(&self, index: usize, reason: FinishReason) -> Value {
+        self.chunk(json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": finish_reason(Some(reason)) }]))
+    }
+    fn usage(&self, usage: Value) -> Value {
+        let mut c = self.meta.object("chat.completion.chunk", json!([]));
+        c["usage"] = usage;
+        c
+    }
+}
+
+/// Completions' logprobs object over `tokens`, offsets counted from `offset`.
+fn completion_logprobs(model: &Model, tokens: &[TokenEvent], mut offset: usize) -> Value {
+    let (mut texts, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
+    for t in tokens {
+        let Some(lp) = &t.logprob else { continue };
+        let text = token_text(model, t.id).0;
+        offsets.push(offset);
+        offset += t.text.len();
+        texts.push(text);
+        lps.push(lp.logprob);
+        let top: serde_json::Map<String, Value> = lp.top.iter().map(|&(id, l)| (token_text(model, id).0, json!(l))).collect();
+        tops.push(Value::Object(top));
+    }
+    json!({ "tokens": texts, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets })
+}
+
+pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ServerError> {
+    let body = body_bytes(body, &state)?;
+    let value = params::parse_json(&body)?;
+    let common: Common = params::fields(&value)?;
+    let fields: CompletionFields = params::fields(&value)?;
+    let engine = state.engine()?;
+    let model = engine.model().clone();
+    let logprobs = params::completion_logprobs(fields.logprobs)?;
+    let prompts = fields.prompt.into_vec();
+    if prompts.is_empty() {
+        return Err(ServerError::bad("prompt", "prompt must hold at least one string"));
+    }
+    let n = common.n()?;
+    let mut requests = Vec::new();
+    let mut n_prompt = 0;
+    for p in &prompts {
+        let ids = model.prompt_tokens(p)?;
+        if ids.is_empty() {
+            return Err(ServerError::bad("prompt", "the prompt is empty"));
+        }
+        n_prompt += ids.len();
+        let req = common.request(&model, ids, engine.n_ctx_per_slot(), logprobs).map_err(|e| match e {
+            ServerError::PromptTooLong { n_tokens, n_ctx, .. } => ServerError::PromptTooLong { n_tokens, n_ctx, param: "prompt" },
+            e => e,
+        })?;
+        requests.extend(generate::choices(req, n));
+    }
+    // Choice i answers prompt i / n; echo puts that prompt first.
+    let echo: Vec<String> = (0..requests.len()).map(|i| if fields.echo { prompts[i / n].clone() } else { String::new() }).collect();
+    let job = generate::submit(&state, engine, requests, n_prompt)?;
+    let meta = Meta::new("cmpl", &state);
+    let include_usage = common.include_usage();
+    let stream = common.stream().then(|| CompletionChunks {
+        meta: meta.clone(),
+        model: model.clone(),
+        echo: echo.clone(),
+        with_logprobs: logprobs.is_some(),
+        include_usage,
+    });
+    respond(job, &meta, "text_completion", stream, include_usage, |i, c| {
+        let lp = logprobs.map(|_| completion_logprobs(&model, &c.tokens, echo[i].len()));
+        json!({ "text": format!("{}{}", echo[i], c.text), "index": i, "logprobs": lp, "finish_reason": finish_reason(c.reason) })
+    })
+    .await
+}
+
+struct CompletionChunks {
+    meta: Meta,
+    model: Arc<Model>,
+    echo: Vec<String>,
+    with_logprobs: bool,
+    include_usage: bool,
+}
+
+impl CompletionChunks {
+    fn chunk(&self, index: usize, text: &str, logprobs: Value, finish: Value) -> Value {
+        let mut c = self.meta.object("text_completion", json!([{ "text": text, "index": index, "logprobs": logprobs, "finish_reason": finish }]));
+        if self.include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    }
+}
+
+impl ChunkFormat for CompletionChunks {
+    fn open(&self, _n: usize) -> Vec<Value> {
+        self.echo.iter().enumerate().filter(|(_, e)| !e.is_empty()).map(|(i, e)| self.chunk(i, e, Value::Null, Value::Null)).collect()
+    }
+    fn token(&self, index: usize, t: &TokenEvent) -> Option<Value> {
+        if t.text.is_empty() && !self.with_logprobs {
+            return None;
+        }
+        let lp = if self.with_logprobs { completion_logprobs(&self.model, std::slice::from_ref(t), 0) } else { Value::Null };
+        Some(self.chunk(index, &t.text, lp, Value::Null))
+    }
+    fn finish(&self, index: usize, reason: FinishReason) -> Value {
+        self.chunk(index, "", Value::Null, json!(finish_reason(Some(reason))))
+    }
+    fn usage(&self, usage: Value) -> Value {
+        let mut c = self.meta.object("text_completion", json!([]));
+        c["usage"] = usage;
+        c
+    }
+}
