@@ -2,20 +2,20 @@
 //! many requests at once, with no HTTP in it (the server crate and any other
 //! program drive it through [`EngineHandle::submit`]).
 //!
-//! Each slot is a [`Session`] with its own KV cache. Every engine step
-//! advances each active request by one unit of work, round-robin over the
-//! slots: one prompt chunk (at most `n_batch` tokens) while its prompt loads,
-//! else one generated token. So concurrent clients all make progress and a
-//! long prompt never stalls the others for more than one chunk. Requests
-//! beyond the slots wait in a bounded queue; a new request takes the free
-//! slot whose cache shares the longest prefix with its prompt, so the next
-//! turn of a conversation evaluates only its new tokens.
+//! Each slot is one sequence of a [`MultiSession`], with its own KV cache
+//! region. Every engine step is one batched forward pass over the weights
+//! for all active requests (continuous batching): each generating request
+//! contributes one token, and what is left of the step's `n_batch` budget
+//! goes to prompt chunks of requests still loading their prompt (round-robin,
+//! so a long prompt never stalls the others). Requests beyond the slots wait
+//! in a bounded queue; a new request takes the free slot whose cache shares
+//! the longest prefix with its prompt, so the next turn of a conversation
+//! evaluates only its new tokens.
 //!
 //! Each request streams [`Event`]s to its own receiver; dropping the
 //! receiver, or [`RequestStream::cancel`], ends the request before the next
-//! step and frees its slot. The API is shaped for the batched forward (all
-//! slots in one pass over the weights) that will replace the per-slot loop:
-//! requests, per-request sampler state and per-request streams stay as they are.
+//! step and frees its slot. Each request keeps its own sampler state (seed,
+//! penalty history) and stop strings.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,12 +23,12 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::arch::Logits;
+use crate::batch::{BatchToken, MultiParams, MultiSession};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
 use crate::model::Model;
 use crate::sampler::{self, Sampler, SamplerParams};
-use crate::session::{FinishReason, Session, SessionParams, StopText};
+use crate::session::{FinishReason, StopText};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub struct EngineParams {
     pub n_ctx_per_slot: usize,
     /// Requests that may wait for a slot; more are refused with [`EngineError::QueueFull`].
     pub max_queue: usize,
-    /// Most prompt tokens one slot evaluates in one step.
+    /// Most tokens in one step (decode tokens first, then prompt chunks).
     pub n_batch: usize,
     /// Element type of the KV caches.
     pub cache_type: CacheType,
@@ -189,16 +189,16 @@ impl Engine {
         if params.n_slots == 0 {
             return Err(EngineError::InvalidParam("the engine needs at least one slot".into()));
         }
-        let session_params = SessionParams {
+        // Every generating slot needs a row in each step.
+        let n_batch = params.n_batch.max(params.n_slots);
+        let ms = model.multi_session(MultiParams {
+            n_seq: params.n_slots,
             n_ctx: params.n_ctx_per_slot,
-            n_batch: params.n_batch,
-            context_shift: false,
+            n_batch,
             cache_type: params.cache_type,
-        };
-        let slots = (0..params.n_slots)
-            .map(|_| Ok(Slot { session: model.session(session_params.clone())?, job: None }))
-            .collect::<Result<Vec<_>>>()?;
-        let n_ctx = slots[0].session.n_ctx();
+        })?;
+        let n_ctx = ms.n_ctx();
+        let slots = (0..params.n_slots).map(|_| Slot { tokens: Vec::new(), job: None }).collect();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue { waiting: VecDeque::new(), stopping: false }),
             wake: Condvar::new(),
@@ -209,7 +209,7 @@ impl Engine {
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
         });
-        let worker = EngineThread { model: model.clone(), shared: shared.clone(), slots, n_batch: params.n_batch.max(1), next_slot: 0 };
+        let worker = EngineThread { model: model.clone(), shared: shared.clone(), ms, slots, n_batch, next_slot: 0 };
         let thread = std::thread::Builder::new()
             .name("infer-engine".into())
             .spawn(move || worker.run())
@@ -431,13 +431,27 @@ struct Job {
     scratch: Vec<f32>,
 }
 
+impl Job {
+    /// Greedy without anything that reads the logits: the head's backend can pick the token.
+    fn greedy(&self) -> bool {
+        let (req, p) = (&self.pending.request, &self.pending.request.sampler);
+        p.temperature <= 0.0
+            && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
+            && req.presence_penalty == 0.0
+            && req.frequency_penalty == 0.0
+            && req.logit_bias.is_empty()
+            && req.logprobs.is_none()
+    }
+}
+
 struct Slot {
-    session: Session,
+    /// The tokens in this slot's cache region, in order.
+    tokens: Vec<u32>,
     job: Option<Job>,
 }
 
 /// How one step of a job ended.
-enum Step {
+enum Outcome {
     Continue,
     Done(FinishReason),
     Failed(EngineError),
@@ -447,9 +461,11 @@ enum Step {
 struct EngineThread {
     model: Arc<Model>,
     shared: Arc<Shared>,
+    ms: MultiSession,
     slots: Vec<Slot>,
+    /// Tokens per step.
     n_batch: usize,
-    /// Where the next round starts, so no slot is always served first.
+    /// Where the next round of prompt chunks starts, so no slot is always served first.
     next_slot: usize,
 }
 
@@ -459,12 +475,8 @@ impl EngineThread {
             if !self.admit() {
                 break;
             }
-            let n = self.slots.len();
-            for k in 0..n {
-                let i = (self.next_slot + k) % n;
-                self.step_slot(i);
-            }
-            self.next_slot = (self.next_slot + 1) % n;
+            self.step();
+            self.next_slot = (self.next_slot + 1) % self.slots.len();
         }
         // Stopping: end every stream still open.
         for slot in &mut self.slots {
@@ -509,21 +521,24 @@ impl EngineThread {
     /// Puts a request in the free slot whose cache shares the longest prefix
     /// with its prompt (the lowest-numbered on ties).
     fn place(&mut self, p: Pending) {
-        let common = |s: &Session| s.tokens().iter().zip(&p.request.prompt).take_while(|(a, b)| a == b).count();
+        let common = |s: &Slot| s.tokens.iter().zip(&p.request.prompt).take_while(|(a, b)| a == b).count();
         let best = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.job.is_none())
-            .max_by_key(|(i, s)| (common(&s.session), std::cmp::Reverse(*i)))
+            .max_by_key(|(i, s)| (common(s), std::cmp::Reverse(*i)))
             .map(|(i, _)| i);
         let Some(i) = best else { return };
-        let slot = &mut self.slots[i];
         let prompt_len = p.request.prompt.len();
         // At least the last prompt token is evaluated, to get its logits.
-        let cached = common(&slot.session).min(prompt_len - 1);
-        slot.session.truncate(cached);
-        let room = slot.session.n_ctx() - prompt_len;
+        let cached = common(&self.slots[i]).min(prompt_len - 1);
+        let slot = &mut self.slots[i];
+        slot.tokens.truncate(cached);
+        if self.ms.truncate(i, cached).is_err() {
+            slot.tokens.clear();
+        }
+        let room = self.ms.n_ctx() - prompt_len;
         let max_tokens = p.request.max_tokens.unwrap_or(room);
         let text = StopText::new(p.request.stop.clone());
         slot.job = Some(Job {
@@ -538,33 +553,136 @@ impl EngineThread {
         });
     }
 
-    fn step_slot(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        let Some(job) = slot.job.as_mut() else { return };
-        let outcome = advance(&self.model, &mut slot.session, job, self.n_batch, &self.shared.counters);
-        if matches!(outcome, Step::Continue) {
-            return;
+    /// One batched step: a token of every generating request, then prompt
+    /// chunks within the budget; then each request's next token from its rows.
+    fn step(&mut self) {
+        let n = self.slots.len();
+        let c = &self.shared.counters;
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+        let mut batch: Vec<BatchToken> = Vec::new();
+        // Slots whose row (index into the step's logits) gives their next token.
+        let mut wanted: Vec<usize> = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(job) = slot.job.as_ref() else { continue };
+            if job.pending.cancel.load(Ordering::Relaxed) {
+                outcomes.push((i, Outcome::Cancelled));
+                continue;
+            }
+            if let Some(limit) = job.pending.request.timeout {
+                if job.pending.submitted.elapsed() > limit {
+                    outcomes.push((i, Outcome::Failed(EngineError::Timeout { secs: limit.as_secs_f64() })));
+                    continue;
+                }
+            }
+            if job.loaded < job.pending.request.prompt.len() {
+                continue;
+            }
+            let Some(&last) = job.generated.last() else {
+                let e = EngineError::InvalidParam("a loaded request has no token to continue from".into());
+                outcomes.push((i, Outcome::Failed(e)));
+                continue;
+            };
+            if slot.tokens.len() + 1 > self.ms.n_ctx() {
+                outcomes.push((i, Outcome::Failed(EngineError::ContextFull { n_ctx: self.ms.n_ctx() })));
+                continue;
+            }
+            batch.push(BatchToken { seq: i, pos: slot.tokens.len(), token: last, logits: true });
+            wanted.push(i);
         }
+        // Prompt chunks fill the rest of the budget, round-robin from `next_slot`.
+        let done: Vec<usize> = outcomes.iter().map(|(i, _)| *i).collect();
+        for k in 0..n {
+            let i = (self.next_slot + k) % n;
+            let budget = self.n_batch.saturating_sub(batch.len());
+            let slot = &mut self.slots[i];
+            let Some(job) = slot.job.as_mut() else { continue };
+            let len = job.pending.request.prompt.len();
+            if budget == 0 || job.loaded >= len || done.contains(&i) {
+                continue;
+            }
+            let end = (job.loaded + budget).min(len);
+            for pos in job.loaded..end {
+                batch.push(BatchToken { seq: i, pos, token: job.pending.request.prompt[pos], logits: pos + 1 == len });
+            }
+            c.prompt_tokens.fetch_add((end - job.loaded) as u64, Ordering::Relaxed);
+            if job.loaded == job.cached {
+                c.cached_tokens.fetch_add(job.cached as u64, Ordering::Relaxed);
+            }
+            job.loaded = end;
+            if end == len {
+                wanted.push(i);
+            }
+        }
+        if !batch.is_empty() {
+            let greedy = wanted.iter().all(|&i| self.slots[i].job.as_ref().is_some_and(Job::greedy));
+            let vocab = self.model.config().vocab;
+            let result = if greedy {
+                self.ms.decode_greedy(&batch).map(|ids| (ids, Vec::new()))
+            } else {
+                self.ms.decode(&batch).map(|l| (Vec::new(), l.to_vec()))
+            };
+            match result {
+                Ok((ids, logits)) => {
+                    for t in &batch {
+                        self.slots[t.seq].tokens.push(t.token);
+                    }
+                    for (row, &i) in wanted.iter().enumerate() {
+                        let slot = &mut self.slots[i];
+                        let Some(job) = slot.job.as_mut() else { continue };
+                        let (id, logprob) = if greedy {
+                            (ids.get(row).copied().unwrap_or(0), None)
+                        } else {
+                            sample(&logits[row * vocab..(row + 1) * vocab], &slot.tokens, job)
+                        };
+                        let outcome = emit(&self.model, job, id, logprob, c);
+                        if !matches!(outcome, Outcome::Continue) {
+                            outcomes.push((i, outcome));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A failed step leaves every batched slot's cache out of step: fail them.
+                    let mut seqs: Vec<usize> = batch.iter().map(|t| t.seq).collect();
+                    seqs.dedup();
+                    for i in seqs {
+                        self.slots[i].tokens.clear();
+                        let _ = self.ms.clear(i);
+                        let err = EngineError::InvalidParam(format!("the batched step failed: {e}"));
+                        outcomes.push((i, Outcome::Failed(err)));
+                    }
+                }
+            }
+        }
+        for (i, outcome) in outcomes {
+            self.finish(i, outcome);
+        }
+    }
+
+    /// Ends slot `i`'s request with `outcome`.
+    fn finish(&mut self, i: usize, outcome: Outcome) {
+        let slot = &mut self.slots[i];
         let Some(mut job) = slot.job.take() else { return };
         self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         let c = &self.shared.counters;
         match outcome {
-            Step::Continue => {}
-            Step::Done(reason) => {
+            Outcome::Continue => {}
+            Outcome::Done(reason) => {
                 c.finished.fetch_add(1, Ordering::Relaxed);
                 let usage = usage(&job);
                 (job.pending.sink)(Event::Done { reason, usage });
             }
-            Step::Failed(e) => {
+            Outcome::Failed(e) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
-                // A failed step may leave the cache out of step with its tokens.
-                slot.session.clear();
+                slot.tokens.clear();
+                let _ = self.ms.clear(i);
                 (job.pending.sink)(Event::Error(e));
             }
-            Step::Cancelled => {
+            Outcome::Cancelled => {
                 c.cancelled.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // A prompt cut short by a cancel left positions past `tokens`: keep the two in step.
+        let _ = self.ms.truncate(i, slot.tokens.len());
         let active = self.slots.iter().filter(|s| s.job.is_some()).count();
         self.shared.active.store(active, Ordering::Relaxed);
     }
@@ -582,60 +700,8 @@ fn usage(job: &Job) -> Usage {
     }
 }
 
-/// One unit of work for a job: a prompt chunk, or one generated token.
-fn advance(model: &Model, session: &mut Session, job: &mut Job, n_batch: usize, counters: &Counters) -> Step {
-    let req = &job.pending.request;
-    if job.pending.cancel.load(Ordering::Relaxed) {
-        return Step::Cancelled;
-    }
-    if let Some(limit) = req.timeout {
-        if job.pending.submitted.elapsed() > limit {
-            return Step::Failed(EngineError::Timeout { secs: limit.as_secs_f64() });
-        }
-    }
-    let p = &req.sampler;
-    // Greedy without anything that reads the logits: the head's backend picks the token.
-    let greedy = p.temperature <= 0.0
-        && (p.repeat_penalty == 1.0 || p.repeat_last_n == 0)
-        && req.presence_penalty == 0.0
-        && req.frequency_penalty == 0.0
-        && req.logit_bias.is_empty()
-        && req.logprobs.is_none();
-    let which = if greedy { Logits::Greedy } else { Logits::Last };
-    let eval = if job.loaded < req.prompt.len() {
-        let end = (job.loaded + n_batch).min(req.prompt.len());
-        let last_chunk = end == req.prompt.len();
-        // A chunk before the last needs no logits: the cheapest head output.
-        let r = session.eval(&req.prompt[job.loaded..end], if last_chunk { which } else { Logits::Greedy });
-        counters.prompt_tokens.fetch_add((end - job.loaded) as u64, Ordering::Relaxed);
-        if job.loaded == job.cached {
-            counters.cached_tokens.fetch_add(job.cached as u64, Ordering::Relaxed);
-        }
-        job.loaded = end;
-        if r.is_ok() && !last_chunk {
-            return Step::Continue;
-        }
-        r.map(|_| ())
-    } else {
-        let Some(&last) = job.generated.last() else {
-            return Step::Failed(EngineError::InvalidParam("a loaded request has no token to continue from".into()));
-        };
-        if session.tokens().len() + 1 > session.n_ctx() {
-            return Step::Failed(EngineError::ContextFull { n_ctx: session.n_ctx() });
-        }
-        session.eval(&[last], which).map(|_| ())
-    };
-    if let Err(e) = eval {
-        return Step::Failed(e);
-    }
-    let (id, logprob) = if greedy {
-        match session.greedy_token() {
-            Some(id) => (id, None),
-            None => return Step::Failed(EngineError::InvalidParam("the greedy step returned no token".into())),
-        }
-    } else {
-        sample(session, job)
-    };
+/// Streams a job's new token `id`; says whether the job goes on.
+fn emit(model: &Model, job: &mut Job, id: u32, logprob: Option<TokenLogprob>, counters: &Counters) -> Outcome {
     job.first_token.get_or_insert_with(Instant::now);
     job.generated.push(id);
     counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
@@ -650,20 +716,20 @@ fn advance(model: &Model, session: &mut Session, job: &mut Job, n_batch: usize, 
         }
     };
     if !(job.pending.sink)(Event::Token(TokenEvent { id, text, logprob })) {
-        return Step::Cancelled;
+        return Outcome::Cancelled;
     }
-    reason.map_or(Step::Continue, Step::Done)
+    reason.map_or(Outcome::Continue, Outcome::Done)
 }
 
-/// Samples from the session's last logits with the request's bias and
-/// penalties; the log-probabilities are those the bias leaves.
-fn sample(session: &Session, job: &mut Job) -> (u32, Option<TokenLogprob>) {
+/// Samples from a row of logits with the request's bias and penalties
+/// (`history`: the slot's tokens); the log-probabilities are those the bias leaves.
+fn sample(logits: &[f32], history: &[u32], job: &mut Job) -> (u32, Option<TokenLogprob>) {
     let req = &job.pending.request;
     job.scratch.clear();
-    job.scratch.extend_from_slice(session.logits());
+    job.scratch.extend_from_slice(logits);
     sampler::apply_logit_bias(&mut job.scratch, &req.logit_bias);
     sampler::apply_presence_frequency(&mut job.scratch, &job.generated, req.presence_penalty, req.frequency_penalty);
-    let id = job.pending.sampler.sample(&job.scratch, session.tokens());
+    let id = job.pending.sampler.sample(&job.scratch, history);
     let logprob = req.logprobs.map(|k| {
         let lp = sampler::log_softmax(&job.scratch);
         TokenLogprob { logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY), top: sampler::top_logprobs(&lp, k) }
