@@ -4,7 +4,9 @@
 //!   is a 1B llama's (32 query heads, 8 KV heads, head_dim 64), so the step
 //!   time is mostly attention over the f16 KV cache. `ctx1` is the baseline.
 //! - `decode/smollm2`: one full decode step of SmolLM2-135M Q4_1 at position 16
-//!   (skipped when models/ has not been fetched).
+//!   (fails when models/ has not been fetched).
+//! - `batched_decode/rows{N}`: one batched step of SmolLM2 decoding one token
+//!   for each of N sequences (1, 4, 8) at position 16 (`MultiSession`).
 //!
 //! Run with `cargo bench --bench model`.
 
@@ -67,6 +69,33 @@ fn decode(c: &mut Criterion) {
     c.bench_function("decode/smollm2_q4_1", |b| b.iter(&mut step));
 }
 
+fn batched_decode(c: &mut Criterion) {
+    use infer_engine::batch::{BatchToken, MultiParams};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "{} is missing: run scripts/fetch-models.sh", path.display());
+    let model: Arc<Model> =
+        Model::load(&path, ModelOptions { prefault: true, ..Default::default() }).expect("loading SmolLM2");
+    let mut g = c.benchmark_group("batched_decode");
+    for n in [1usize, 4, 8] {
+        let mut ms = model.multi_session(MultiParams { n_seq: n, n_ctx: 64, n_batch: 128, ..Default::default() }).expect("multi");
+        let prefill: Vec<BatchToken> = (0..n)
+            .flat_map(|seq| (0..16).map(move |pos| BatchToken { seq, pos, token: 1 + pos as u32, logits: false }))
+            .collect();
+        ms.decode(&prefill).expect("prefill");
+        // Each iteration decodes position 16 again: truncating first keeps the positions fixed.
+        g.bench_function(format!("rows{n}"), |b| {
+            b.iter(|| {
+                let batch: Vec<BatchToken> = (0..n).map(|seq| BatchToken { seq, pos: 16, token: 42, logits: true }).collect();
+                for seq in 0..n {
+                    ms.truncate(seq, 16).expect("truncate");
+                }
+                ms.decode_greedy(&batch).expect("batched step")
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -74,5 +103,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = attention, decode }
+criterion_group! { name = benches; config = config(); targets = attention, decode, batched_decode }
 criterion_main!(benches);

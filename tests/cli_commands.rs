@@ -182,3 +182,38 @@ fn a_closed_pipe_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `infer logits --json`: one object per position, HF's top token first on
+/// the reference qwen2 model, logits and log-sum-exp consistent.
+#[test]
+fn logits_json_per_position() {
+    let r = reference("archs/qwen2.json");
+    let p = &r["prompts"][0];
+    let id_list: Vec<String> = ids(&p["ids"]).iter().map(|i| i.to_string()).collect();
+    let out = infer(&["logits", "-m", "models/archs/qwen2.gguf", "--ids", &id_list.join(","), "--top", "3", "--json"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), id_list.len());
+    for (pos, (l, hf)) in lines.iter().zip(p["hf"]["positions"].as_array().unwrap()).enumerate() {
+        assert_eq!(l["pos"], pos);
+        let top = l["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0][0], hf["top10"][0][0], "position {pos}");
+        let (logit, lse) = (top[0][1].as_f64().unwrap(), l["logsumexp"].as_f64().unwrap());
+        assert!(logit < lse && (logit - hf["top10"][0][1].as_f64().unwrap()).abs() < 0.05, "{l}");
+    }
+}
+
+/// `infer bench --parallel --json`: a row per N with aggregate rates.
+#[test]
+fn bench_parallel_json_rows() {
+    let j = infer_json(&["bench", "--parallel", "1,2", "-p", "8", "-n", "4", "-r", "1", "--json"]);
+    let rows = j.as_array().unwrap();
+    let n: Vec<u64> = rows.iter().map(|r| r["n_parallel"].as_u64().unwrap()).collect();
+    assert_eq!(n, [1, 2]);
+    for r in rows {
+        assert_eq!((r["n_prompt"].as_u64(), r["n_gen"].as_u64()), (Some(8), Some(4)), "{r}");
+        assert!(r["pp_tok_s"].as_f64().unwrap() > 0.0 && r["tg_tok_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

@@ -118,6 +118,13 @@ pub fn moe(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -> Resu
 /// some), or only their most likely tokens.
 pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOutput) -> Result<()> {
     let (c, w) = (&arch.config, &arch.weights);
+    if step.rows == OutRows::These(&[]) {
+        // No row asked for logits (a prompt chunk before the last).
+        out.logits.clear();
+        out.tokens.clear();
+        out.token = None;
+        return Ok(());
+    }
     let mut b = bk.for_layer(c.n_layers, c.dim)?;
     let n = b.n_tokens();
     match step.rows {
