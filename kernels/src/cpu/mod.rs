@@ -15,6 +15,7 @@
 
 mod quantize;
 pub mod repack;
+pub mod repack_k;
 mod tiled;
 pub mod vec_dot;
 #[cfg(target_arch = "aarch64")]
@@ -23,6 +24,8 @@ mod neon;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed_k;
 
 use std::cell::RefCell;
 

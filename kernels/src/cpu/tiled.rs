@@ -76,7 +76,7 @@ thread_local! {
 
 /// Runs `f` on a buffer of `n` activation blocks, reusing this thread's
 /// buffer unless a nested call (rayon work-stealing) already holds it.
-fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
+pub(crate) fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
     let words = n * std::mem::size_of::<A>() / 4;
     ACT_BUF.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
