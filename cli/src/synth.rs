@@ -4,14 +4,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use infer_engine::synth::{parse_type, write_synth, SynthConfig, SynthTokenizer, PRESETS};
+use infer_engine::synth::{parse_recipe, write_synth_with, SynthConfig, SynthTokenizer, PRESETS};
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
     /// Shape: 135m (SmolLM2's: dim 576, 30 layers), 1b (2048, 16), 3b (3072, 28) or 8b (4096, 32)
     #[arg(long, default_value = "1b")]
     pub preset: String,
-    /// Weight type of every matrix: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16, f32
+    /// Weight type of every matrix: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, f16, f32;
+    /// or llama.cpp's mixes q4_k_m, q5_k_m (Q6_K output and some attn_v/ffn_down)
     #[arg(long = "type", default_value = "q4_0")]
     pub ty: String,
     /// Output GGUF file
@@ -27,7 +28,7 @@ pub struct SynthArgs {
 }
 
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
-    let ty = parse_type(&args.ty)?;
+    let (ty, recipe) = parse_recipe(&args.ty)?;
     let mut cfg = SynthConfig::preset(&args.preset, ty)
         .with_context(|| format!("unknown preset \"{}\"; one of {}", args.preset, PRESETS.join(", ")))?;
     cfg.seed = args.seed;
@@ -36,14 +37,14 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         None => SynthTokenizer::Builtin,
     };
     let t = std::time::Instant::now();
-    write_synth(&cfg, &tok, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    write_synth_with(&cfg, recipe, &tok, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
     let size = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({:.2} GiB, {:.2}B parameters, {}) in {:.1} s",
         args.output.display(),
         size as f64 / (1u64 << 30) as f64,
         cfg.n_params() as f64 / 1e9,
-        ty,
+        args.ty,
         t.elapsed().as_secs_f64()
     );
     Ok(())
