@@ -26,6 +26,8 @@ mod x86;
 mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed_k;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed_k512;
 
 use std::cell::RefCell;
 

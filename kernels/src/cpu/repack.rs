@@ -440,40 +440,59 @@ pub fn matmul_packed_with(
         }
     }
     let k_act = repack_k::quantize_q8_k_act;
+    // The K-quants' 16-row AVX-512 kernels (two row groups per register).
+    macro_rules! pair_kernel {
+        ($B:ty, $vnni:ident) => {{
+            let k: Option<PairKernel<$B, BlockQ8KAct>> = match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` was found in `Isa::available()`.
+                Isa::Avx512Vnni => Some(|a, b, x, nt, o| unsafe { super::x86_packed_k512::$vnni(a, b, x, nt, o) }),
+                _ => None,
+            };
+            k
+        }};
+    }
     match ws[0].ty {
         QuantType::Q4_0 => {
-            run_packed(a, act32::<8>, kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8))
+            run_packed(a, act32::<8>, kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8), None)
         }
         QuantType::Q4_1 => {
-            run_packed(a, act32::<0>, kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8))
+            run_packed(a, act32::<0>, kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8), None)
         }
         QuantType::Q5_0 => {
-            run_packed(a, act32::<16>, kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8))
+            run_packed(a, act32::<16>, kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8), None)
         }
         QuantType::Q5_1 => {
-            run_packed(a, act32::<0>, kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8))
+            run_packed(a, act32::<0>, kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8), None)
         }
         QuantType::Q8_0 => {
-            run_packed(a, act32::<128>, kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8))
+            run_packed(a, act32::<128>, kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8), None)
         }
         QuantType::Q4K => run_packed(
             a,
             k_act,
             kernel!(BlockQ4Kx8, BlockQ8KAct, avx2_q4_kx8, vnni_q4_kx8, repack_k::vec_dot_q4_kx8),
+            pair_kernel!(BlockQ4Kx8, vnni_q4_kx16),
         ),
         QuantType::Q5K => run_packed(
             a,
             k_act,
             kernel!(BlockQ5Kx8, BlockQ8KAct, avx2_q5_kx8, vnni_q5_kx8, repack_k::vec_dot_q5_kx8),
+            pair_kernel!(BlockQ5Kx8, vnni_q5_kx16),
         ),
         QuantType::Q6K => run_packed(
             a,
             k_act,
             kernel!(BlockQ6Kx8, BlockQ8KAct, avx2_q6_kx8, vnni_q6_kx8, repack_k::vec_dot_q6_kx8),
+            pair_kernel!(BlockQ6Kx8, vnni_q6_kx16),
         ),
         ty => Err(KernelError::Unsupported(ty, "matmul_packed")),
     }
 }
+
+/// A kernel over two row groups at once: `out[t * 16 + r]`, rows 0..8 from
+/// the first group, 8..16 from the second.
+type PairKernel<B, A> = fn(&[B], &[B], &[A], usize, &mut [f32]);
 
 struct PackedArgs<'a, 'w, 'o> {
     ws: &'a [&'w PackedMatrix],
@@ -484,11 +503,13 @@ struct PackedArgs<'a, 'w, 'o> {
 
 /// The parallel loop of [`matmul_packed_with`] for one block type `B` with
 /// activations `A`: `quant` quantizes one token's row, `kern` dots a row
-/// group's blocks with `nt ≤ TOKENS_PER_PASS` tokens.
+/// group's blocks with `nt ≤ TOKENS_PER_PASS` tokens, `pair` (where the
+/// ISA has one) two groups at once.
 fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
     a: PackedArgs,
     quant: fn(&[f32], &mut [A]),
     kern: fn(&[B], &[A], usize, &mut [f32]),
+    pair: Option<PairKernel<B, A>>,
 ) -> Result<(), KernelError> {
     let PackedArgs { ws, x, n_tokens, outs } = a;
     let cols = ws[0].cols;
@@ -499,6 +520,8 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
         .div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD)
         .min(TASK_WEIGHT_BYTES / group_bytes.max(1))
         .max(1);
+    // Whole pairs of groups per task for the pair kernel.
+    let per_task = if pair.is_some() { per_task.next_multiple_of(2) } else { per_task };
     let mut first_task = [0usize; super::MAX_MULTI + 1];
     for (i, w) in ws.iter().enumerate() {
         first_task[i + 1] = first_task[i] + (w.rows / PACK_ROWS).div_ceil(per_task);
@@ -521,21 +544,33 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
             let local = task - first_task[i];
             let groups = w.rows / PACK_ROWS;
             let (g_lo, g_hi) = (local * per_task, ((local + 1) * per_task).min(groups));
-            let mut tmp = [0.0f32; TOKENS_PER_PASS * PACK_ROWS];
+            let mut tmp = [0.0f32; TOKENS_PER_PASS * 2 * PACK_ROWS];
             for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
                 let nt = TOKENS_PER_PASS.min(n_tokens - t0);
                 let xs = &acts[t0 * nb..(t0 + nt) * nb];
-                for g in g_lo..g_hi {
-                    let Some(blocks) = w.group::<B>(g) else { continue };
-                    kern(blocks, xs, nt, &mut tmp);
+                let mut g = g_lo;
+                while g < g_hi {
+                    // Rows g * 8 .. g * 8 + n come out as tmp[t * n + r].
+                    let n = match (pair, w.group::<B>(g), w.group::<B>(g + 1)) {
+                        (Some(pk), Some(a), Some(b)) if g + 1 < g_hi => {
+                            pk(a, b, xs, nt, &mut tmp);
+                            2 * PACK_ROWS
+                        }
+                        (_, Some(a), _) => {
+                            kern(a, xs, nt, &mut tmp);
+                            PACK_ROWS
+                        }
+                        _ => break,
+                    };
                     for t in 0..nt {
-                        for r in 0..PACK_ROWS {
-                            // SAFETY: t0 + t < n_tokens and g * 8 + r < rows,
-                            // in bounds of output i (checked); the group's
-                            // rows belong to this task alone.
-                            unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * PACK_ROWS + r]) };
+                        for r in 0..n {
+                            // SAFETY: t0 + t < n_tokens and g * 8 + r < rows
+                            // (the groups exist), in bounds of output i
+                            // (checked); the groups' rows belong to this task alone.
+                            unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * n + r]) };
                         }
                     }
+                    g += n / PACK_ROWS;
                 }
             }
         });
