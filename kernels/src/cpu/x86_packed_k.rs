@@ -122,8 +122,8 @@ unsafe fn tile_k4<D: Dot + FifthBits, W: K4x8, const T: usize>(w: &[W], x: &[Blo
 
 /// `vpshufb` patterns that copy i16 lane `2r + e` of each row pair into
 /// both lanes `2r`, `2r + 1` (`e` = 0, 1).
-pub(crate) const DUP_EVEN: [u8; 32] = dup_pattern(0);
-pub(crate) const DUP_ODD: [u8; 32] = dup_pattern(2);
+const DUP_EVEN: [u8; 32] = dup_pattern(0);
+const DUP_ODD: [u8; 32] = dup_pattern(2);
 
 const fn dup_pattern(e: u8) -> [u8; 32] {
     let mut p = [0u8; 32];

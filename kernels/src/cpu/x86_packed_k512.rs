@@ -13,7 +13,7 @@ use half::f16;
 
 use super::repack::PACK_ROWS;
 use super::repack_k::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
-use super::x86_packed_k::{K4x8, DUP_EVEN, DUP_ODD};
+use super::x86_packed_k::K4x8;
 
 /// Rows per call: two interleaved groups.
 const ROWS: usize = 2 * PACK_ROWS;
@@ -95,17 +95,16 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
     }
 }
 
-/// Q6_K, as `x86_packed_k`'s: `vpmaddubsw` then the rows' scales in i16
-/// pairs, the −32 offset from the activations' sums of 16.
+/// Q6_K: per group of 16 the chunk sums are exact `u8 × i8` sums of the
+/// stored `q + 32` (≤ 63), scaled by the rows' signed scales in i32; the −32
+/// offset comes from the activations' sums of 16.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
 unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[BlockQ8KAct], out: &mut [f32]) {
     let nb = wa.len();
     let m4 = _mm512_set1_epi8(0xF);
     let m30 = _mm512_set1_epi8(0x30);
-    let dup_lane = |p: &[u8; 32]| _mm512_broadcast_i64x4(_mm256_loadu_si256(p.as_ptr() as *const __m256i));
-    let dup = [dup_lane(&DUP_EVEN), dup_lane(&DUP_ODD)];
-    let chains = if T <= 2 { 4 } else if T <= 4 { 2 } else { 1 };
+    let split = T <= 2;
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         let (ba, bb) = (wa.get_unchecked(b), wb.get_unchecked(b));
@@ -113,50 +112,49 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
         let (la, lb) = (ba.ql.as_ptr(), bb.ql.as_ptr());
         let (ha, hb) = (ba.qh.as_ptr(), bb.qh.as_ptr());
         let (sa, sb) = (ba.scales.as_ptr() as *const u8, bb.scales.as_ptr() as *const u8);
-        let mut isum = [[_mm512_setzero_si512(); T]; 4];
-        for h in 0..4 {
-            let sc: [__m512i; 4] = std::array::from_fn(|s| {
-                let g = h + 4 * s;
-                let v = _mm512_cvtepi8_epi16(halves16(sa.add(16 * (g / 2)), sb.add(16 * (g / 2))));
-                _mm512_shuffle_epi8(v, dup[g % 2])
-            });
+        // sv[q]: i16 lane 2r + e is row r's scale of group 2q + e.
+        let sv: [__m512i; 8] = std::array::from_fn(|q| _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q))));
+        let mut isum = [_mm512_setzero_si512(); T];
+        for g in 0..16 {
+            // Group g = h + 4s holds chunks v + 16s, v = 4h + k (module docs of repack_k).
+            let (h, s) = (g % 4, g / 4);
+            let sc = if g % 2 == 0 {
+                _mm512_srai_epi32(_mm512_slli_epi32(sv[g / 2], 16), 16)
+            } else {
+                _mm512_srai_epi32(sv[g / 2], 16)
+            };
+            let mut sumi = [[_mm512_setzero_si512(); T]; 2];
             for k in 0..4 {
                 let v = 4 * h + k;
+                let l = halves(la.add(32 * (v + 16 * (s % 2))), lb.add(32 * (v + 16 * (s % 2))));
                 let hv = halves(ha.add(32 * v), hb.add(32 * v));
-                let l0 = halves(la.add(32 * v), lb.add(32 * v));
-                let l1 = halves(la.add(32 * (v + 16)), lb.add(32 * (v + 16)));
-                let q = [
-                    _mm512_or_si512(_mm512_and_si512(l0, m4), _mm512_and_si512(_mm512_slli_epi16(hv, 4), m30)),
-                    _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(hv, 2), m30)),
-                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4), _mm512_and_si512(hv, m30)),
-                    _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
-                        _mm512_and_si512(_mm512_srli_epi16(hv, 2), m30),
-                    ),
-                ];
+                let lo = if s < 2 { _mm512_and_si512(l, m4) } else { _mm512_and_si512(_mm512_srli_epi16(l, 4), m4) };
+                let hi = match s {
+                    0 => _mm512_slli_epi16(hv, 4),
+                    1 => _mm512_slli_epi16(hv, 2),
+                    2 => hv,
+                    _ => _mm512_srli_epi16(hv, 2),
+                };
+                let q = _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
+                let c = if split { k % 2 } else { 0 };
                 for t in 0..T {
                     let xq = xs[t].qs.as_ptr() as *const i32;
-                    for s in 0..4 {
-                        let p = _mm512_maddubs_epi16(q[s], _mm512_set1_epi32(xq.add(v + 16 * s).read_unaligned()));
-                        let c = s % chains;
-                        isum[c][t] = _mm512_dpwssd_epi32(isum[c][t], p, sc[s]);
-                    }
+                    sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, _mm512_set1_epi32(xq.add(v + 16 * s).read_unaligned()));
                 }
+            }
+            for t in 0..T {
+                let si = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(si, sc));
             }
         }
         let d = f16x16(&ba.d, &bb.d);
-        let sv: [__m512i; 8] = std::array::from_fn(|q| _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q))));
         for t in 0..T {
             let bs = xs[t].bsums.as_ptr() as *const i32;
             let mut off = _mm512_setzero_si512();
             for q in 0..8 {
                 off = _mm512_dpwssd_epi32(off, sv[q], _mm512_set1_epi32(bs.add(q).read_unaligned()));
             }
-            let mut si = isum[0][t];
-            for c in 1..chains {
-                si = _mm512_add_epi32(si, isum[c][t]);
-            }
-            let si = _mm512_sub_epi32(si, _mm512_slli_epi32(off, 5));
+            let si = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(off, 5));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(d, _mm512_set1_ps(xs[t].d)), acc[t]);
         }
     }
