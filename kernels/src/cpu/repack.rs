@@ -36,8 +36,8 @@ use rayon::prelude::*;
 
 use super::quantize::{quantize_q8_act, BlockQ8Act};
 use super::repack_k::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
-use super::tiled::{with_act_buf, Isa, TOKENS_PER_PASS};
-use super::{OutPtr, QMatrix};
+use super::tiled::{out_ptrs, quantize_rows, with_act_buf, Isa, TOKENS_PER_PASS};
+use super::QMatrix;
 use crate::KernelError;
 
 /// Rows interleaved per packed block.
@@ -527,16 +527,9 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
         first_task[i + 1] = first_task[i] + (w.rows / PACK_ROWS).div_ceil(per_task);
     }
     let n_tasks = first_task[ws.len()];
-    let mut ptrs = [OutPtr(std::ptr::null_mut()); super::MAX_MULTI];
-    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
-        *p = OutPtr(o.as_mut_ptr());
-    }
+    let ptrs = out_ptrs(outs);
     with_act_buf::<A, _>(n_tokens * nb, |acts| {
-        if n_tokens >= 4 {
-            x.par_chunks(cols).zip(acts.par_chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
-        } else {
-            x.chunks(cols).zip(acts.chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
-        }
+        quantize_rows(x, cols, nb, acts, quant);
         let acts = &*acts;
         (0..n_tasks).into_par_iter().for_each(|task| {
             let i = first_task[1..=ws.len()].iter().position(|&f| task < f).unwrap_or(0);
