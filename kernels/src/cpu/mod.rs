@@ -7,7 +7,9 @@
 //! [`vec_dot`] twins. Rows are split over rayon in chunks; within a chunk a
 //! pass of up to [`TOKENS_PER_PASS`] tokens reads each weight row once.
 //! Other types take the dequantize-a-row path ([`matmul_dequant`]),
-//! correct for every type [`crate::dequant::supports`].
+//! correct for every type [`crate::dequant::supports`]. Matrices the owner
+//! repacked ([`PackedMatrix`], eight rows interleaved: [`repack`],
+//! [`repack_k`]) take the packed kernels instead.
 //!
 //! Layout: `W` is `rows × cols`, row-major, each row `cols / block_size`
 //! blocks (ggml's `dims[0] = cols`). Activations `x` are `n_tokens × cols`,

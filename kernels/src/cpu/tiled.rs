@@ -23,7 +23,8 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86-64).
     Avx2,
-    /// AVX-512 F/BW/VL/VNNI on 256-bit registers (x86-64).
+    /// AVX-512 F/BW/VL/VNNI (x86-64): 256-bit registers, and 512-bit ones
+    /// (two row groups each) for the repacked K-quants.
     Avx512Vnni,
     /// NEON (aarch64, where it is always present).
     Neon,
