@@ -30,7 +30,6 @@ use infer_gguf::QK_K;
 
 use super::quantize::quantize_q8_k;
 use super::repack::PACK_ROWS;
-use super::vec_dot::q6_k_quant;
 use crate::dequant::get_scale_min_k4;
 
 /// One super-block of eight Q4_K rows, interleaved (see the module docs).
@@ -133,18 +132,35 @@ pub(crate) fn put_q5_k(s: &BlockQ5K, pb: &mut BlockQ5Kx8, r: usize) {
     }
 }
 
-/// Copies row `r`'s block into an interleaved Q6_K block.
+/// Copies row `r`'s block into an interleaved Q6_K block (each packed byte
+/// written once: the copy runs over the whole matrix at load time).
 pub(crate) fn put_q6_k(s: &BlockQ6K, pb: &mut BlockQ6Kx8, r: usize) {
     pb.d[r] = s.d;
     for g in 0..16 {
         pb.scales[16 * (g / 2) + 2 * r + g % 2] = s.scales[g];
     }
-    for c in 0..64 {
+    // The 6-bit weights `q + 32` in order (ggml's `dequantize_row_q6_K`).
+    let mut q = [0u8; QK_K];
+    for n in 0..2 {
+        let (ql, qh) = (&s.ql[64 * n..64 * n + 64], &s.qh[32 * n..32 * n + 32]);
+        let out = &mut q[128 * n..128 * n + 128];
+        for l in 0..32 {
+            let h = qh[l];
+            out[l] = (ql[l] & 0xF) | (h & 3) << 4;
+            out[l + 32] = (ql[l + 32] & 0xF) | ((h >> 2) & 3) << 4;
+            out[l + 64] = (ql[l] >> 4) | ((h >> 4) & 3) << 4;
+            out[l + 96] = (ql[l + 32] >> 4) | ((h >> 6) & 3) << 4;
+        }
+    }
+    for u in 0..32 {
         for j in 0..4 {
-            let q = q6_k_quant(s, 4 * c + j) as u8;
-            let lo = 32 * (c % 32) + 4 * r + j;
-            pb.ql[lo] |= if c < 32 { q & 0xF } else { (q & 0xF) << 4 };
-            pb.qh[32 * (c % 16) + 4 * r + j] |= (q >> 4) << (2 * (c / 16));
+            pb.ql[32 * u + 4 * r + j] = (q[4 * u + j] & 0xF) | (q[128 + 4 * u + j] & 0xF) << 4;
+        }
+    }
+    for v in 0..16 {
+        for j in 0..4 {
+            let top = |s: usize| (q[4 * (v + 16 * s) + j] >> 4) << (2 * s);
+            pb.qh[32 * v + 4 * r + j] = top(0) | top(1) | top(2) | top(3);
         }
     }
 }
