@@ -130,3 +130,41 @@ fn only_packable_types_with_whole_row_groups_pack() {
     let w = QMatrix::new(QuantType::Q6K, &data, 12, 256).unwrap();
     assert!(PackedMatrix::pack(&w).is_none(), "12 Q6_K rows do not pack either");
 }
+
+#[test]
+fn packed_real_blocks_match_row_major() {
+    // Real blocks of every packable type in the two test models (SmolLM2:
+    // Q4_1, Q8_0; Gemma 3: Q4_K, Q5_0, Q6_K, Q8_0), first 64 rows.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut seen = Vec::new();
+    for name in ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"] {
+        let path = format!("{}/../models/{name}", env!("CARGO_MANIFEST_DIR"));
+        let g = infer_gguf::Gguf::open(&path).expect("test model");
+        for info in g.tensors() {
+            if info.dims.len() != 2 || seen.contains(&info.ty) || !PackedMatrix::packs(info.ty, 64) {
+                continue;
+            }
+            seen.push(info.ty);
+            let t = g.tensor(&info.name).expect("tensor");
+            let (cols, rows) = (t.dims()[0] as usize, 64);
+            let rb = cols / t.ty().block_size() * t.ty().block_bytes();
+            let plain = QMatrix::new(t.ty(), &t.data[..rows * rb], rows, cols).expect("QMatrix");
+            let packed = PackedMatrix::pack(&plain).expect("64 rows pack");
+            let with_pack = QMatrix { packed: Some(&packed), ..plain };
+            for n_tokens in [1usize, 2, 9] {
+                let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let mut want = vec![0.0; rows * n_tokens];
+                matmul_with(Isa::Scalar, &plain, &x, n_tokens, &mut want).unwrap();
+                for isa in Isa::available() {
+                    let mut got = vec![0.0; rows * n_tokens];
+                    matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
+                    let e = max_rel(&got, &want);
+                    assert!(e < TOL, "{} ({}) {isa:?} n_tokens {n_tokens}: rel error {e}", info.name, info.ty);
+                }
+            }
+        }
+    }
+    for ty in [QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K] {
+        assert!(seen.contains(&ty), "{ty} not found in the test models: {seen:?}");
+    }
+}
