@@ -69,18 +69,25 @@ fn check_packed(rng: &mut rand::rngs::StdRng, ty: QuantType, shapes: &[(usize, u
         // Q4_K and Q5_K keep their 6-bit scales as bytes: 32 more per 8 rows.
         let extra = if matches!(ty, QuantType::Q4K | QuantType::Q5K) { data.len() / 36 } else { 0 };
         assert!(packed.bytes() <= data.len() + extra, "{ty}: {} packed bytes for {}", packed.bytes(), data.len());
-        let with_pack = QMatrix { packed: Some(&packed), ..plain };
         for n_tokens in [1usize, 2, 3, 5, 8, 13, 17] {
-            let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let mut want = vec![0.0; rows * n_tokens];
-            matmul_with(Isa::Scalar, &plain, &x, n_tokens, &mut want).unwrap();
-            for isa in Isa::available() {
-                let mut got = vec![0.0; rows * n_tokens];
-                matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
-                let e = max_rel(&got, &want);
-                assert!(e < TOL, "{ty} {isa:?} {rows}×{cols} n_tokens {n_tokens}: rel error {e}");
-            }
+            packed_agrees(rng, &plain, &packed, n_tokens, &format!("{ty} {rows}×{cols}"));
         }
+    }
+}
+
+/// `plain` through the packed kernels of every instruction set against the
+/// row-major scalar kernels, `n_tokens` random activations.
+fn packed_agrees(rng: &mut rand::rngs::StdRng, plain: &QMatrix, packed: &PackedMatrix, n_tokens: usize, what: &str) {
+    let (rows, cols) = (plain.rows, plain.cols);
+    let with_pack = QMatrix { packed: Some(packed), ..*plain };
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let mut want = vec![0.0; rows * n_tokens];
+    matmul_with(Isa::Scalar, plain, &x, n_tokens, &mut want).unwrap();
+    for isa in Isa::available() {
+        let mut got = vec![0.0; rows * n_tokens];
+        matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
+        let e = max_rel(&got, &want);
+        assert!(e < TOL, "{what} {isa:?} n_tokens {n_tokens}: rel error {e}");
     }
 }
 
@@ -150,17 +157,8 @@ fn packed_real_blocks_match_row_major() {
             let rb = cols / t.ty().block_size() * t.ty().block_bytes();
             let plain = QMatrix::new(t.ty(), &t.data[..rows * rb], rows, cols).expect("QMatrix");
             let packed = PackedMatrix::pack(&plain).expect("64 rows pack");
-            let with_pack = QMatrix { packed: Some(&packed), ..plain };
             for n_tokens in [1usize, 2, 9] {
-                let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
-                let mut want = vec![0.0; rows * n_tokens];
-                matmul_with(Isa::Scalar, &plain, &x, n_tokens, &mut want).unwrap();
-                for isa in Isa::available() {
-                    let mut got = vec![0.0; rows * n_tokens];
-                    matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
-                    let e = max_rel(&got, &want);
-                    assert!(e < TOL, "{} ({}) {isa:?} n_tokens {n_tokens}: rel error {e}", info.name, info.ty);
-                }
+                packed_agrees(&mut rng, &plain, &packed, n_tokens, &format!("{} ({})", info.name, info.ty));
             }
         }
     }
