@@ -499,4 +499,36 @@ mod tests {
         assert_eq!(parse_recipe("Q5_K_M").expect("known"), (QuantType::Q5K, r));
         assert_eq!(parse_recipe("q8_0").expect("known"), (QuantType::Q8_0, SynthRecipe::Uniform));
     }
+
+    #[test]
+    fn k_medium_file_has_the_mix() {
+        let cfg = SynthConfig {
+            dim: 256,
+            n_layers: 8,
+            ffn_dim: 256,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 128,
+            vocab: 512,
+            ty: QuantType::Q4K,
+            n_ctx_train: 64,
+            seed: 1,
+        };
+        let path = std::env::temp_dir().join(format!("infer-synth-kmedium-{}.gguf", std::process::id()));
+        write_synth_with(&cfg, SynthRecipe::KMedium, &SynthTokenizer::Builtin, &path).expect("write");
+        let g = Gguf::open(&path).expect("read back");
+        let ty = |name: &str| g.tensors().iter().find(|t| t.name == name).map(|t| t.ty);
+        assert_eq!(ty("output.weight"), Some(QuantType::Q6K));
+        assert_eq!(ty("token_embd.weight"), Some(QuantType::Q4K));
+        // 8 layers: use_more_bits picks 0 (first eighth), 3, 6 (every third), 7 (last eighth).
+        for l in 0..8 {
+            let want = if [0, 3, 6, 7].contains(&l) { QuantType::Q6K } else { QuantType::Q4K };
+            assert_eq!(ty(&format!("blk.{l}.attn_v.weight")), Some(want), "layer {l}");
+            assert_eq!(ty(&format!("blk.{l}.ffn_down.weight")), Some(want), "layer {l}");
+            assert_eq!(ty(&format!("blk.{l}.attn_q.weight")), Some(QuantType::Q4K), "layer {l}");
+        }
+        std::fs::remove_file(&path).expect("remove the temporary file");
+        let q8 = SynthConfig { ty: QuantType::Q8_0, ..cfg };
+        assert!(write_synth_with(&q8, SynthRecipe::KMedium, &SynthTokenizer::Builtin, &path).is_err());
+    }
 }
