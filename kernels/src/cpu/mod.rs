@@ -29,7 +29,7 @@ mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed_k;
 #[cfg(target_arch = "x86_64")]
-mod x86_packed_k512;
+mod x86_packed512;
 
 use std::cell::RefCell;
 

@@ -339,7 +339,9 @@ pub fn vec_dot_q5_0x8(w: &[BlockQ5_0x8], x: &[BlockQ8Act], nt: usize, out: &mut 
 /// The specification of the packed Q8_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 128)·x − 128 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q8_0x8(w: &[BlockQ8_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(w, x, nt, out, Some(128), |wb| &wb.d, |_| None, |wb, r, i| wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32)
+    spec(w, x, nt, out, Some(128), |wb| &wb.d, |_| None, |wb, r, i| {
+        wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32
+    })
 }
 
 /// The loop the packed specs share: `q(block, row, i)` is row `row`'s stored
@@ -440,13 +442,13 @@ pub fn matmul_packed_with(
         }
     }
     let k_act = repack_k::quantize_q8_k_act;
-    // The K-quants' 16-row AVX-512 kernels (two row groups per register).
+    // The 16-row AVX-512 kernels (two row groups per register).
     macro_rules! pair_kernel {
         ($B:ty, $vnni:ident) => {{
-            let k: Option<PairKernel<$B, BlockQ8KAct>> = match isa {
+            let k: Option<PairKernel<$B, _>> = match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa` was found in `Isa::available()`.
-                Isa::Avx512Vnni => Some(|a, b, x, nt, o| unsafe { super::x86_packed_k512::$vnni(a, b, x, nt, o) }),
+                Isa::Avx512Vnni => Some(|a, b, x, nt, o| unsafe { super::x86_packed512::$vnni(a, b, x, nt, o) }),
                 _ => None,
             };
             k
@@ -454,19 +456,24 @@ pub fn matmul_packed_with(
     }
     match ws[0].ty {
         QuantType::Q4_0 => {
-            run_packed(a, act32::<8>, kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8), None)
+            let kern = kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8);
+            run_packed(a, act32::<8>, kern, pair_kernel!(BlockQ4_0x8, vnni_q4_0x16))
         }
         QuantType::Q4_1 => {
-            run_packed(a, act32::<0>, kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8), None)
+            let kern = kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8);
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ4_1x8, vnni_q4_1x16))
         }
         QuantType::Q5_0 => {
-            run_packed(a, act32::<16>, kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8), None)
+            let kern = kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8);
+            run_packed(a, act32::<16>, kern, pair_kernel!(BlockQ5_0x8, vnni_q5_0x16))
         }
         QuantType::Q5_1 => {
-            run_packed(a, act32::<0>, kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8), None)
+            let kern = kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8);
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ5_1x8, vnni_q5_1x16))
         }
         QuantType::Q8_0 => {
-            run_packed(a, act32::<128>, kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8), None)
+            let kern = kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8);
+            run_packed(a, act32::<128>, kern, None)
         }
         QuantType::Q4K => run_packed(
             a,

@@ -239,7 +239,8 @@ pub fn vec_dot_q6_kx8(w: &[BlockQ6Kx8], x: &[BlockQ8KAct], nt: usize, out: &mut 
             for (r, a) in acc.iter_mut().enumerate() {
                 let isum: i32 = (0..16)
                     .map(|g| {
-                        let dot: i32 = (0..16).map(|l| q6_kx8_quant(wb, r, 16 * g + l) * xb.qs[16 * g + l] as i32).sum();
+                        let dot: i32 =
+                            (0..16).map(|l| q6_kx8_quant(wb, r, 16 * g + l) * xb.qs[16 * g + l] as i32).sum();
                         wb.scales[16 * (g / 2) + 2 * r + g % 2] as i32 * (dot - 32 * xb.bsums[g] as i32)
                     })
                     .sum();

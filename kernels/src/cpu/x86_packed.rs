@@ -72,7 +72,7 @@ impl FifthBits for Vnni {
 /// 4-byte group `g < 4`, the 32-byte registers of weights `4g..` (`lo`) and
 /// `16 + 4g..` (`hi`), stored unsigned (`q + 8`, `q + 16`, or `q` for the
 /// types with a min).
-trait Nibbles {
+pub(crate) trait Nibbles {
     /// `w = d q + m` (Q4_1, Q5_1) rather than `w = d (q − offset)`.
     const MIN: bool;
     fn scales(&self) -> &[half::f16; PACK_ROWS];
@@ -175,7 +175,7 @@ unsafe fn tile_block<D: Dot + FifthBits, W: Nibbles, const T: usize>(
 /// the loop.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
-unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
+pub(crate) unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
     let z = [_mm256_setzero_ps(); T];
     let (mut acc, mut accm, mut acc2, mut accm2) = (z, z, z, z);

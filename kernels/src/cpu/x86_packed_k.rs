@@ -196,7 +196,8 @@ unsafe fn tile_q6k<D: Dot, const T: usize>(w: &[BlockQ6Kx8], x: &[BlockQ8KAct], 
             let bs = xs[t].bsums.as_ptr() as *const i32;
             let mut off = _mm256_setzero_si256();
             for q in 0..8 {
-                off = D::dot_i16(off, _mm256_cvtepi8_epi16(_mm_loadu_si128(scp.add(q))), _mm256_set1_epi32(bs.add(q).read_unaligned()));
+                let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(scp.add(q)));
+                off = D::dot_i16(off, sc, _mm256_set1_epi32(bs.add(q).read_unaligned()));
             }
             let mut si = isum[0][t];
             for c in 1..chains {

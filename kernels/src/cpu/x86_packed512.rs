@@ -1,4 +1,5 @@
-//! AVX-512 kernels for the interleaved K-quant layouts: two row groups
+//! AVX-512 kernels for the interleaved layouts (K-quants and the 4/5-bit
+//! 32-weight types): two row groups
 //! (16 rows) per 512-bit register, the halves loaded from the two groups'
 //! blocks. On Intel server cores the 512-bit integer multiplies issue on
 //! two ports like the 256-bit ones, so each `vpdpbusd`/`vpmaddubsw` does
@@ -11,8 +12,11 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::repack::PACK_ROWS;
+use super::quantize::BlockQ8Act;
+use super::repack::{BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, PACK_ROWS};
 use super::repack_k::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
+use super::x86::Vnni;
+use super::x86_packed::{tile, Nibbles};
 use super::x86_packed_k::K4x8;
 
 /// Rows per call: two interleaved groups.
@@ -21,7 +25,8 @@ const ROWS: usize = 2 * PACK_ROWS;
 /// Bytes `[a; 32]` in the low half, `[b; 32]` in the high half.
 #[inline(always)]
 unsafe fn halves(a: *const u8, b: *const u8) -> __m512i {
-    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(a as *const __m256i)), _mm256_loadu_si256(b as *const __m256i), 1)
+    let lo = _mm512_castsi256_si512(_mm256_loadu_si256(a as *const __m256i));
+    _mm512_inserti64x4(lo, _mm256_loadu_si256(b as *const __m256i), 1)
 }
 
 /// 16 bytes of `a` then 16 of `b`.
@@ -139,7 +144,8 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
                 let c = if split { k % 2 } else { 0 };
                 for t in 0..T {
                     let xq = xs[t].qs.as_ptr() as *const i32;
-                    sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, _mm512_set1_epi32(xq.add(v + 16 * s).read_unaligned()));
+                    let xv = _mm512_set1_epi32(xq.add(v + 16 * s).read_unaligned());
+                    sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, xv);
                 }
             }
             for t in 0..T {
@@ -161,6 +167,58 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
     for (t, a) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.as_mut_ptr().add(t * ROWS), *a);
     }
+}
+
+/// 4- and 5-bit 32-weight types: `out[t * 16 + r]` for groups `wa`, `wb`
+/// and tokens `t < T`, as `x86_packed::tile` does for one group (the
+/// unpacked 256-bit registers of the two groups joined into one).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
+unsafe fn tile32<W: Nibbles, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
+    let nb = wa.len();
+    let (mut acc, mut accm) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
+    for b in 0..nb {
+        let (ba, bb) = (wa.get_unchecked(b), wb.get_unchecked(b));
+        let dw = _mm512_cvtph_ps(halves16(ba.scales().as_ptr() as *const u8, bb.scales().as_ptr() as *const u8));
+        let mw = if W::MIN {
+            _mm512_cvtph_ps(halves16(ba.mins().as_ptr() as *const u8, bb.mins().as_ptr() as *const u8))
+        } else {
+            dw
+        };
+        let ((la, ha), (lb, hb)) = (ba.unpack::<Vnni>(), bb.unpack::<Vnni>());
+        let join = |a: __m256i, b: __m256i| _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+        let lo: [__m512i; 4] = std::array::from_fn(|g| join(la[g], lb[g]));
+        let hi: [__m512i; 4] = std::array::from_fn(|g| join(ha[g], hb[g]));
+        for t in 0..T {
+            let xb = x.get_unchecked(t * nb + b);
+            let xq = xb.qs.as_ptr() as *const i32;
+            let (mut s, mut s2) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for g in 0..4 {
+                s = _mm512_dpbusd_epi32(s, lo[g], _mm512_set1_epi32(xq.add(g).read_unaligned()));
+                s2 = _mm512_dpbusd_epi32(s2, hi[g], _mm512_set1_epi32(xq.add(4 + g).read_unaligned()));
+            }
+            let s = _mm512_cvtepi32_ps(_mm512_add_epi32(s, s2));
+            let scale = _mm512_mul_ps(dw, _mm512_set1_ps(xb.d));
+            if W::MIN {
+                acc[t] = _mm512_fmadd_ps(s, scale, acc[t]);
+                accm[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xb.s), accm[t]);
+            } else {
+                acc[t] = _mm512_fmadd_ps(_mm512_sub_ps(s, _mm512_set1_ps(xb.s)), scale, acc[t]);
+            }
+        }
+    }
+    for t in 0..T {
+        let a = if W::MIN { _mm512_add_ps(acc[t], accm[t]) } else { acc[t] };
+        _mm512_storeu_ps(out.as_mut_ptr().add(t * ROWS), a);
+    }
+}
+
+/// One token through the one-group kernel twice (for decode the joined
+/// registers do not pay: the join costs what the wider multiply saves).
+#[inline(always)]
+unsafe fn one_token32<W: Nibbles>(wa: &[W], wb: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
+    tile::<Vnni, W, 1>(wa, x, &mut out[..PACK_ROWS]);
+    tile::<Vnni, W, 1>(wb, x, &mut out[PACK_ROWS..ROWS]);
 }
 
 /// Splits `nt` tokens into register tiles of 8, 4, 2, 1 for a two-group kernel.
@@ -202,4 +260,26 @@ pub(crate) unsafe fn vnni_q5_kx16(wa: &[BlockQ5Kx8], wb: &[BlockQ5Kx8], x: &[Blo
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn vnni_q6_kx16(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[BlockQ8KAct], nt: usize, out: &mut [f32]) {
     tiles16!(tile_q6k, wa, wb, x, nt, out)
+}
+
+/// Implements the two-group entry points of the 32-weight layouts.
+macro_rules! entry_points32 {
+    ($($name:ident: $B:ty;)*) => {$(
+        /// Two row groups; `out` holds `nt * 16` values.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub(crate) unsafe fn $name(wa: &[$B], wb: &[$B], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+            if nt == 1 {
+                one_token32(wa, wb, x, out)
+            } else {
+                tiles16!(tile32::<$B>, wa, wb, x, nt, out)
+            }
+        }
+    )*};
+}
+
+entry_points32! {
+    vnni_q4_0x16: BlockQ4_0x8;
+    vnni_q4_1x16: BlockQ4_1x8;
+    vnni_q5_0x16: BlockQ5_0x8;
+    vnni_q5_1x16: BlockQ5_1x8;
 }
