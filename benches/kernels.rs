@@ -16,8 +16,15 @@ use infer_gguf::blocks::BlockQ8K;
 use infer_gguf::QuantType;
 use infer_kernels::cpu::{matmul, quantize_q8_act, quantize_q8_k, BlockQ8Act, PackedMatrix, QMatrix};
 
-const TYPES: [QuantType; 6] =
-    [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q8_0, QuantType::Q4K, QuantType::Q6K];
+const TYPES: [QuantType; 7] = [
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q8_0,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+];
 /// (rows, cols): attention projection and FFN up/gate of a 1B llama.
 const SHAPES: [(usize, usize); 2] = [(2048, 2048), (8192, 2048)];
 

@@ -134,6 +134,49 @@ const SUPPORTED: &[QuantType] = &[
 ];
 const SUPPORTED_NAMES: &str = "f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k";
 
+/// How the tensors of a synthetic model get their types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthRecipe {
+    /// Every matrix in [`SynthConfig::ty`].
+    Uniform,
+    /// llama.cpp's `Q4_K_M`/`Q5_K_M` for a base type of Q4_K/Q5_K: the
+    /// output head in Q6_K, and `attn_v` and `ffn_down` in Q6_K in the
+    /// layers its `use_more_bits` picks (the first and last eighth and
+    /// every third in between), the base type elsewhere.
+    KMedium,
+}
+
+impl SynthRecipe {
+    /// The type of tensor `name` (`attn_v`, `ffn_down`, `output`, …) of layer
+    /// `layer` (of `n_layers`; ignored for tensors outside the layers).
+    pub fn tensor_type(self, base: QuantType, name: &str, layer: usize, n_layers: usize) -> QuantType {
+        match self {
+            SynthRecipe::Uniform => base,
+            SynthRecipe::KMedium => match name {
+                "output" => QuantType::Q6K,
+                "attn_v" | "ffn_down" if use_more_bits(layer, n_layers) => QuantType::Q6K,
+                _ => base,
+            },
+        }
+    }
+}
+
+/// llama.cpp's choice of the layers that get more bits in the `_M` mixes.
+fn use_more_bits(layer: usize, n_layers: usize) -> bool {
+    let (i, n) = (layer as i64, n_layers as i64);
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// Parses `infer synth --type`: a weight type name (`q4_0`, `q4_k`, …) for
+/// a uniform model, or `q4_k_m`/`q5_k_m` for llama.cpp's mixes.
+pub fn parse_recipe(name: &str) -> Result<(QuantType, SynthRecipe)> {
+    match name.to_ascii_lowercase().as_str() {
+        "q4_k_m" => Ok((QuantType::Q4K, SynthRecipe::KMedium)),
+        "q5_k_m" => Ok((QuantType::Q5K, SynthRecipe::KMedium)),
+        _ => parse_type(name).map(|t| (t, SynthRecipe::Uniform)),
+    }
+}
+
 /// Whether [`random_blocks`] can make blocks of `ty`.
 pub fn supported(ty: QuantType) -> bool {
     SUPPORTED.contains(&ty)
@@ -151,7 +194,12 @@ pub fn parse_type(name: &str) -> Result<QuantType> {
 
 /// llama.cpp's `general.file_type` for a model whose weights are all `ty`
 /// (so llama-bench prints the right type name).
-fn file_type(ty: QuantType) -> u32 {
+fn file_type(ty: QuantType, recipe: SynthRecipe) -> u32 {
+    match (ty, recipe) {
+        (QuantType::Q4K, SynthRecipe::KMedium) => return 15,
+        (QuantType::Q5K, SynthRecipe::KMedium) => return 17,
+        _ => {}
+    }
     match ty {
         QuantType::F32 => 0,
         QuantType::F16 => 1,
@@ -340,8 +388,22 @@ pub(crate) fn borrowed_tokenizer(w: &mut GgufWriter, src: &Path) -> Result<usize
 }
 
 /// Writes a llama-architecture GGUF of `cfg`'s shape with random weights to
-/// `path`. With a borrowed tokenizer the vocabulary is the tokenizer's.
+/// `path`, every matrix in `cfg.ty`. With a borrowed tokenizer the
+/// vocabulary is the tokenizer's.
 pub fn write_synth(cfg: &SynthConfig, tokenizer: &SynthTokenizer, path: impl AsRef<Path>) -> Result<()> {
+    write_synth_with(cfg, SynthRecipe::Uniform, tokenizer, path)
+}
+
+/// [`write_synth`] with the tensor types of `recipe`.
+pub fn write_synth_with(
+    cfg: &SynthConfig,
+    recipe: SynthRecipe,
+    tokenizer: &SynthTokenizer,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    if recipe == SynthRecipe::KMedium && !matches!(cfg.ty, QuantType::Q4K | QuantType::Q5K) {
+        return Err(EngineError::InvalidParam(format!("the _M mix takes Q4_K or Q5_K, not {}", cfg.ty)));
+    }
     let mut cfg = cfg.clone();
     let mut w = GgufWriter::new();
     match tokenizer {
@@ -352,8 +414,9 @@ pub fn write_synth(cfg: &SynthConfig, tokenizer: &SynthTokenizer, path: impl AsR
     let c = &cfg;
     let u = |v: usize| Value::U32(v as u32);
     w.add_metadata("general.architecture", Value::String("llama".into()));
-    w.add_metadata("general.name", Value::String(format!("synthetic llama {}", c.ty)));
-    w.add_metadata("general.file_type", Value::U32(file_type(c.ty)));
+    let mix = if recipe == SynthRecipe::KMedium { "_M" } else { "" };
+    w.add_metadata("general.name", Value::String(format!("synthetic llama {}{mix}", c.ty)));
+    w.add_metadata("general.file_type", Value::U32(file_type(c.ty, recipe)));
     w.add_metadata("llama.context_length", u(c.n_ctx_train));
     w.add_metadata("llama.embedding_length", u(c.dim));
     w.add_metadata("llama.block_count", u(c.n_layers));
@@ -376,15 +439,15 @@ pub fn write_synth(cfg: &SynthConfig, tokenizer: &SynthTokenizer, path: impl AsR
         let n = |s: &str| format!("blk.{l}.{s}.weight");
         w.add_tensor(&n("attn_norm"), QuantType::F32, &[d], norm(c.dim, &mut norms))?;
         for (name, dims) in [("attn_q", [d, q]), ("attn_k", [d, kv]), ("attn_v", [d, kv]), ("attn_output", [q, d])] {
-            add_random(&mut w, &n(name), c.ty, &dims, seeds.next_u64())?;
+            add_random(&mut w, &n(name), recipe.tensor_type(c.ty, name, l, c.n_layers), &dims, seeds.next_u64())?;
         }
         w.add_tensor(&n("ffn_norm"), QuantType::F32, &[d], norm(c.dim, &mut norms))?;
         for (name, dims) in [("ffn_gate", [d, f]), ("ffn_up", [d, f]), ("ffn_down", [f, d])] {
-            add_random(&mut w, &n(name), c.ty, &dims, seeds.next_u64())?;
+            add_random(&mut w, &n(name), recipe.tensor_type(c.ty, name, l, c.n_layers), &dims, seeds.next_u64())?;
         }
     }
     w.add_tensor("output_norm.weight", QuantType::F32, &[d], norm(c.dim, &mut norms))?;
-    add_random(&mut w, "output.weight", c.ty, &[d, v], seeds.next_u64())?;
+    add_random(&mut w, "output.weight", recipe.tensor_type(c.ty, "output", 0, c.n_layers), &[d, v], seeds.next_u64())?;
     w.write_to_path(path)?;
     Ok(())
 }
@@ -420,5 +483,52 @@ mod tests {
         let c = SynthConfig::preset("8b", QuantType::Q4_0).expect("preset");
         assert!((7.0e9..8.5e9).contains(&(c.n_params() as f64)), "{}", c.n_params());
         assert!(parse_type("Q4_K").is_ok() && parse_type("iq9").is_err());
+    }
+
+    #[test]
+    fn k_medium_follows_llama_cpp_use_more_bits() {
+        // llama.cpp's Q4_K_M of a 16-layer model: attn_v/ffn_down in Q6_K in
+        // layers 0, 1 (first eighth), 4, 7, 10, 13 (every third), 14, 15 (last eighth).
+        let more: Vec<usize> = (0..16).filter(|&l| use_more_bits(l, 16)).collect();
+        assert_eq!(more, [0, 1, 4, 7, 10, 13, 14, 15]);
+        let r = SynthRecipe::KMedium;
+        assert_eq!(r.tensor_type(QuantType::Q4K, "attn_v", 4, 16), QuantType::Q6K);
+        assert_eq!(r.tensor_type(QuantType::Q4K, "ffn_down", 5, 16), QuantType::Q4K);
+        assert_eq!(r.tensor_type(QuantType::Q5K, "attn_q", 0, 16), QuantType::Q5K);
+        assert_eq!(r.tensor_type(QuantType::Q4K, "output", 0, 16), QuantType::Q6K);
+        assert_eq!(parse_recipe("Q5_K_M").expect("known"), (QuantType::Q5K, r));
+        assert_eq!(parse_recipe("q8_0").expect("known"), (QuantType::Q8_0, SynthRecipe::Uniform));
+    }
+
+    #[test]
+    fn k_medium_file_has_the_mix() {
+        let cfg = SynthConfig {
+            dim: 256,
+            n_layers: 8,
+            ffn_dim: 256,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 128,
+            vocab: 512,
+            ty: QuantType::Q4K,
+            n_ctx_train: 64,
+            seed: 1,
+        };
+        let path = std::env::temp_dir().join(format!("infer-synth-kmedium-{}.gguf", std::process::id()));
+        write_synth_with(&cfg, SynthRecipe::KMedium, &SynthTokenizer::Builtin, &path).expect("write");
+        let g = Gguf::open(&path).expect("read back");
+        let ty = |name: &str| g.tensors().iter().find(|t| t.name == name).map(|t| t.ty);
+        assert_eq!(ty("output.weight"), Some(QuantType::Q6K));
+        assert_eq!(ty("token_embd.weight"), Some(QuantType::Q4K));
+        // 8 layers: use_more_bits picks 0 (first eighth), 3, 6 (every third), 7 (last eighth).
+        for l in 0..8 {
+            let want = if [0, 3, 6, 7].contains(&l) { QuantType::Q6K } else { QuantType::Q4K };
+            assert_eq!(ty(&format!("blk.{l}.attn_v.weight")), Some(want), "layer {l}");
+            assert_eq!(ty(&format!("blk.{l}.ffn_down.weight")), Some(want), "layer {l}");
+            assert_eq!(ty(&format!("blk.{l}.attn_q.weight")), Some(QuantType::Q4K), "layer {l}");
+        }
+        std::fs::remove_file(&path).expect("remove the temporary file");
+        let q8 = SynthConfig { ty: QuantType::Q8_0, ..cfg };
+        assert!(write_synth_with(&q8, SynthRecipe::KMedium, &SynthTokenizer::Builtin, &path).is_err());
     }
 }

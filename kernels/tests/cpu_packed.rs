@@ -1,6 +1,7 @@
-//! Repacked Q4_0, Q5_0 and Q8_0 (eight interleaved rows): every instruction set
-//! against the row-major integer kernels on the same matrix, and the packed
-//! layout's scalar spec against a hand-built integer dot product.
+//! Repacked Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K (eight
+//! interleaved rows): every instruction set against the row-major scalar
+//! kernels on the same matrix, and the packed layout's scalar spec against
+//! a hand-built integer dot product.
 
 use infer_gguf::QuantType;
 use infer_kernels::cpu::repack::{vec_dot_q4_0x8, PACK_ROWS};
@@ -16,14 +17,25 @@ fn random_q4_0(rng: &mut rand::rngs::StdRng, rows: usize, cols: usize) -> Vec<u8
     random_blocks(rng, QuantType::Q4_0, rows, cols)
 }
 
-/// Random quants with a small f16 scale leading each block.
+/// Offsets of each block type's f16 scale fields (ggml-common.h).
+fn f16_fields(ty: QuantType) -> &'static [usize] {
+    match ty {
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        QuantType::Q6K => &[208],
+        _ => &[0],
+    }
+}
+
+/// Random quants with small f16 scales (and mins).
 fn random_blocks(rng: &mut rand::rngs::StdRng, ty: QuantType, rows: usize, cols: usize) -> Vec<u8> {
     let bpb = ty.block_bytes();
-    let mut data = vec![0u8; rows * cols / 32 * bpb];
+    let mut data = vec![0u8; rows * cols / ty.block_size() * bpb];
     rng.fill(&mut data[..]);
     for b in data.chunks_mut(bpb) {
-        let d = half::f16::from_f32(rng.random_range(0.001..0.02));
-        b[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+        for &at in f16_fields(ty) {
+            let d = half::f16::from_f32(rng.random_range(0.001..0.02));
+            b[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
     }
     data
 }
@@ -36,29 +48,46 @@ fn max_rel(got: &[f32], want: &[f32]) -> f32 {
 #[test]
 fn packed_matches_row_major_on_every_isa() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    for ty in [QuantType::Q4_0, QuantType::Q5_0, QuantType::Q8_0] {
-        check_packed(&mut rng, ty);
+    for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0] {
+        check_packed(&mut rng, ty, &[(8, 32), (64, 256), (136, 576), (256, 2048)]);
     }
 }
 
-fn check_packed(rng: &mut rand::rngs::StdRng, ty: QuantType) {
-    for (rows, cols) in [(8usize, 32usize), (64, 256), (136, 576), (256, 2048)] {
+#[test]
+fn packed_k_quants_match_row_major_on_every_isa() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for ty in [QuantType::Q4K, QuantType::Q5K, QuantType::Q6K] {
+        check_packed(&mut rng, ty, &[(8, 256), (64, 512), (136, 768), (256, 2048)]);
+    }
+}
+
+fn check_packed(rng: &mut rand::rngs::StdRng, ty: QuantType, shapes: &[(usize, usize)]) {
+    for &(rows, cols) in shapes {
         let data = random_blocks(rng, ty, rows, cols);
         let plain = QMatrix::new(ty, &data, rows, cols).unwrap();
         let packed = PackedMatrix::pack(&plain).expect("a matrix of 8k rows packs");
-        assert_eq!(packed.bytes(), data.len(), "the packed copy is as big as the original");
-        let with_pack = QMatrix { packed: Some(&packed), ..plain };
+        // Q4_K and Q5_K keep their 6-bit scales as bytes: 32 more per 8 rows.
+        let extra = if matches!(ty, QuantType::Q4K | QuantType::Q5K) { data.len() / 36 } else { 0 };
+        assert!(packed.bytes() <= data.len() + extra, "{ty}: {} packed bytes for {}", packed.bytes(), data.len());
         for n_tokens in [1usize, 2, 3, 5, 8, 13, 17] {
-            let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let mut want = vec![0.0; rows * n_tokens];
-            matmul_with(Isa::Scalar, &plain, &x, n_tokens, &mut want).unwrap();
-            for isa in Isa::available() {
-                let mut got = vec![0.0; rows * n_tokens];
-                matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
-                let e = max_rel(&got, &want);
-                assert!(e < TOL, "{ty} {isa:?} {rows}×{cols} n_tokens {n_tokens}: rel error {e}");
-            }
+            packed_agrees(rng, &plain, &packed, n_tokens, &format!("{ty} {rows}×{cols}"));
         }
+    }
+}
+
+/// `plain` through the packed kernels of every instruction set against the
+/// row-major scalar kernels, `n_tokens` random activations.
+fn packed_agrees(rng: &mut rand::rngs::StdRng, plain: &QMatrix, packed: &PackedMatrix, n_tokens: usize, what: &str) {
+    let (rows, cols) = (plain.rows, plain.cols);
+    let with_pack = QMatrix { packed: Some(packed), ..*plain };
+    let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let mut want = vec![0.0; rows * n_tokens];
+    matmul_with(Isa::Scalar, plain, &x, n_tokens, &mut want).unwrap();
+    for isa in Isa::available() {
+        let mut got = vec![0.0; rows * n_tokens];
+        matmul_with(isa, &with_pack, &x, n_tokens, &mut got).unwrap();
+        let e = max_rel(&got, &want);
+        assert!(e < TOL, "{what} {isa:?} n_tokens {n_tokens}: rel error {e}");
     }
 }
 
@@ -101,7 +130,39 @@ fn only_packable_types_with_whole_row_groups_pack() {
     let data = vec![0u8; 12 * 18];
     let w = QMatrix::new(QuantType::Q4_0, &data, 12, 32).unwrap();
     assert!(PackedMatrix::pack(&w).is_none(), "12 rows is not a whole number of 8-row groups");
-    let data = vec![0u8; 8 * 20];
-    let w = QMatrix::new(QuantType::Q4_1, &data, 8, 32).unwrap();
-    assert!(PackedMatrix::pack(&w).is_none(), "Q4_1 has no packed layout");
+    let data = vec![0u8; 8 * 18];
+    let w = QMatrix::new(QuantType::IQ4_NL, &data, 8, 32).unwrap();
+    assert!(PackedMatrix::pack(&w).is_none(), "IQ4_NL has no packed layout");
+    let data = vec![0u8; 12 * 210];
+    let w = QMatrix::new(QuantType::Q6K, &data, 12, 256).unwrap();
+    assert!(PackedMatrix::pack(&w).is_none(), "12 Q6_K rows do not pack either");
+}
+
+#[test]
+fn packed_real_blocks_match_row_major() {
+    // Real blocks of every packable type in the two test models (SmolLM2:
+    // Q4_1, Q8_0; Gemma 3: Q4_K, Q5_0, Q6_K, Q8_0), first 64 rows.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut seen = Vec::new();
+    for name in ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"] {
+        let path = format!("{}/../models/{name}", env!("CARGO_MANIFEST_DIR"));
+        let g = infer_gguf::Gguf::open(&path).expect("test model");
+        for info in g.tensors() {
+            if info.dims.len() != 2 || seen.contains(&info.ty) || !PackedMatrix::packs(info.ty, 64) {
+                continue;
+            }
+            seen.push(info.ty);
+            let t = g.tensor(&info.name).expect("tensor");
+            let (cols, rows) = (t.dims()[0] as usize, 64);
+            let rb = cols / t.ty().block_size() * t.ty().block_bytes();
+            let plain = QMatrix::new(t.ty(), &t.data[..rows * rb], rows, cols).expect("QMatrix");
+            let packed = PackedMatrix::pack(&plain).expect("64 rows pack");
+            for n_tokens in [1usize, 2, 9] {
+                packed_agrees(&mut rng, &plain, &packed, n_tokens, &format!("{} ({})", info.name, info.ty));
+            }
+        }
+    }
+    for ty in [QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K] {
+        assert!(seen.contains(&ty), "{ty} not found in the test models: {seen:?}");
+    }
 }

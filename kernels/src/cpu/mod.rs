@@ -7,7 +7,9 @@
 //! [`vec_dot`] twins. Rows are split over rayon in chunks; within a chunk a
 //! pass of up to [`TOKENS_PER_PASS`] tokens reads each weight row once.
 //! Other types take the dequantize-a-row path ([`matmul_dequant`]),
-//! correct for every type [`crate::dequant::supports`].
+//! correct for every type [`crate::dequant::supports`]. Matrices the owner
+//! repacked ([`PackedMatrix`], eight rows interleaved: [`repack`],
+//! [`repack_k`]) take the packed kernels instead.
 //!
 //! Layout: `W` is `rows × cols`, row-major, each row `cols / block_size`
 //! blocks (ggml's `dims[0] = cols`). Activations `x` are `n_tokens × cols`,
@@ -15,6 +17,7 @@
 
 mod quantize;
 pub mod repack;
+pub mod repack_k;
 mod tiled;
 pub mod vec_dot;
 #[cfg(target_arch = "aarch64")]
@@ -23,6 +26,10 @@ mod neon;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed_k;
+#[cfg(target_arch = "x86_64")]
+mod x86_packed512;
 
 use std::cell::RefCell;
 

@@ -1,5 +1,7 @@
-//! Repacked Q4_0, Q5_0 and Q8_0 weights: eight rows interleaved per block so that
-//! one 256-bit integer dot product serves eight rows at once.
+//! Repacked weights: eight rows interleaved per block so that one 256-bit
+//! integer dot product serves eight rows at once. This file holds the
+//! 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and the driver shared with
+//! the K-quant layouts of [`super::repack_k`].
 //!
 //! Why: the row-major kernels spend most instructions per 32-weight block
 //! on the float side (convert, scale, accumulate) and on unpacking, all per
@@ -20,20 +22,22 @@
 //! [`BlockQ8_0x8`]: the scales, then for each group `g < 8` the weights
 //! `4g..4g+4` of rows 0..8, stored as `q + 128` so they are the unsigned
 //! operand of `u8 × i8` products.
-//! All store weights offset to unsigned (`q + 8`, `q + 16`, `q + 128`); the kernels
+//! [`BlockQ4_1x8`] and [`BlockQ5_1x8`]: as Q4_0 and Q5_0 with the eight
+//! rows' f16 mins after the scales; their weights are unsigned already.
+//! The others store weights offset to unsigned (`q + 8`, `q + 16`, `q + 128`); the kernels
 //! subtract `offset · Σx` per block, carried in the activation block's `s`.
-
-use std::cell::RefCell;
+//! The min types keep `s = d · Σq` (as the row-major kernels) and add `m · s`.
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
-use infer_gguf::blocks::{as_blocks, BlockQ4_0, BlockQ5_0, BlockQ8_0};
+use infer_gguf::blocks::{as_blocks, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 use infer_gguf::QuantType;
 use rayon::prelude::*;
 
 use super::quantize::{quantize_q8_act, BlockQ8Act};
-use super::tiled::{Isa, TOKENS_PER_PASS};
-use super::{OutPtr, QMatrix};
+use super::repack_k::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
+use super::tiled::{out_ptrs, quantize_rows, with_act_buf, Isa, TOKENS_PER_PASS};
+use super::QMatrix;
 use crate::KernelError;
 
 /// Rows interleaved per packed block.
@@ -60,6 +64,29 @@ pub struct BlockQ5_0x8 {
 
 const _: () = assert!(std::mem::size_of::<BlockQ5_0x8>() == PACK_ROWS * std::mem::size_of::<BlockQ5_0>());
 
+/// One 32-column block of eight Q4_1 rows, interleaved (see the module docs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_1x8 {
+    pub d: [f16; PACK_ROWS],
+    pub m: [f16; PACK_ROWS],
+    pub qs: [u8; 16 * PACK_ROWS],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ4_1x8>() == PACK_ROWS * std::mem::size_of::<BlockQ4_1>());
+
+/// One 32-column block of eight Q5_1 rows, interleaved (see the module docs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1x8 {
+    pub d: [f16; PACK_ROWS],
+    pub m: [f16; PACK_ROWS],
+    pub qh: [u32; PACK_ROWS],
+    pub qs: [u8; 16 * PACK_ROWS],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ5_1x8>() == PACK_ROWS * std::mem::size_of::<BlockQ5_1>());
+
 /// One 32-column block of eight Q8_0 rows, interleaved, weights `q + 128`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -74,9 +101,35 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0x8>() == PACK_ROWS * std::mem
 #[derive(Debug)]
 enum Blocks {
     Q4_0(Vec<BlockQ4_0x8>),
+    Q4_1(Vec<BlockQ4_1x8>),
     Q5_0(Vec<BlockQ5_0x8>),
+    Q5_1(Vec<BlockQ5_1x8>),
     Q8_0(Vec<BlockQ8_0x8>),
+    Q4K(Vec<BlockQ4Kx8>),
+    Q5K(Vec<BlockQ5Kx8>),
+    Q6K(Vec<BlockQ6Kx8>),
 }
+
+/// The row groups of a [`PackedMatrix`] in one block type.
+pub(crate) trait PackedBlocks: Pod + Sync {
+    fn of(m: &PackedMatrix) -> Option<&[Self]>;
+}
+
+macro_rules! packed_blocks {
+    ($($B:ty => $v:ident),*) => {$(
+        impl PackedBlocks for $B {
+            fn of(m: &PackedMatrix) -> Option<&[Self]> {
+                match &m.blocks {
+                    Blocks::$v(b) => Some(b),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+packed_blocks!(BlockQ4_0x8 => Q4_0, BlockQ4_1x8 => Q4_1, BlockQ5_0x8 => Q5_0, BlockQ5_1x8 => Q5_1,
+    BlockQ8_0x8 => Q8_0, BlockQ4Kx8 => Q4K, BlockQ5Kx8 => Q5K, BlockQ6Kx8 => Q6K);
 
 /// A weight matrix in a repacked layout, built from a [`QMatrix`].
 #[derive(Debug)]
@@ -97,7 +150,8 @@ impl PackedMatrix {
 
     /// Whether [`PackedMatrix::pack`] takes a matrix of this type and shape.
     pub fn packs(ty: QuantType, rows: usize) -> bool {
-        matches!(ty, QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0) && rows.is_multiple_of(PACK_ROWS) && rows > 0
+        use QuantType::*;
+        matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K) && rows.is_multiple_of(PACK_ROWS) && rows > 0
     }
 
     /// Interleaves `w`; `None` when [`PackedMatrix::packs`] says no or the
@@ -113,27 +167,29 @@ impl PackedMatrix {
         if !Self::packs(w.ty, w.rows) {
             return None;
         }
-        let nb = w.cols / 32;
+        let nb = w.cols / w.ty.block_size();
         let blocks = match w.ty {
             QuantType::Q4_0 => Blocks::Q4_0(interleave::<BlockQ4_0, BlockQ4_0x8>(w, nb, release, |s, pb, r| {
                 pb.d[r] = s.d;
-                for g in 0..4 {
-                    let at = g * 4 * PACK_ROWS + r * 4;
-                    pb.qs[at..at + 4].copy_from_slice(&s.qs[g * 4..g * 4 + 4]);
-                }
+                put_nibbles(&s.qs, &mut pb.qs, r);
+            })?),
+            QuantType::Q4_1 => Blocks::Q4_1(interleave::<BlockQ4_1, BlockQ4_1x8>(w, nb, release, |s, pb, r| {
+                (pb.d[r], pb.m[r]) = (s.d, s.m);
+                put_nibbles(&s.qs, &mut pb.qs, r);
             })?),
             QuantType::Q5_0 => Blocks::Q5_0(interleave::<BlockQ5_0, BlockQ5_0x8>(w, nb, release, |s, pb, r| {
                 pb.d[r] = s.d;
-                let qh = u32::from_le_bytes(s.qh);
-                for g in 0..4 {
-                    let at = g * 4 * PACK_ROWS + r * 4;
-                    pb.qs[at..at + 4].copy_from_slice(&s.qs[g * 4..g * 4 + 4]);
-                    for j in 0..4 {
-                        pb.qh[2 * g] |= ((qh >> (4 * g + j)) & 1) << (4 * r + j);
-                        pb.qh[2 * g + 1] |= ((qh >> (16 + 4 * g + j)) & 1) << (4 * r + j);
-                    }
-                }
+                put_nibbles(&s.qs, &mut pb.qs, r);
+                put_fifth_bits(s.qh, &mut pb.qh, r);
             })?),
+            QuantType::Q5_1 => Blocks::Q5_1(interleave::<BlockQ5_1, BlockQ5_1x8>(w, nb, release, |s, pb, r| {
+                (pb.d[r], pb.m[r]) = (s.d, s.m);
+                put_nibbles(&s.qs, &mut pb.qs, r);
+                put_fifth_bits(s.qh, &mut pb.qh, r);
+            })?),
+            QuantType::Q4K => Blocks::Q4K(interleave(w, nb, release, repack_k::put_q4_k)?),
+            QuantType::Q5K => Blocks::Q5K(interleave(w, nb, release, repack_k::put_q5_k)?),
+            QuantType::Q6K => Blocks::Q6K(interleave(w, nb, release, repack_k::put_q6_k)?),
             QuantType::Q8_0 => Blocks::Q8_0(interleave::<BlockQ8_0, BlockQ8_0x8>(w, nb, release, |s, pb, r| {
                 pb.d[r] = s.d;
                 for g in 0..8 {
@@ -148,39 +204,50 @@ impl PackedMatrix {
         Some(PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks })
     }
 
-    /// Bytes held.
+    /// Bytes held: the original's size for the 32-weight types and Q6_K,
+    /// 2–3 % more for Q4_K and Q5_K (their 6-bit scales stored as bytes).
     pub fn bytes(&self) -> usize {
         match &self.blocks {
             Blocks::Q4_0(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Q4_1(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q5_0(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Q5_1(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q8_0(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Q4K(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Q5K(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Q6K(b) => std::mem::size_of_val(&b[..]),
         }
     }
 
     /// The Q4_0 blocks of row group `g` (rows `8g..8g+8`), `cols / 32` of them.
     pub fn group_q4_0(&self, g: usize) -> Option<&[BlockQ4_0x8]> {
-        let nb = self.cols / 32;
-        match &self.blocks {
-            Blocks::Q4_0(b) => b.get(g * nb..(g + 1) * nb),
-            _ => None,
-        }
+        self.group(g)
     }
 
-    /// The Q5_0 blocks of row group `g`.
-    pub fn group_q5_0(&self, g: usize) -> Option<&[BlockQ5_0x8]> {
-        let nb = self.cols / 32;
-        match &self.blocks {
-            Blocks::Q5_0(b) => b.get(g * nb..(g + 1) * nb),
-            _ => None,
-        }
+    /// The blocks of row group `g` (rows `8g..8g+8`) in the layout `B`,
+    /// `None` for another layout or a group out of range.
+    #[allow(private_bounds)] // the layouts are public, the trait is how they are found
+    pub fn group<B: PackedBlocks>(&self, g: usize) -> Option<&[B]> {
+        let nb = self.cols / self.ty.block_size();
+        B::of(self)?.get(g * nb..(g + 1) * nb)
     }
+}
 
-    /// The Q8_0 blocks of row group `g`.
-    pub fn group_q8_0(&self, g: usize) -> Option<&[BlockQ8_0x8]> {
-        let nb = self.cols / 32;
-        match &self.blocks {
-            Blocks::Q8_0(b) => b.get(g * nb..(g + 1) * nb),
-            _ => None,
+/// Row `r`'s 16 nibble bytes into their 4-byte groups of an interleaved block.
+fn put_nibbles(qs: &[u8; 16], packed: &mut [u8; 16 * PACK_ROWS], r: usize) {
+    for g in 0..4 {
+        let at = g * 4 * PACK_ROWS + r * 4;
+        packed[at..at + 4].copy_from_slice(&qs[g * 4..g * 4 + 4]);
+    }
+}
+
+/// Row `r`'s fifth bits regrouped one `u32` per 32-byte register of nibbles.
+fn put_fifth_bits(qh: [u8; 4], packed: &mut [u32; PACK_ROWS], r: usize) {
+    let qh = u32::from_le_bytes(qh);
+    for g in 0..4 {
+        for j in 0..4 {
+            packed[2 * g] |= ((qh >> (4 * g + j)) & 1) << (4 * r + j);
+            packed[2 * g + 1] |= ((qh >> (16 + 4 * g + j)) & 1) << (4 * r + j);
         }
     }
 }
@@ -230,56 +297,65 @@ fn interleave<S: infer_gguf::blocks::Block + Sync, P: Pod + Send>(
 /// the group dotted with token `t`, per block the exact integer sum
 /// `Σ q·x − 8 Σx` scaled by `d_w · d_x`, accumulated over blocks in order.
 pub fn vec_dot_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(
-        w,
-        x,
-        nt,
-        out,
-        8,
-        |wb| &wb.d,
-        |wb, r, i| {
-            // Weight i < 16 is the low nibble of byte i, i ≥ 16 the high nibble of byte i − 16.
-            let (g, j) = ((i % 16) / 4, i % 4);
-            let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
-            (if i < 16 { byte & 0xF } else { byte >> 4 }) as i32
-        },
-    )
+    spec(w, x, nt, out, Some(8), |wb| &wb.d, |_| None, |wb, r, i| packed_nibble(&wb.qs, r, i))
+}
+
+/// Row `r`'s nibble `i < 32` of an interleaved 4-bit block: weight i < 16
+/// is the low nibble of byte i, i ≥ 16 the high nibble of byte i − 16.
+fn packed_nibble(qs: &[u8; 16 * PACK_ROWS], r: usize, i: usize) -> i32 {
+    let (g, j) = ((i % 16) / 4, i % 4);
+    let byte = qs[g * 4 * PACK_ROWS + r * 4 + j];
+    (if i < 16 { byte & 0xF } else { byte >> 4 }) as i32
+}
+
+/// Row `r`'s fifth bit of weight `i` (as 0 or 16), regrouped as [`put_fifth_bits`] does.
+fn packed_fifth_bit(qh: &[u32; PACK_ROWS], r: usize, i: usize) -> i32 {
+    let (g, j) = ((i % 16) / 4, i % 4);
+    let h = if i < 16 { qh[2 * g] } else { qh[2 * g + 1] };
+    (((h >> (4 * r + j)) & 1) << 4) as i32
+}
+
+/// The specification of the packed Q4_1 kernels: per block `Σ q·x` scaled
+/// by `d_w · d_x`, plus `m_w · s_x`.
+pub fn vec_dot_q4_1x8(w: &[BlockQ4_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    spec(w, x, nt, out, None, |wb| &wb.d, |wb| Some(&wb.m), |wb, r, i| packed_nibble(&wb.qs, r, i))
+}
+
+/// The specification of the packed Q5_1 kernels, as [`vec_dot_q4_1x8`].
+pub fn vec_dot_q5_1x8(w: &[BlockQ5_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    spec(w, x, nt, out, None, |wb| &wb.d, |wb| Some(&wb.m), |wb, r, i| {
+        packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i)
+    })
 }
 
 /// The specification of the packed Q5_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 16)·x − 16 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q5_0x8(w: &[BlockQ5_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(
-        w,
-        x,
-        nt,
-        out,
-        16,
-        |wb| &wb.d,
-        |wb, r, i| {
-            let (g, j) = ((i % 16) / 4, i % 4);
-            let byte = wb.qs[g * 4 * PACK_ROWS + r * 4 + j];
-            let (nibble, h) = if i < 16 { (byte & 0xF, wb.qh[2 * g]) } else { (byte >> 4, wb.qh[2 * g + 1]) };
-            (nibble as u32 | ((h >> (4 * r + j)) & 1) << 4) as i32
-        },
-    )
+    spec(w, x, nt, out, Some(16), |wb| &wb.d, |_| None, |wb, r, i| {
+        packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i)
+    })
 }
 
 /// The specification of the packed Q8_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 128)·x − 128 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q8_0x8(w: &[BlockQ8_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(w, x, nt, out, 128, |wb| &wb.d, |wb, r, i| wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32)
+    spec(w, x, nt, out, Some(128), |wb| &wb.d, |_| None, |wb, r, i| {
+        wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32
+    })
 }
 
 /// The loop the packed specs share: `q(block, row, i)` is row `row`'s stored
-/// (unsigned, `q + offset`) weight `i < 32` of the block.
+/// (unsigned, `q + offset`) weight `i < 32` of the block; types with a min
+/// (`offset` `None`) add `m · s_x`.
+#[allow(clippy::too_many_arguments)]
 fn spec<B>(
     w: &[B],
     x: &[BlockQ8Act],
     nt: usize,
     out: &mut [f32],
-    offset: i32,
+    offset: Option<i32>,
     scales: impl Fn(&B) -> &[f16; PACK_ROWS],
+    mins: impl Fn(&B) -> Option<&[f16; PACK_ROWS]>,
     q: impl Fn(&B, usize, usize) -> i32,
 ) {
     let nb = w.len();
@@ -290,7 +366,10 @@ fn spec<B>(
             let sx: i32 = xb.qs.iter().map(|&v| v as i32).sum();
             for (r, a) in acc.iter_mut().enumerate() {
                 let s: i32 = (0..32).map(|i| q(wb, r, i) * xb.qs[i] as i32).sum();
-                *a += (scales(wb)[r].to_f32() * xb.d) * (s - offset * sx) as f32;
+                *a += (scales(wb)[r].to_f32() * xb.d) * (s - offset.unwrap_or(0) * sx) as f32;
+                if let Some(m) = mins(wb) {
+                    *a += m[r].to_f32() * xb.s;
+                }
             }
         }
         out[t * PACK_ROWS..(t + 1) * PACK_ROWS].copy_from_slice(&acc);
@@ -302,13 +381,10 @@ fn spec<B>(
 const TASKS_PER_THREAD: usize = 4;
 const TASK_WEIGHT_BYTES: usize = 256 * 1024;
 
-thread_local! {
-    static ACTS: RefCell<Vec<BlockQ8Act>> = const { RefCell::new(Vec::new()) };
-}
-
 /// `out_i[t * rows + r] = W_i[r] · x[t]` for every packed matrix `ws[i]`
-/// (same `cols`), activations quantized once (to Q8_0, as for Q4_0's
-/// row-major kernels).
+/// (same `cols`), activations quantized once (to [`BlockQ8Act`] for the
+/// 32-weight types, as for their row-major kernels; to [`BlockQ8KAct`] for
+/// the K-quants).
 pub fn matmul_packed_with(
     isa: Isa,
     ws: &[&PackedMatrix],
@@ -341,8 +417,8 @@ pub fn matmul_packed_with(
     }
     // The kernel of one block type on `isa`: x86 SIMD or the scalar spec.
     macro_rules! kernel {
-        ($B:ty, $avx2:ident, $vnni:ident, $spec:path) => {{
-            let k: fn(&[$B], &[BlockQ8Act], usize, &mut [f32]) = match isa {
+        ($B:ty, $A:ty, $avx2:ident, $vnni:ident, $spec:path) => {{
+            let k: fn(&[$B], &[$A], usize, &mut [f32]) = match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa` was found in `Isa::available()`.
                 Isa::Avx2 => |w, x, nt, o| unsafe { super::x86_packed::$avx2(w, x, nt, o) },
@@ -354,102 +430,150 @@ pub fn matmul_packed_with(
             k
         }};
     }
+    let a = PackedArgs { ws, x, n_tokens, outs };
+    // Offset types want `s = offset · Σq` (exact in f32: |s| ≤ 128·32·127);
+    // the min types keep the quantizer's `s = d · Σq`.
+    fn act32<const OFFSET: i32>(x: &[f32], a: &mut [BlockQ8Act]) {
+        quantize_q8_act(x, a);
+        if OFFSET != 0 {
+            for b in a {
+                b.s = (OFFSET * b.qs.iter().map(|&q| q as i32).sum::<i32>()) as f32;
+            }
+        }
+    }
+    let k_act = repack_k::quantize_q8_k_act;
+    // The 16-row AVX-512 kernels (two row groups per register).
+    macro_rules! pair_kernel {
+        ($B:ty, $vnni:ident) => {{
+            let k: Option<PairKernel<$B, _>> = match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` was found in `Isa::available()`.
+                Isa::Avx512Vnni => Some(|a, b, x, nt, o| unsafe { super::x86_packed512::$vnni(a, b, x, nt, o) }),
+                _ => None,
+            };
+            k
+        }};
+    }
     match ws[0].ty {
         QuantType::Q4_0 => {
-            let kern = kernel!(BlockQ4_0x8, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8);
-            run_packed(ws, x, n_tokens, outs, 8, |w, g| w.group_q4_0(g), kern)
+            let kern = kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8);
+            run_packed(a, act32::<8>, kern, pair_kernel!(BlockQ4_0x8, vnni_q4_0x16))
+        }
+        QuantType::Q4_1 => {
+            let kern = kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8);
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ4_1x8, vnni_q4_1x16))
         }
         QuantType::Q5_0 => {
-            let kern = kernel!(BlockQ5_0x8, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8);
-            run_packed(ws, x, n_tokens, outs, 16, |w, g| w.group_q5_0(g), kern)
+            let kern = kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8);
+            run_packed(a, act32::<16>, kern, pair_kernel!(BlockQ5_0x8, vnni_q5_0x16))
+        }
+        QuantType::Q5_1 => {
+            let kern = kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8);
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ5_1x8, vnni_q5_1x16))
         }
         QuantType::Q8_0 => {
-            let kern = kernel!(BlockQ8_0x8, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8);
-            run_packed(ws, x, n_tokens, outs, 128, |w, g| w.group_q8_0(g), kern)
+            let kern = kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8);
+            run_packed(a, act32::<128>, kern, None)
         }
+        QuantType::Q4K => run_packed(
+            a,
+            k_act,
+            kernel!(BlockQ4Kx8, BlockQ8KAct, avx2_q4_kx8, vnni_q4_kx8, repack_k::vec_dot_q4_kx8),
+            pair_kernel!(BlockQ4Kx8, vnni_q4_kx16),
+        ),
+        QuantType::Q5K => run_packed(
+            a,
+            k_act,
+            kernel!(BlockQ5Kx8, BlockQ8KAct, avx2_q5_kx8, vnni_q5_kx8, repack_k::vec_dot_q5_kx8),
+            pair_kernel!(BlockQ5Kx8, vnni_q5_kx16),
+        ),
+        QuantType::Q6K => run_packed(
+            a,
+            k_act,
+            kernel!(BlockQ6Kx8, BlockQ8KAct, avx2_q6_kx8, vnni_q6_kx8, repack_k::vec_dot_q6_kx8),
+            pair_kernel!(BlockQ6Kx8, vnni_q6_kx16),
+        ),
         ty => Err(KernelError::Unsupported(ty, "matmul_packed")),
     }
 }
 
-/// The parallel loop of [`matmul_packed_with`] for one block type: `offset`
-/// is the unsigned offset of the stored weights, `group` a row group's blocks.
-fn run_packed<B: Pod + Sync>(
-    ws: &[&PackedMatrix],
-    x: &[f32],
+/// A kernel over two row groups at once: `out[t * 16 + r]`, rows 0..8 from
+/// the first group, 8..16 from the second.
+type PairKernel<B, A> = fn(&[B], &[B], &[A], usize, &mut [f32]);
+
+struct PackedArgs<'a, 'w, 'o> {
+    ws: &'a [&'w PackedMatrix],
+    x: &'a [f32],
     n_tokens: usize,
-    outs: &mut [&mut [f32]],
-    offset: i32,
-    group: fn(&PackedMatrix, usize) -> Option<&[B]>,
-    kern: fn(&[B], &[BlockQ8Act], usize, &mut [f32]),
+    outs: &'a mut [&'o mut [f32]],
+}
+
+/// The parallel loop of [`matmul_packed_with`] for one block type `B` with
+/// activations `A`: `quant` quantizes one token's row, `kern` dots a row
+/// group's blocks with `nt ≤ TOKENS_PER_PASS` tokens, `pair` (where the
+/// ISA has one) two groups at once.
+fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
+    a: PackedArgs,
+    quant: fn(&[f32], &mut [A]),
+    kern: fn(&[B], &[A], usize, &mut [f32]),
+    pair: Option<PairKernel<B, A>>,
 ) -> Result<(), KernelError> {
+    let PackedArgs { ws, x, n_tokens, outs } = a;
     let cols = ws[0].cols;
-    let nb = cols / 32;
+    let nb = cols / ws[0].ty.block_size();
     let group_bytes = nb * std::mem::size_of::<B>();
     let total_groups: usize = ws.iter().map(|w| w.rows / PACK_ROWS).sum();
     let per_task = total_groups
         .div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD)
         .min(TASK_WEIGHT_BYTES / group_bytes.max(1))
         .max(1);
+    // Whole pairs of groups per task for the pair kernel.
+    let per_task = if pair.is_some() { per_task.next_multiple_of(2) } else { per_task };
     let mut first_task = [0usize; super::MAX_MULTI + 1];
     for (i, w) in ws.iter().enumerate() {
         first_task[i + 1] = first_task[i] + (w.rows / PACK_ROWS).div_ceil(per_task);
     }
     let n_tasks = first_task[ws.len()];
-    let mut ptrs = [OutPtr(std::ptr::null_mut()); super::MAX_MULTI];
-    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
-        *p = OutPtr(o.as_mut_ptr());
-    }
-    let run = |acts: &[BlockQ8Act]| {
+    let ptrs = out_ptrs(outs);
+    with_act_buf::<A, _>(n_tokens * nb, |acts| {
+        quantize_rows(x, cols, nb, acts, quant);
+        let acts = &*acts;
         (0..n_tasks).into_par_iter().for_each(|task| {
             let i = first_task[1..=ws.len()].iter().position(|&f| task < f).unwrap_or(0);
             let (w, ptr) = (ws[i], ptrs[i]);
             let local = task - first_task[i];
             let groups = w.rows / PACK_ROWS;
             let (g_lo, g_hi) = (local * per_task, ((local + 1) * per_task).min(groups));
-            let mut tmp = [0.0f32; TOKENS_PER_PASS * PACK_ROWS];
+            let mut tmp = [0.0f32; TOKENS_PER_PASS * 2 * PACK_ROWS];
             for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
                 let nt = TOKENS_PER_PASS.min(n_tokens - t0);
                 let xs = &acts[t0 * nb..(t0 + nt) * nb];
-                for g in g_lo..g_hi {
-                    let Some(blocks) = group(w, g) else { continue };
-                    kern(blocks, xs, nt, &mut tmp);
+                let mut g = g_lo;
+                while g < g_hi {
+                    // Rows g * 8 .. g * 8 + n come out as tmp[t * n + r].
+                    let n = match (pair, w.group::<B>(g), w.group::<B>(g + 1)) {
+                        (Some(pk), Some(a), Some(b)) if g + 1 < g_hi => {
+                            pk(a, b, xs, nt, &mut tmp);
+                            2 * PACK_ROWS
+                        }
+                        (_, Some(a), _) => {
+                            kern(a, xs, nt, &mut tmp);
+                            PACK_ROWS
+                        }
+                        _ => break,
+                    };
                     for t in 0..nt {
-                        for r in 0..PACK_ROWS {
-                            // SAFETY: t0 + t < n_tokens and g * 8 + r < rows,
-                            // in bounds of output i (checked); the group's
-                            // rows belong to this task alone.
-                            unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * PACK_ROWS + r]) };
+                        for r in 0..n {
+                            // SAFETY: t0 + t < n_tokens and g * 8 + r < rows
+                            // (the groups exist), in bounds of output i
+                            // (checked); the groups' rows belong to this task alone.
+                            unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * n + r]) };
                         }
                     }
+                    g += n / PACK_ROWS;
                 }
             }
         });
-    };
-    // The kernels want `s = offset · Σq` (exact in f32: |s| ≤ 128·32·127).
-    let quant_row = |x: &[f32], a: &mut [BlockQ8Act]| {
-        quantize_q8_act(x, a);
-        for b in a {
-            b.s = (offset * b.qs.iter().map(|&q| q as i32).sum::<i32>()) as f32;
-        }
-    };
-    let quant = |acts: &mut [BlockQ8Act]| {
-        if n_tokens >= 4 {
-            x.par_chunks(cols).zip(acts.par_chunks_mut(nb)).for_each(|(x, a)| quant_row(x, a));
-        } else {
-            x.chunks(cols).zip(acts.chunks_mut(nb)).for_each(|(x, a)| quant_row(x, a));
-        }
-    };
-    ACTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => {
-            v.resize(n_tokens * nb, BlockQ8Act::zeroed());
-            quant(&mut v[..]);
-            run(&v[..]);
-        }
-        Err(_) => {
-            let mut v = vec![BlockQ8Act::zeroed(); n_tokens * nb];
-            quant(&mut v);
-            run(&v);
-        }
     });
     Ok(())
 }

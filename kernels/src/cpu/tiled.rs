@@ -23,7 +23,8 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86-64).
     Avx2,
-    /// AVX-512 F/BW/VL/VNNI on 256-bit registers (x86-64).
+    /// AVX-512 F/BW/VL/VNNI (x86-64): 256-bit registers, and 512-bit ones
+    /// (two row groups each) for the repacked K-quants.
     Avx512Vnni,
     /// NEON (aarch64, where it is always present).
     Neon,
@@ -76,7 +77,7 @@ thread_local! {
 
 /// Runs `f` on a buffer of `n` activation blocks, reusing this thread's
 /// buffer unless a nested call (rayon work-stealing) already holds it.
-fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
+pub(crate) fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
     let words = n * std::mem::size_of::<A>() / 4;
     ACT_BUF.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
@@ -87,6 +88,25 @@ fn with_act_buf<A: Pod, R>(n: usize, f: impl FnOnce(&mut [A]) -> R) -> R {
         }
         Err(_) => f(bytemuck::cast_slice_mut(&mut vec![0u32; words])),
     })
+}
+
+/// Quantizes each token's row of `x` (`cols` values) into its `nb` blocks
+/// of `acts`, over rayon for four tokens or more.
+pub(crate) fn quantize_rows<A: Send>(x: &[f32], cols: usize, nb: usize, acts: &mut [A], quant: fn(&[f32], &mut [A])) {
+    if x.len() >= 4 * cols {
+        x.par_chunks(cols).zip(acts.par_chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
+    } else {
+        x.chunks(cols).zip(acts.chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
+    }
+}
+
+/// The raw output pointers of a multi-matrix call, for its rayon tasks.
+pub(crate) fn out_ptrs(outs: &mut [&mut [f32]]) -> [OutPtr; MAX_MULTI] {
+    let mut ptrs = [OutPtr(std::ptr::null_mut()); MAX_MULTI];
+    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
+        *p = OutPtr(o.as_mut_ptr());
+    }
+    ptrs
 }
 
 /// [`super::matmul`] on a chosen instruction set, for every type
@@ -228,16 +248,9 @@ where
         first_task[i + 1] = first_task[i] + w.rows.div_ceil(per_task);
     }
     let n_tasks = first_task[ws.len()];
-    let mut ptrs = [OutPtr(std::ptr::null_mut()); MAX_MULTI];
-    for (p, o) in ptrs.iter_mut().zip(outs.iter_mut()) {
-        *p = OutPtr(o.as_mut_ptr());
-    }
+    let ptrs = out_ptrs(outs);
     with_act_buf::<A, _>(n_tokens * nb, |acts| {
-        if n_tokens >= 4 {
-            x.par_chunks(cols).zip(acts.par_chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
-        } else {
-            x.chunks(cols).zip(acts.chunks_mut(nb)).for_each(|(x, a)| quant(x, a));
-        }
+        quantize_rows(x, cols, nb, acts, quant);
         let acts = &*acts;
         (0..n_tasks).into_par_iter().for_each(|task| {
             let i = first_task[1..=ws.len()].iter().position(|&f| task < f).unwrap_or(0);

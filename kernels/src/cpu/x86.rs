@@ -145,29 +145,53 @@ impl W32 for BlockQ8_0 {
     }
 }
 
+/// One block of [`tile32`] into the accumulators of one chain.
+#[inline(always)]
+unsafe fn block32<D: Dot, W: W32, const T: usize>(
+    wb: &W,
+    x: &[BlockQ8Act],
+    nb: usize,
+    b: usize,
+    acc: &mut [__m256; T],
+    accm: &mut [f32; T],
+) {
+    let (q, d, m) = wb.unpack();
+    let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+    for t in 0..T {
+        let xb = x.get_unchecked(t * nb + b);
+        let xv = load_i8(&xb.qs);
+        let s = if W::SIGNED { _mm256_sign_epi8(xv, q) } else { xv };
+        let p = D::dot_u8i8(_mm256_setzero_si256(), u, s);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
+        if !W::SIGNED {
+            accm[t] += m * xb.s;
+        }
+    }
+}
+
 /// `out[t] = Σ_b w[b] · x[t * nb + b]` for `t < T`, 32-weight blocks.
-/// Signed weights use the sign trick: `|w| · (x · sign(w))`.
+/// Signed weights use the sign trick: `|w| · (x · sign(w))`. With one or
+/// two tokens, even and odd blocks feed separate accumulator chains so the
+/// FMA and min-term latencies do not bound the loop.
 #[inline(always)]
 unsafe fn tile32<D: Dot, W: W32, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
-    let mut acc = [_mm256_setzero_ps(); T];
-    let mut accm = [0.0f32; T];
-    for (b, wb) in w.iter().enumerate() {
-        let (q, d, m) = wb.unpack();
-        let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-        for t in 0..T {
-            let xb = x.get_unchecked(t * nb + b);
-            let xv = load_i8(&xb.qs);
-            let s = if W::SIGNED { _mm256_sign_epi8(xv, q) } else { xv };
-            let p = D::dot_u8i8(_mm256_setzero_si256(), u, s);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
-            if !W::SIGNED {
-                accm[t] += m * xb.s;
-            }
+    let (mut acc, mut acc2) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+    let (mut accm, mut accm2) = ([0.0f32; T], [0.0f32; T]);
+    let mut b = 0;
+    if T <= 2 {
+        while b + 2 <= nb {
+            block32::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
+            block32::<D, W, T>(w.get_unchecked(b + 1), x, nb, b + 1, &mut acc2, &mut accm2);
+            b += 2;
         }
     }
+    while b < nb {
+        block32::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
+        b += 1;
+    }
     for t in 0..T {
-        out[t] = hsum(acc[t]) + accm[t];
+        out[t] = hsum(_mm256_add_ps(acc[t], acc2[t])) + (accm[t] + accm2[t]);
     }
 }
 

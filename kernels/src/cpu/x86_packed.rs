@@ -1,4 +1,6 @@
-//! x86-64 kernels for [`BlockQ4_0x8`] and [`BlockQ8_0x8`]: eight interleaved rows against a
+//! x86-64 kernels for the interleaved 32-weight layouts ([`BlockQ4_0x8`],
+//! [`BlockQ4_1x8`], [`BlockQ5_0x8`], [`BlockQ5_1x8`], [`BlockQ8_0x8`]; the
+//! K-quants are in `x86_packed_k`): eight interleaved rows against a
 //! tile of `T` tokens. The activation's 4-byte groups are broadcast and
 //! multiplied with eight rows' nibbles at once; each block's integer sums
 //! (one lane per row) are converted and scaled once per eight rows.
@@ -7,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::quantize::BlockQ8Act;
-use super::repack::{BlockQ4_0x8, BlockQ5_0x8, BlockQ8_0x8, PACK_ROWS};
+use super::repack::{BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, BlockQ8_0x8, PACK_ROWS};
 use super::x86::{Avx2, Dot, Vnni};
 
 /// As [`tile`] for Q8_0: eight 4-byte groups of `q + 128`, no unpacking.
@@ -44,7 +46,7 @@ unsafe fn tile_q8<D: Dot, const T: usize>(w: &[BlockQ8_0x8], x: &[BlockQ8Act], o
 }
 
 /// 32 bits to 32 bytes: 0x10 where the bit is set, 0 elsewhere.
-trait FifthBits {
+pub(crate) trait FifthBits {
     unsafe fn expand(word: u32) -> __m256i;
 }
 
@@ -68,10 +70,24 @@ impl FifthBits for Vnni {
 
 /// Interleaved 4-bit (and 5-bit) blocks: eight rows' scales and, per
 /// 4-byte group `g < 4`, the 32-byte registers of weights `4g..` (`lo`) and
-/// `16 + 4g..` (`hi`), stored unsigned (`q + 8`, `q + 16`).
-trait Nibbles {
+/// `16 + 4g..` (`hi`), stored unsigned (`q + 8`, `q + 16`, or `q` for the
+/// types with a min).
+pub(crate) trait Nibbles {
+    /// `w = d q + m` (Q4_1, Q5_1) rather than `w = d (q − offset)`.
+    const MIN: bool;
     fn scales(&self) -> &[half::f16; PACK_ROWS];
+    /// The mins of the [`Nibbles::MIN`] types (the scales otherwise, unused).
+    fn mins(&self) -> &[half::f16; PACK_ROWS];
     unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]);
+}
+
+/// Adds the fifth bits (one `u32` per register, see `repack`) to the nibbles.
+#[inline(always)]
+unsafe fn add_fifth_bits<F: FifthBits>(lo: &mut [__m256i; 4], hi: &mut [__m256i; 4], qh: &[u32; PACK_ROWS]) {
+    for g in 0..4 {
+        lo[g] = _mm256_or_si256(lo[g], F::expand(qh[2 * g]));
+        hi[g] = _mm256_or_si256(hi[g], F::expand(qh[2 * g + 1]));
+    }
 }
 
 #[inline(always)]
@@ -87,60 +103,103 @@ unsafe fn nibble_groups(qs: &[u8; 16 * PACK_ROWS]) -> ([__m256i; 4], [__m256i; 4
     (lo, hi)
 }
 
-impl Nibbles for BlockQ4_0x8 {
-    #[inline(always)]
-    fn scales(&self) -> &[half::f16; PACK_ROWS] {
-        &self.d
-    }
-    #[inline(always)]
-    unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]) {
-        nibble_groups(&self.qs)
-    }
+/// Implements [`Nibbles`] for a layout: `min` names its mins field, `qh`
+/// its fifth bits.
+macro_rules! nibbles {
+    ($B:ty, $MIN:literal, $mins:ident $(, $qh:ident)?) => {
+        impl Nibbles for $B {
+            const MIN: bool = $MIN;
+            #[inline(always)]
+            fn scales(&self) -> &[half::f16; PACK_ROWS] {
+                &self.d
+            }
+            #[inline(always)]
+            fn mins(&self) -> &[half::f16; PACK_ROWS] {
+                &self.$mins
+            }
+            #[inline(always)]
+            #[allow(unused_mut)]
+            unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]) {
+                let (mut lo, mut hi) = nibble_groups(&self.qs);
+                $(add_fifth_bits::<F>(&mut lo, &mut hi, &self.$qh);)?
+                (lo, hi)
+            }
+        }
+    };
 }
 
-impl Nibbles for BlockQ5_0x8 {
-    #[inline(always)]
-    fn scales(&self) -> &[half::f16; PACK_ROWS] {
-        &self.d
-    }
-    #[inline(always)]
-    unsafe fn unpack<F: FifthBits>(&self) -> ([__m256i; 4], [__m256i; 4]) {
-        let (mut lo, mut hi) = nibble_groups(&self.qs);
+nibbles!(BlockQ4_0x8, false, d);
+nibbles!(BlockQ4_1x8, true, m);
+nibbles!(BlockQ5_0x8, false, d, qh);
+nibbles!(BlockQ5_1x8, true, m, qh);
+
+/// One block of [`tile`] into the accumulators `acc` (scaled sums) and
+/// `accm` (the min terms of [`Nibbles::MIN`] types).
+#[inline(always)]
+unsafe fn tile_block<D: Dot + FifthBits, W: Nibbles, const T: usize>(
+    wb: &W,
+    x: &[BlockQ8Act],
+    nb: usize,
+    b: usize,
+    acc: &mut [__m256; T],
+    accm: &mut [__m256; T],
+) {
+    let dw = _mm256_cvtph_ps(_mm_loadu_si128(wb.scales().as_ptr() as *const __m128i));
+    let mw = if W::MIN { _mm256_cvtph_ps(_mm_loadu_si128(wb.mins().as_ptr() as *const __m128i)) } else { dw };
+    let (lo, hi) = wb.unpack::<D>();
+    for t in 0..T {
+        let xb = x.get_unchecked(t * nb + b);
+        let xq = xb.qs.as_ptr() as *const i32;
+        // Two independent chains (integer sums: the split is exact).
+        let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for g in 0..4 {
-            lo[g] = _mm256_or_si256(lo[g], F::expand(self.qh[2 * g]));
-            hi[g] = _mm256_or_si256(hi[g], F::expand(self.qh[2 * g + 1]));
+            s = D::dot_u8i8(s, lo[g], _mm256_set1_epi32(xq.add(g).read_unaligned()));
+            s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
         }
-        (lo, hi)
+        let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s, s2));
+        if W::MIN {
+            acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
+            accm[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xb.s), accm[t]);
+        } else {
+            // Weights are stored as q + offset: subtract offset · Σx (exact in f32).
+            let v = _mm256_sub_ps(s, _mm256_set1_ps(xb.s));
+            acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
+        }
     }
 }
 
 /// `out[t * 8 + r] = row r · x[t]` for `t < T`, 4- or 5-bit weights;
-/// `x[t * nb + b]` holds token `t`'s block `b` with `s = offset · Σq`.
+/// `x[t * nb + b]` holds token `t`'s block `b` with `s = offset · Σq` (or
+/// `d · Σq` for the types with a min). With one or two tokens, even and odd
+/// blocks go to separate accumulators so the FMA latency does not bound
+/// the loop.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
-unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
+pub(crate) unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
-    let mut acc = [_mm256_setzero_ps(); T];
-    for (b, wb) in w.iter().enumerate() {
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(wb.scales().as_ptr() as *const __m128i));
-        let (lo, hi) = wb.unpack::<D>();
-        for t in 0..T {
-            let xb = x.get_unchecked(t * nb + b);
-            let xq = xb.qs.as_ptr() as *const i32;
-            // Two independent chains (integer sums: the split is exact).
-            let (mut s, mut s2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for g in 0..4 {
-                s = D::dot_u8i8(s, lo[g], _mm256_set1_epi32(xq.add(g).read_unaligned()));
-                s2 = D::dot_u8i8(s2, hi[g], _mm256_set1_epi32(xq.add(4 + g).read_unaligned()));
-            }
-            let s = _mm256_add_epi32(s, s2);
-            // Weights are stored as q + offset: subtract offset · Σx (exact in f32).
-            let v = _mm256_sub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(xb.s));
-            acc[t] = _mm256_fmadd_ps(v, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[t]);
+    let z = [_mm256_setzero_ps(); T];
+    let (mut acc, mut accm, mut acc2, mut accm2) = (z, z, z, z);
+    let mut b = 0;
+    if T <= 2 {
+        while b + 2 <= nb {
+            tile_block::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
+            tile_block::<D, W, T>(w.get_unchecked(b + 1), x, nb, b + 1, &mut acc2, &mut accm2);
+            b += 2;
         }
     }
-    for (t, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), *a);
+    while b < nb {
+        tile_block::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
+        b += 1;
+    }
+    for t in 0..T {
+        let mut a = acc[t];
+        if T <= 2 {
+            a = _mm256_add_ps(a, acc2[t]);
+        }
+        if W::MIN {
+            a = _mm256_add_ps(a, _mm256_add_ps(accm[t], accm2[t]));
+        }
+        _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), a);
     }
 }
 
@@ -150,10 +209,21 @@ unsafe fn tile_q4<D: Dot + FifthBits, const T: usize>(w: &[BlockQ4_0x8], x: &[Bl
 }
 
 #[inline(always)]
+unsafe fn tile_q4_1<D: Dot + FifthBits, const T: usize>(w: &[BlockQ4_1x8], x: &[BlockQ8Act], out: &mut [f32]) {
+    tile::<D, BlockQ4_1x8, T>(w, x, out)
+}
+
+#[inline(always)]
+unsafe fn tile_q5_1<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_1x8], x: &[BlockQ8Act], out: &mut [f32]) {
+    tile::<D, BlockQ5_1x8, T>(w, x, out)
+}
+
+#[inline(always)]
 unsafe fn tile_q5<D: Dot + FifthBits, const T: usize>(w: &[BlockQ5_0x8], x: &[BlockQ8Act], out: &mut [f32]) {
     tile::<D, BlockQ5_0x8, T>(w, x, out)
 }
 
+/// Splits `nt` tokens into register tiles of `TILE`, then 4, 2, 1.
 macro_rules! tiles {
     ($tile:ident, $D:ty, $TILE:literal, $w:expr, $x:expr, $nt:expr, $out:expr) => {{
         let (w, x, nt, out) = ($w, $x, $nt, $out);
@@ -186,6 +256,30 @@ pub(crate) unsafe fn avx2_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize,
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn vnni_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
     tiles!(tile_q4, Vnni, 8, w, x, nt, out)
+}
+
+/// Q4_1, AVX2 + FMA + F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn avx2_q4_1x8(w: &[BlockQ4_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    tiles!(tile_q4_1, Avx2, 4, w, x, nt, out)
+}
+
+/// Q4_1 with AVX-512 VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn vnni_q4_1x8(w: &[BlockQ4_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    tiles!(tile_q4_1, Vnni, 8, w, x, nt, out)
+}
+
+/// Q5_1, AVX2 + FMA + F16C (weights ≤ 31).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn avx2_q5_1x8(w: &[BlockQ5_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    tiles!(tile_q5_1, Avx2, 4, w, x, nt, out)
+}
+
+/// Q5_1 with AVX-512 VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn vnni_q5_1x8(w: &[BlockQ5_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
+    tiles!(tile_q5_1, Vnni, 8, w, x, nt, out)
 }
 
 /// Q5_0, AVX2 + FMA + F16C (weights ≤ 31: `vpmaddubsw` cannot saturate).
@@ -234,3 +328,6 @@ impl Dot for Avx2Exact {
         _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
     }
 }
+
+pub(crate) use tiles;
+pub(crate) use super::x86_packed_k::{avx2_q4_kx8, avx2_q5_kx8, avx2_q6_kx8, vnni_q4_kx8, vnni_q5_kx8, vnni_q6_kx8};
