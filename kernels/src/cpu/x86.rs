@@ -170,21 +170,21 @@ unsafe fn block32<D: Dot, W: W32, const T: usize>(
 }
 
 /// `out[t] = Σ_b w[b] · x[t * nb + b]` for `t < T`, 32-weight blocks.
-/// Signed weights use the sign trick: `|w| · (x · sign(w))`. With one or
-/// two tokens, even and odd blocks feed separate accumulator chains so the
-/// FMA and min-term latencies do not bound the loop.
+/// Signed weights use the sign trick: `|w| · (x · sign(w))`. Even and odd
+/// blocks feed separate accumulator chains (so the FMA and min-term
+/// latencies do not bound the loop) for every tile size alike: a row's sum
+/// is the same whatever batch it is in, so batched and single-sequence
+/// steps agree bit for bit.
 #[inline(always)]
 unsafe fn tile32<D: Dot, W: W32, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
     let (mut acc, mut acc2) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
     let (mut accm, mut accm2) = ([0.0f32; T], [0.0f32; T]);
     let mut b = 0;
-    if T <= 2 {
-        while b + 2 <= nb {
-            block32::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
-            block32::<D, W, T>(w.get_unchecked(b + 1), x, nb, b + 1, &mut acc2, &mut accm2);
-            b += 2;
-        }
+    while b + 2 <= nb {
+        block32::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
+        block32::<D, W, T>(w.get_unchecked(b + 1), x, nb, b + 1, &mut acc2, &mut accm2);
+        b += 2;
     }
     while b < nb {
         block32::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);

@@ -170,34 +170,23 @@ unsafe fn tile_block<D: Dot + FifthBits, W: Nibbles, const T: usize>(
 
 /// `out[t * 8 + r] = row r · x[t]` for `t < T`, 4- or 5-bit weights;
 /// `x[t * nb + b]` holds token `t`'s block `b` with `s = offset · Σq` (or
-/// `d · Σq` for the types with a min). With one or two tokens, even and odd
-/// blocks go to separate accumulators so the FMA latency does not bound
-/// the loop.
+/// `d · Σq` for the types with a min). One accumulator chain per token for
+/// every tile size, as the two-group AVX-512 kernel has: a row's sum is the
+/// same whatever batch (and whichever of the two kernels) it goes through,
+/// so batched and single-sequence steps agree bit for bit.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
 pub(crate) unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W], x: &[BlockQ8Act], out: &mut [f32]) {
     let nb = w.len();
     let z = [_mm256_setzero_ps(); T];
-    let (mut acc, mut accm, mut acc2, mut accm2) = (z, z, z, z);
-    let mut b = 0;
-    if T <= 2 {
-        while b + 2 <= nb {
-            tile_block::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
-            tile_block::<D, W, T>(w.get_unchecked(b + 1), x, nb, b + 1, &mut acc2, &mut accm2);
-            b += 2;
-        }
-    }
-    while b < nb {
+    let (mut acc, mut accm) = (z, z);
+    for b in 0..nb {
         tile_block::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
-        b += 1;
     }
     for t in 0..T {
         let mut a = acc[t];
-        if T <= 2 {
-            a = _mm256_add_ps(a, acc2[t]);
-        }
         if W::MIN {
-            a = _mm256_add_ps(a, _mm256_add_ps(accm[t], accm2[t]));
+            a = _mm256_add_ps(a, accm[t]);
         }
         _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), a);
     }
