@@ -122,7 +122,10 @@ pub fn write_family(p: &FamilyPreset, tokenizer: &SynthTokenizer, path: impl AsR
     let a = p.arch;
     let u = |v: usize| Value::U32(v as u32);
     w.add_metadata("general.architecture", Value::String(a.into()));
-    w.add_metadata("general.name", Value::String(format!("synthetic {a} {}", p.shape.ty)));
+    // llama.cpp special-cases names containing "phi3" (token attributes a
+    // byte-level vocabulary lacks); real files say "Phi 3".
+    let family = if a == "phi3" { "Phi 3" } else { a };
+    w.add_metadata("general.name", Value::String(format!("synthetic {family} {}", p.shape.ty)));
     for (k, v) in [
         ("context_length", c.n_ctx_train),
         ("embedding_length", c.dim),
