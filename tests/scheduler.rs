@@ -215,3 +215,40 @@ fn prefix_reuse_stop_strings_seeds_and_logprobs() {
     assert_ne!(collect(engine.submit(banned).unwrap()).0[0], plain);
     wait_idle(&engine);
 }
+
+/// A second chat turn after a 1,000-token history evaluates only its new
+/// tokens: the engine's prompt-token counter grows by those alone, and the
+/// turn's time to first token is far below the first turn's.
+#[test]
+fn a_second_turn_after_a_long_history_evaluates_only_its_new_tokens() {
+    let model = model();
+    let engine = Engine::start(
+        model.clone(),
+        EngineParams { n_slots: 2, n_ctx_per_slot: 1200, max_queue: 4, n_batch: 256, ..Default::default() },
+    )
+    .unwrap();
+    let line = "The quick brown fox jumps over the lazy dog while the farmer counts his sheep. ";
+    let mut history = model.prompt_tokens(&line.repeat(80)).unwrap();
+    history.truncate(1000);
+    let mut first = greedy(&model, "", 3);
+    first.prompt = history.clone();
+    let (ids, _, end) = collect(engine.submit(first).unwrap());
+    let turn1 = end.unwrap().1;
+    let before = engine.stats().prompt_tokens;
+    let mut next = greedy(&model, "", 3);
+    next.prompt = history.clone();
+    next.prompt.extend_from_slice(&ids[..ids.len() - 1]);
+    let new_tokens = model.tokenizer().encode(" What does the farmer count?", false, false).unwrap();
+    next.prompt.extend_from_slice(&new_tokens);
+    let (_, _, end) = collect(engine.submit(next.clone()).unwrap());
+    let turn2 = end.unwrap().1;
+    let evaluated = engine.stats().prompt_tokens - before;
+    eprintln!(
+        "turn 1: {} prompt tokens, TTFT {:?}; turn 2: {} cached, {evaluated} evaluated, TTFT {:?}",
+        turn1.prompt_tokens, turn1.time_to_first_token, turn2.cached_tokens, turn2.time_to_first_token
+    );
+    assert_eq!(turn2.cached_tokens, 1000 + ids.len() - 1);
+    assert_eq!(evaluated as usize, next.prompt.len() - turn2.cached_tokens);
+    assert_eq!(evaluated as usize, new_tokens.len());
+    assert!(turn2.time_to_first_token < turn1.time_to_first_token);
+}
