@@ -264,3 +264,51 @@ fn a_layer_the_gpu_cannot_run_stays_on_the_cpu() {
     std::fs::remove_file(&path).ok();
     assert!(d <= LOGIT_TOL, "GPU with a CPU layer differs from the CPU run by {d}");
 }
+
+/// Mistral with `llama.attention.sliding_window` set: positions inside the
+/// window keep the full-attention logits, later ones change (the window is
+/// applied on the CPU and the GPU alike).
+#[test]
+fn mistral_sliding_window_when_the_file_sets_one() {
+    use infer_gguf::Value;
+    const WINDOW: u32 = 6;
+    let path = rewrite("mistral", "swa", |_, v| Some(v.clone()), keep);
+    let windowed = {
+        let src = infer_gguf::Gguf::open(&path).unwrap();
+        let mut w = infer_gguf::GgufWriter::new();
+        for (k, v) in src.metadata() {
+            w.add_metadata(k, v.clone());
+        }
+        w.add_metadata("llama.attention.sliding_window", Value::U32(WINDOW));
+        for t in src.tensors() {
+            w.add_tensor(&t.name, t.ty, &t.dims, src.tensor(&t.name).unwrap().data.to_vec()).unwrap();
+        }
+        let p = path.with_file_name("mistral-swa6.gguf");
+        w.write_to_path(&p).unwrap();
+        p
+    };
+    let ids = common::ids(&reference("mistral")["prompts"][3]["ids"]);
+    assert!(ids.len() > 2 * WINDOW as usize);
+    let full = load(&gguf("mistral"), GpuLayers::None, CpuMoe::None);
+    let all_logits = |m: &Arc<Model>| {
+        let mut s = m.session(SessionParams { n_ctx: N_CTX, ..Default::default() }).unwrap();
+        s.eval(&ids, Logits::All).unwrap().to_vec()
+    };
+    let want = all_logits(&full);
+    let vocab = full.config().vocab;
+    for gpu in [GpuLayers::None, GpuLayers::All] {
+        let m = load(&windowed, gpu, CpuMoe::None);
+        assert_eq!(m.config().sliding_window, WINDOW as usize);
+        let got = all_logits(&m);
+        let diff = |p: usize| {
+            got[p * vocab..(p + 1) * vocab].iter().zip(&want[p * vocab..(p + 1) * vocab]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+        };
+        for p in 0..WINDOW as usize {
+            assert!(diff(p) <= LOGIT_TOL, "{gpu:?}: position {p} inside the window moved by {}", diff(p));
+        }
+        let last = ids.len() - 1;
+        assert!(diff(last) > LOGIT_TOL, "{gpu:?}: the window did not change position {last}");
+    }
+    std::fs::remove_file(&windowed).ok();
+    std::fs::remove_file(&path).ok();
+}
