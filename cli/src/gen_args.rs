@@ -122,6 +122,9 @@ impl ModelArgs {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
+        for w in model.warnings() {
+            eprintln!("warning: {w}");
+        }
         Ok(model)
     }
 }

@@ -53,6 +53,8 @@ pub struct Model {
     template: ChatTemplate,
     /// The GPU side of an offload: uploaded weights and the layer plan.
     gpu: Option<GpuOffload>,
+    /// What the load could not do as asked (e.g. no GPU: every layer on the CPU).
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -104,9 +106,10 @@ impl Model {
             n_ctx: options.n_ctx,
             cpu_moe: options.cpu_moe,
         };
-        let gpu = crate::offload::upload::prepare(&table, &arch, &req, &mut on_estimate, &mut progress)?;
+        let mut warnings = Vec::new();
+        let gpu = crate::offload::upload::prepare(&table, &arch, &req, &mut on_estimate, &mut progress, &mut warnings)?;
         progress(1.0);
-        Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template, gpu }))
+        Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template, gpu, warnings }))
     }
 
     /// The file the model was loaded from.
@@ -156,6 +159,12 @@ impl Model {
     /// Total bytes of the model's weights.
     pub fn weight_bytes(&self) -> usize {
         self.table.infos().iter().map(|w| w.n_bytes).sum()
+    }
+
+    /// What the load could not do as asked (no GPU adapter, a failed
+    /// upload): the model runs, on the CPU.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The offload, when layers run on a GPU.

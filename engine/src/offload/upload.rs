@@ -39,14 +39,15 @@ pub struct GpuOffload {
 
 /// Plans the offload for `req` and uploads the chosen layers' weights.
 /// `on_estimate` sees the estimate before any upload. Returns `None` when
-/// nothing goes to the GPU, including when no adapter can be opened (with a
-/// warning on stderr: the model then runs on the CPU).
+/// nothing goes to the GPU, including when no adapter can be opened (said
+/// in `warnings`: the model then runs on the CPU).
 pub fn prepare(
     table: &WeightTable,
     arch: &Arch,
     req: &OffloadRequest,
     on_estimate: &mut dyn FnMut(&OffloadEstimate),
     progress: &mut dyn FnMut(f32),
+    warnings: &mut Vec<String>,
 ) -> Result<Option<GpuOffload>> {
     if req.gpu_layers == GpuLayers::None {
         return Ok(None);
@@ -57,7 +58,7 @@ pub fn prepare(
     let ctx = match GpuContext::new() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("warning: no GPU ({e}); running every layer on the CPU");
+            warnings.push(format!("no GPU ({e}); running every layer on the CPU"));
             return Ok(None);
         }
     };
@@ -98,7 +99,7 @@ pub fn prepare(
     // Surface allocation errors now rather than at the first token.
     let probe = ctx.buffer(4).map_err(|e| EngineError::Gpu(e.to_string()))?;
     if let Err(e) = ctx.download_f32(&probe) {
-        eprintln!("warning: uploading the weights to the GPU failed ({e}); running every layer on the CPU");
+        warnings.push(format!("uploading the weights to the GPU failed ({e}); running every layer on the CPU"));
         return Ok(None);
     }
     Ok(Some(GpuOffload { weights: Arc::new(w), plan }))
