@@ -96,8 +96,7 @@ fn check_together(name: &str, gpu_layers: GpuLayers) {
 }
 
 fn half(name: &str) -> GpuLayers {
-    let m = Model::load(model_path(name), ModelOptions::default()).unwrap();
-    GpuLayers::Count((m.config().n_layers + 1) / 2)
+    half_layers(name)
 }
 
 #[test]

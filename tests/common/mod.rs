@@ -11,6 +11,12 @@ pub fn model_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
 }
 
+/// Half the layers of model `name` (blocks + head) on the GPU, as the offload tests use.
+pub fn half_layers(name: &str) -> infer_engine::GpuLayers {
+    let m = infer_engine::Model::load(model_path(name), infer_engine::ModelOptions::default()).expect("loading the model");
+    infer_engine::GpuLayers::Count((m.config().n_layers + 1) / 2)
+}
+
 /// Path of a file in tests/data.
 pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
