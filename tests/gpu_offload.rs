@@ -90,9 +90,6 @@ fn check_perplexity(name: &str) {
     assert!(rel < PPL_REL_TOL, "{name}: GPU PPL {gpu:.4}, CPU {cpu:.4} ({:.2}% apart)", rel * 100.0);
 }
 
-fn half(name: &str) -> GpuLayers {
-    half_layers(name)
-}
 
 #[test]
 fn smollm2_all_layers_greedy() {
@@ -101,7 +98,7 @@ fn smollm2_all_layers_greedy() {
 
 #[test]
 fn smollm2_half_layers_greedy() {
-    check_greedy(SMOLLM2, half(SMOLLM2));
+    check_greedy(SMOLLM2, half_layers(SMOLLM2));
 }
 
 #[test]
@@ -111,7 +108,7 @@ fn gemma3_all_layers_greedy() {
 
 #[test]
 fn gemma3_half_layers_greedy() {
-    check_greedy(GEMMA3, half(GEMMA3));
+    check_greedy(GEMMA3, half_layers(GEMMA3));
 }
 
 #[test]

@@ -95,9 +95,6 @@ fn check_together(name: &str, gpu_layers: GpuLayers) {
     assert_eq!(got[1], want[1][..3]);
 }
 
-fn half(name: &str) -> GpuLayers {
-    half_layers(name)
-}
 
 #[test]
 fn smollm2_sequences_together_equal_alone_on_the_cpu() {
@@ -112,13 +109,13 @@ fn gemma3_sequences_together_equal_alone_on_the_cpu() {
 #[test]
 fn smollm2_sequences_together_equal_alone_on_the_gpu() {
     check_together(SMOLLM2, GpuLayers::All);
-    check_together(SMOLLM2, half(SMOLLM2));
+    check_together(SMOLLM2, half_layers(SMOLLM2));
 }
 
 #[test]
 fn gemma3_sequences_together_equal_alone_on_the_gpu() {
     check_together(GEMMA3, GpuLayers::All);
-    check_together(GEMMA3, half(GEMMA3));
+    check_together(GEMMA3, half_layers(GEMMA3));
 }
 
 /// A freed slot takes a new sequence; a full context refuses only the

@@ -257,13 +257,7 @@ impl Backend for CpuBackend {
         let xs = &self.bufs[x.index()][..n * dim];
         let mut logits = vec![0.0; n * n_exp];
         infer_kernels::cpu::matmul(&router, xs, n, &mut logits)?;
-        let routes = super::route(&logits, n_exp, p);
-        let k = p.n_used.min(n_exp);
-        // Tokens grouped by expert: each expert's rows are read once for all of them.
-        let mut by_expert: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n_exp];
-        for (i, &(e, wt)) in routes.iter().enumerate() {
-            by_expert[e].push((i / k, wt));
-        }
+        let by_expert = super::route(&logits, n_exp, p);
         let f = p.expert_ffn;
         let mut acc = vec![0.0f32; n * dim];
         let (mut xa, mut g, mut u, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -180,15 +180,16 @@ pub struct MoeParams {
     pub expert_ffn: usize,
 }
 
-/// The experts chosen for each token: `n_used` (expert, weight) pairs per
-/// token, from the router logits (`n_experts` per token). Softmax over all
-/// experts, the top `n_used` by weight (lower index first on ties), then
-/// optionally renormalised: the routing every backend shares.
-pub fn route(logits: &[f32], n_experts: usize, p: &MoeParams) -> Vec<(usize, f32)> {
-    let mut out = Vec::with_capacity(logits.len() / n_experts.max(1) * p.n_used);
+/// The tokens routed to each expert, from the router logits (`n_experts`
+/// per token): softmax over all experts, each token's top `n_used` by
+/// weight (lower index first on ties), optionally renormalised. Returns,
+/// per expert, its `(token, weight)` pairs, so each expert's rows are read
+/// once for all its tokens: the routing every backend shares.
+pub fn route(logits: &[f32], n_experts: usize, p: &MoeParams) -> Vec<Vec<(usize, f32)>> {
+    let mut by_expert = vec![Vec::new(); n_experts];
     let mut probs = vec![0.0f32; n_experts];
     let mut order: Vec<usize> = (0..n_experts).collect();
-    for row in logits.chunks(n_experts.max(1)) {
+    for (t, row) in logits.chunks(n_experts.max(1)).enumerate() {
         probs.copy_from_slice(row);
         infer_kernels::ops::softmax_ref(&mut probs);
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
@@ -196,10 +197,10 @@ pub fn route(logits: &[f32], n_experts: usize, p: &MoeParams) -> Vec<(usize, f32
         let sum: f32 = chosen.iter().map(|&e| probs[e]).sum();
         for &e in chosen {
             let w = if p.renorm && sum > 0.0 { probs[e] / sum } else { probs[e] };
-            out.push((e, w));
+            by_expert[e].push((t, w));
         }
     }
-    out
+    by_expert
 }
 
 /// A hook that sees named intermediates (`"{layer}.{stage}"`), one row per token.

@@ -52,12 +52,7 @@ fn run(
     if logits.len() < n * n_exp {
         return Err(EngineError::Gpu(format!("router read returned {} values, {} asked", logits.len(), n * n_exp)));
     }
-    let routes = route(&logits[..n * n_exp], n_exp, p);
-    let k = p.n_used.min(n_exp);
-    let mut by_expert: Vec<Vec<(usize, f32)>> = vec![Vec::new(); n_exp];
-    for (i, &(e, wt)) in routes.iter().enumerate() {
-        by_expert[e].push((i / k, wt));
-    }
+    let by_expert = route(&logits[..n * n_exp], n_exp, p);
     let weights = g.w.clone();
     let mut mats = Vec::new();
     for (e, toks) in by_expert.iter().enumerate().filter(|(_, t)| !t.is_empty()) {
