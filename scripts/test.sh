@@ -24,6 +24,15 @@ if ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet openai
 fi
+# The chat page test drives headless Chromium over the DevTools protocol.
+if ! .venv/bin/python -c "import websocket" >/dev/null 2>&1; then
+  .venv/bin/pip install --quiet websocket-client
+fi
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (the chat page test) ..."
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
 # ... and curl for the raw SSE framing.
 if ! command -v curl >/dev/null; then
   apt-get update

@@ -1,6 +1,7 @@
 //! `infer serve` end to end on 127.0.0.1 with SmolLM2: the official `openai`
 //! Python client (from `.venv/`, made by scripts/test.sh), curl for the raw
-//! SSE framing, a bounded load and fault test, and a clean exit on SIGTERM.
+//! SSE framing, a bounded load and fault test, the chat page in headless
+//! Chromium, and a clean exit on SIGTERM.
 
 mod common;
 
@@ -123,6 +124,21 @@ fn openai_client_curl_and_sigterm() {
 
     let status = server.terminate();
     assert!(status.success(), "infer serve exited with {status} on SIGTERM");
+}
+
+/// The built-in chat page in headless Chromium through the DevTools protocol
+/// (tests/server/chat_page.py): a two-turn streamed conversation with the
+/// sidebar's settings, tokens/s shown, Stop cancelling, and a screenshot.
+#[test]
+fn chat_page_in_headless_chromium() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start(&["--parallel", "2", "-c", "1024"]);
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chat_page.png");
+    let out = run_script("chat_page.py", &[&server.base, shot.to_str().unwrap()]);
+    assert!(out.contains("chat page OK"));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", shot.display());
+    assert!(server.terminate().success());
 }
 
 #[test]
