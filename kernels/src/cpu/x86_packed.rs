@@ -168,6 +168,20 @@ unsafe fn tile_block<D: Dot + FifthBits, W: Nibbles, const T: usize>(
     }
 }
 
+/// Interleaved 32-weight blocks (144–176 bytes) the decode tiles prefetch ahead.
+const AHEAD_BLOCKS: usize = 8;
+
+/// Prefetches the cache lines of `len` bytes at `p`.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_lines(p: *const u8, len: usize) {
+    let end = p as usize + len;
+    let mut line = (p as usize) & !63;
+    while line < end {
+        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+        line += 64;
+    }
+}
+
 /// `out[t * 8 + r] = row r · x[t]` for `t < T`, 4- or 5-bit weights;
 /// `x[t * nb + b]` holds token `t`'s block `b` with `s = offset · Σq` (or
 /// `d · Σq` for the types with a min). One accumulator chain per token for
@@ -181,6 +195,11 @@ pub(crate) unsafe fn tile<D: Dot + FifthBits, W: Nibbles, const T: usize>(w: &[W
     let z = [_mm256_setzero_ps(); T];
     let (mut acc, mut accm) = (z, z);
     for b in 0..nb {
+        if T <= 2 {
+            // Few tokens read the weights once: ask for the lines ahead
+            // (the hardware prefetcher alone leaves these loads waiting).
+            prefetch_lines(w.as_ptr().add((b + AHEAD_BLOCKS).min(nb - 1)) as *const u8, std::mem::size_of::<W>());
+        }
         tile_block::<D, W, T>(w.get_unchecked(b), x, nb, b, &mut acc, &mut accm);
     }
     for t in 0..T {
