@@ -130,68 +130,47 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
 
 /// Q6_K: per group of 16 the chunk sums are exact `u8 × i8` sums of the
 /// stored `q + 32` (≤ 63), scaled by the rows' signed scales in i32; the −32
-/// offset comes from the activations' sums of 16.
+/// offset comes from the activations' sums of 16. The scales are widened
+/// once per super-block into a small table the multiplies read from L1
+/// (kept in registers they spilled, with the accumulators of eight tokens),
+/// and the chunk rows `s` are compile-time so the bit assembly has no branch.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
 unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[BlockQ8KAct], out: &mut [f32]) {
     let nb = wa.len();
-    let m4 = _mm512_set1_epi8(0xF);
-    let m30 = _mm512_set1_epi8(0x30);
-    let split = T <= 2;
     let mut acc = [_mm512_setzero_ps(); T];
+    // sc[g]: i32 lane r = row r's scale of group g; pairs[q]: i16 lane 2r + e = group 2q + e's.
+    let mut sc = [[0i32; 16]; 16];
+    let mut pairs = [[0i16; 32]; 8];
     for b in 0..nb {
         let (ba, bb) = (wa.get_unchecked(b), wb.get_unchecked(b));
         let xs: [&BlockQ8KAct; T] = std::array::from_fn(|t| x.get_unchecked(t * nb + b));
-        let (la, lb) = (ba.ql.as_ptr(), bb.ql.as_ptr());
-        let (ha, hb) = (ba.qh.as_ptr(), bb.qh.as_ptr());
         let (sa, sb) = (ba.scales.as_ptr() as *const u8, bb.scales.as_ptr() as *const u8);
-        // sv[q]: i16 lane 2r + e is row r's scale of group 2q + e.
-        let sv: [__m512i; 8] = std::array::from_fn(|q| _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q))));
-        let mut isum = [_mm512_setzero_si512(); T];
+        for q in 0..8 {
+            let v = _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q)));
+            _mm512_storeu_si512(pairs[q].as_mut_ptr() as *mut __m512i, v);
+            _mm512_storeu_si512(sc[2 * q].as_mut_ptr() as *mut __m512i, _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16));
+            _mm512_storeu_si512(sc[2 * q + 1].as_mut_ptr() as *mut __m512i, _mm512_srai_epi32(v, 16));
+        }
         let ahead = (b + AHEAD).min(nb - 1);
-        for g in 0..16 {
-            if T <= PREFETCH_TOKENS {
-                prefetch_part(wa.as_ptr().add(ahead), g, 16);
-                prefetch_part(wb.as_ptr().add(ahead), g, 16);
-            }
-            // Group g = h + 4s holds chunks v + 16s, v = 4h + k (module docs of repack_k).
-            let (h, s) = (g % 4, g / 4);
-            let sc = if g % 2 == 0 {
-                _mm512_srai_epi32(_mm512_slli_epi32(sv[g / 2], 16), 16)
-            } else {
-                _mm512_srai_epi32(sv[g / 2], 16)
-            };
-            let mut sumi = [[_mm512_setzero_si512(); T]; 2];
-            for k in 0..4 {
-                let v = 4 * h + k;
-                let l = halves(la.add(32 * (v + 16 * (s % 2))), lb.add(32 * (v + 16 * (s % 2))));
-                let hv = halves(ha.add(32 * v), hb.add(32 * v));
-                let lo = if s < 2 { _mm512_and_si512(l, m4) } else { _mm512_and_si512(_mm512_srli_epi16(l, 4), m4) };
-                let hi = match s {
-                    0 => _mm512_slli_epi16(hv, 4),
-                    1 => _mm512_slli_epi16(hv, 2),
-                    2 => hv,
-                    _ => _mm512_srli_epi16(hv, 2),
-                };
-                let q = _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
-                let c = if split { k % 2 } else { 0 };
-                for t in 0..T {
-                    let xq = xs[t].qs.as_ptr() as *const i32;
-                    let xv = _mm512_set1_epi32(xq.add(v + 16 * s).read_unaligned());
-                    sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, xv);
-                }
-            }
-            for t in 0..T {
-                let si = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(si, sc));
+        if T <= PREFETCH_TOKENS {
+            for i in 0..16 {
+                prefetch_part(wa.as_ptr().add(ahead), i, 16);
+                prefetch_part(wb.as_ptr().add(ahead), i, 16);
             }
         }
+        let mut isum = [_mm512_setzero_si512(); T];
+        q6k_row::<0, T>(ba, bb, &xs, &sc, &mut isum);
+        q6k_row::<1, T>(ba, bb, &xs, &sc, &mut isum);
+        q6k_row::<2, T>(ba, bb, &xs, &sc, &mut isum);
+        q6k_row::<3, T>(ba, bb, &xs, &sc, &mut isum);
         let d = f16x16(&ba.d, &bb.d);
         for t in 0..T {
             let bs = xs[t].bsums.as_ptr() as *const i32;
             let mut off = _mm512_setzero_si512();
             for q in 0..8 {
-                off = _mm512_dpwssd_epi32(off, sv[q], _mm512_set1_epi32(bs.add(q).read_unaligned()));
+                let pv = _mm512_loadu_si512(pairs[q].as_ptr() as *const __m512i);
+                off = _mm512_dpwssd_epi32(off, pv, _mm512_set1_epi32(bs.add(q).read_unaligned()));
             }
             let si = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(off, 5));
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(d, _mm512_set1_ps(xs[t].d)), acc[t]);
@@ -199,6 +178,52 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
     }
     for (t, a) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.as_mut_ptr().add(t * ROWS), *a);
+    }
+}
+
+/// Groups `h + 4S` (h < 4) of one Q6_K super-block pair: chunks `v + 16S`,
+/// `v = 4h + k`, whose low bits are the low (`S < 2`) or high nibbles of
+/// `ql` chunk `v + 16 (S % 2)` and top bits `qh` chunk `v` shifted by `2S`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn q6k_row<const S: usize, const T: usize>(
+    ba: &BlockQ6Kx8,
+    bb: &BlockQ6Kx8,
+    xs: &[&BlockQ8KAct; T],
+    sc: &[[i32; 16]; 16],
+    isum: &mut [__m512i; T],
+) {
+    let m4 = _mm512_set1_epi8(0xF);
+    let m30 = _mm512_set1_epi8(0x30);
+    let (la, lb) = (ba.ql.as_ptr(), bb.ql.as_ptr());
+    let (ha, hb) = (ba.qh.as_ptr(), bb.qh.as_ptr());
+    let split = T <= 2;
+    for h in 0..4 {
+        let mut sumi = [[_mm512_setzero_si512(); T]; 2];
+        for k in 0..4 {
+            let v = 4 * h + k;
+            let l = halves(la.add(32 * (v + 16 * (S % 2))), lb.add(32 * (v + 16 * (S % 2))));
+            let hv = halves(ha.add(32 * v), hb.add(32 * v));
+            let lo = if S < 2 { _mm512_and_si512(l, m4) } else { _mm512_and_si512(_mm512_srli_epi16(l, 4), m4) };
+            let hi = match S {
+                0 => _mm512_slli_epi16(hv, 4),
+                1 => _mm512_slli_epi16(hv, 2),
+                2 => hv,
+                _ => _mm512_srli_epi16(hv, 2),
+            };
+            let q = _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
+            let c = if split { k % 2 } else { 0 };
+            for t in 0..T {
+                let xq = xs[t].qs.as_ptr() as *const i32;
+                let xv = _mm512_set1_epi32(xq.add(v + 16 * S).read_unaligned());
+                sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, xv);
+            }
+        }
+        let scale = _mm512_loadu_si512(sc[h + 4 * S].as_ptr() as *const __m512i);
+        for t in 0..T {
+            let si = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(si, scale));
+        }
     }
 }
 
