@@ -3,7 +3,8 @@
 //! calls that [`super::parse_tool_calls`] reads back.
 //!
 //! Each call is JSON matching `{"name": <const>, "arguments": <the tool's
-//! parameters>}` (`"parameters"` for Llama 3). The grammars are Lark text
+//! parameters>}` (`"parameters"` for Llama 3); parameters that list
+//! `properties` allow no others unless they say `additionalProperties`. The grammars are Lark text
 //! (llguidance's dialect) for [`crate::Constraint::lark_with_vocab`], so a
 //! JSON answer can be offered beside the calls.
 //!
@@ -29,11 +30,16 @@ pub fn tool_name(tool: &Value) -> Option<&str> {
 fn call_schema(tool: &Value, family: ToolFamily) -> Result<Value> {
     let f = tool.get("function").unwrap_or(tool);
     let name = tool_name(tool).ok_or_else(|| EngineError::Schema("a tool has no function.name".into()))?;
-    let params = match f.get("parameters") {
+    let mut params = match f.get("parameters") {
         None | Some(Value::Null) => json!({"type": "object"}),
         Some(p @ Value::Object(_)) => p.clone(),
         Some(_) => return Err(EngineError::Schema(format!("the parameters of tool `{name}` are not a JSON schema object"))),
     };
+    // Only the declared arguments (as OpenAI's strict mode): small models
+    // otherwise pad a call with keys copied from the schema.
+    if let Some(map) = params.as_object_mut().filter(|m| m.contains_key("properties")) {
+        map.entry("additionalProperties").or_insert(Value::Bool(false));
+    }
     let key = if family == ToolFamily::Llama3 { "parameters" } else { "arguments" };
     Ok(json!({
         "type": "object",
@@ -137,9 +143,10 @@ mod tests {
         assert!(accepts(&c, two));
         let parsed = parse_tool_calls(two, ToolFamily::Hermes);
         assert_eq!(parsed.tool_calls.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["weather", "now"]);
-        // Unknown tool, missing required argument, text around the call.
+        // Unknown tool, missing required argument, undeclared argument, text around the call.
         assert!(!accepts(&c, "<tool_call>{\"name\": \"rain\", \"arguments\": {}}</tool_call>"));
         assert!(!accepts(&c, "<tool_call>{\"name\": \"weather\", \"arguments\": {}}</tool_call>"));
+        assert!(!accepts(&c, "<tool_call>{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\", \"when\": 1}}</tool_call>"));
         assert!(!accepts(&c, "Sure: <tool_call>{\"name\": \"now\", \"arguments\": {}}</tool_call>"));
     }
 
