@@ -150,3 +150,12 @@ fn load_and_faults_leave_the_server_serving() {
     assert!(out.contains("\"faults\": \"ok\""));
     assert!(server.terminate().success());
 }
+
+#[test]
+fn tool_calls_and_structured_output_through_the_openai_client() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start(&["--parallel", "2", "-c", "1024"]);
+    let out = run_script("tools_client.py", &[&server.base]);
+    assert!(out.contains("all checks passed"));
+    assert!(server.terminate().success());
+}

@@ -15,7 +15,10 @@
 //! Each request streams [`Event`]s to its own receiver; dropping the
 //! receiver, or [`RequestStream::cancel`], ends the request before the next
 //! step and frees its slot. Each request keeps its own sampler state (seed,
-//! penalty history) and stop strings.
+//! penalty history) and stop strings, and may carry a [`Constraint`]: its
+//! sequence then gets its own grammar state, samples only among the tokens
+//! the grammar allows (from the full logits, never the backend's argmax) and
+//! ends as soon as the grammar is complete.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::batch::{BatchToken, MultiParams, MultiSession};
+use crate::constraint::{Constraint, ConstraintState, ConstraintVocab};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
 use crate::model::Model;
@@ -75,6 +79,9 @@ pub struct Request {
     /// Ends the request with [`EngineError::Timeout`] when it runs this long
     /// (time in the queue included).
     pub timeout: Option<Duration>,
+    /// Output must match this grammar (JSON schema, GBNF, …); build it on
+    /// [`EngineHandle::constraint_vocab`] so the vocabulary is prepared once.
+    pub constraint: Option<Constraint>,
 }
 
 impl Request {
@@ -90,6 +97,7 @@ impl Request {
             stop: Vec::new(),
             logprobs: None,
             timeout: None,
+            constraint: None,
         }
     }
 }
@@ -214,7 +222,7 @@ impl Engine {
             .name("infer-engine".into())
             .spawn(move || worker.run())
             .map_err(|e| EngineError::InvalidParam(format!("cannot start the engine thread: {e}")))?;
-        Ok(EngineHandle { model, shared, thread: Some(thread), n_ctx })
+        Ok(EngineHandle { model, shared, thread: Some(thread), n_ctx, constraint_vocab: Mutex::new(None) })
     }
 }
 
@@ -224,6 +232,8 @@ pub struct EngineHandle {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     n_ctx: usize,
+    /// The vocabulary prepared for constraints, built on first use.
+    constraint_vocab: Mutex<Option<Arc<ConstraintVocab>>>,
 }
 
 impl EngineHandle {
@@ -233,6 +243,19 @@ impl EngineHandle {
     /// Context of each slot in tokens.
     pub fn n_ctx_per_slot(&self) -> usize {
         self.n_ctx
+    }
+
+    /// The model's vocabulary prepared for [`Constraint`]s: built on the
+    /// first call (seconds for a large vocabulary; concurrent callers wait
+    /// for that one build), then shared.
+    pub fn constraint_vocab(&self) -> Result<Arc<ConstraintVocab>> {
+        let mut slot = self.constraint_vocab.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = slot.as_ref() {
+            return Ok(v.clone());
+        }
+        let v = ConstraintVocab::for_tokenizer(self.model.tokenizer())?;
+        *slot = Some(v.clone());
+        Ok(v)
     }
 
     /// Queues a request; its events arrive on the returned stream.
@@ -259,6 +282,14 @@ impl EngineHandle {
             return Err(EngineError::InvalidParam("max_tokens must be at least 1".into()));
         }
         let sampler = Sampler::new(request.sampler.clone())?;
+        if let Some(c) = &request.constraint {
+            let (n_grammar, n_model) = (c.vocab().n_vocab(), self.model.tokenizer().vocab_size());
+            if n_grammar != n_model {
+                return Err(EngineError::InvalidParam(format!(
+                    "the constraint was built for a vocabulary of {n_grammar} tokens, the model has {n_model}"
+                )));
+            }
+        }
         for (name, v) in [("presence_penalty", request.presence_penalty), ("frequency_penalty", request.frequency_penalty)] {
             if !v.is_finite() {
                 return Err(EngineError::InvalidParam(format!("{name} {v} is not a number")));
@@ -429,6 +460,8 @@ struct Job {
     first_token: Option<Instant>,
     /// Logits after bias and penalties (reused from step to step).
     scratch: Vec<f32>,
+    /// The sequence's place in its request's grammar.
+    constraint: Option<ConstraintState>,
 }
 
 impl Job {
@@ -441,6 +474,7 @@ impl Job {
             && req.frequency_penalty == 0.0
             && req.logit_bias.is_empty()
             && req.logprobs.is_none()
+            && self.constraint.is_none()
     }
 }
 
@@ -541,6 +575,7 @@ impl EngineThread {
         let room = self.ms.n_ctx() - prompt_len;
         let max_tokens = p.request.max_tokens.unwrap_or(room);
         let text = StopText::new(p.request.stop.clone());
+        let constraint = p.request.constraint.as_ref().map(Constraint::start);
         slot.job = Some(Job {
             pending: p,
             loaded: cached,
@@ -550,6 +585,7 @@ impl EngineThread {
             generated: Vec::new(),
             first_token: None,
             scratch: Vec::new(),
+            constraint,
         });
     }
 
@@ -629,12 +665,15 @@ impl EngineThread {
                     for (row, &i) in wanted.iter().enumerate() {
                         let slot = &mut self.slots[i];
                         let Some(job) = slot.job.as_mut() else { continue };
-                        let (id, logprob) = if greedy {
-                            (ids.get(row).copied().unwrap_or(0), None)
+                        let picked = if greedy {
+                            Ok((ids.get(row).copied().unwrap_or(0), None))
                         } else {
                             sample(&logits[row * vocab..(row + 1) * vocab], &slot.tokens, job)
                         };
-                        let outcome = emit(&self.model, job, id, logprob, c);
+                        let outcome = match picked {
+                            Ok((id, logprob)) => emit(&self.model, job, id, logprob, c),
+                            Err(e) => Outcome::Failed(e),
+                        };
                         if !matches!(outcome, Outcome::Continue) {
                             outcomes.push((i, outcome));
                         }
@@ -706,11 +745,15 @@ fn emit(model: &Model, job: &mut Job, id: u32, logprob: Option<TokenLogprob>, co
     job.generated.push(id);
     counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
     let tok = model.tokenizer();
+    // A complete grammar allows only an end token next: end now instead of
+    // spending a step on it.
+    let grammar_done = job.constraint.as_ref().is_some_and(ConstraintState::is_complete);
     let (text, reason) = if tok.is_eog(id) {
         (job.text.finish(), Some(FinishReason::Eog))
     } else {
         match job.text.push(tok, id) {
             (t, true) => (t, Some(FinishReason::Stop)),
+            (t, false) if grammar_done => (t + &job.text.finish(), Some(FinishReason::Stop)),
             (t, false) if job.generated.len() >= job.max_tokens => (t + &job.text.finish(), Some(FinishReason::Length)),
             (t, false) => (t, None),
         }
@@ -722,17 +765,26 @@ fn emit(model: &Model, job: &mut Job, id: u32, logprob: Option<TokenLogprob>, co
 }
 
 /// Samples from a row of logits with the request's bias and penalties
-/// (`history`: the slot's tokens); the log-probabilities are those the bias leaves.
-fn sample(logits: &[f32], history: &[u32], job: &mut Job) -> (u32, Option<TokenLogprob>) {
+/// (`history`: the slot's tokens), among the tokens its grammar allows when
+/// it has one; the log-probabilities are those the bias (and grammar) leave.
+fn sample(logits: &[f32], history: &[u32], job: &mut Job) -> Result<(u32, Option<TokenLogprob>)> {
     let req = &job.pending.request;
     job.scratch.clear();
     job.scratch.extend_from_slice(logits);
     sampler::apply_logit_bias(&mut job.scratch, &req.logit_bias);
     sampler::apply_presence_frequency(&mut job.scratch, &job.generated, req.presence_penalty, req.frequency_penalty);
-    let id = job.pending.sampler.sample(&job.scratch, history);
+    let id = match job.constraint.as_mut() {
+        Some(state) => {
+            if req.logprobs.is_some() {
+                state.mask(&mut job.scratch)?;
+            }
+            job.pending.sampler.sample_constrained(&job.scratch, history, state)?
+        }
+        None => job.pending.sampler.sample(&job.scratch, history),
+    };
     let logprob = req.logprobs.map(|k| {
         let lp = sampler::log_softmax(&job.scratch);
         TokenLogprob { logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY), top: sampler::top_logprobs(&lp, k) }
     });
-    (id, logprob)
+    Ok((id, logprob))
 }

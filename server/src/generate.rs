@@ -135,10 +135,10 @@ impl Job {
 pub trait ChunkFormat: Send + 'static {
     /// Chunks sent before any token (chat: the role delta of each choice).
     fn open(&self, n_choices: usize) -> Vec<serde_json::Value>;
-    /// A token's chunk; None when it carries nothing to show.
-    fn token(&self, index: usize, token: &TokenEvent) -> Option<serde_json::Value>;
-    /// The chunk that ends choice `index`.
-    fn finish(&self, index: usize, reason: FinishReason) -> serde_json::Value;
+    /// A token's chunks (none when it carries nothing to show).
+    fn token(&mut self, index: usize, token: &TokenEvent) -> Vec<serde_json::Value>;
+    /// The chunks that end choice `index`, the one with its finish reason last.
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<serde_json::Value>;
     /// The last chunk with `usage` (OpenAI's `stream_options.include_usage`).
     fn usage(&self, usage: serde_json::Value) -> serde_json::Value;
 }
@@ -168,7 +168,7 @@ impl<F: ChunkFormat> SseState<F> {
             Some((i, Event::Done { reason, usage })) => {
                 self.job.state.metrics.finished(&usage);
                 self.done.push(usage);
-                let mut out = vec![data(&self.format.finish(i, reason))];
+                let mut out: Vec<SseEvent> = self.format.finish(i, reason).iter().map(data).collect();
                 if self.done.len() == self.job.n_choices {
                     if self.include_usage {
                         let all: Vec<&Usage> = self.done.iter().collect();

@@ -27,6 +27,7 @@ mod generate;
 mod metrics;
 mod openai;
 pub mod params;
+mod tools;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

@@ -9,12 +9,14 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use infer_engine::scheduler::TokenEvent;
+use infer_engine::tools::{parse_tool_calls, ParsedOutput, ToolCallStream, ToolFamily, ToolStreamEvent};
 use infer_engine::{ChatMessage, FinishReason, Model};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::generate::{self, finish_reason, usage_json, ChunkFormat};
 use crate::params::{self, Common, OneOrMany};
+use crate::tools::{self, ToolFields};
 use crate::{AppState, ServerError};
 
 /// A message's content: a string or a list of parts (only text parts).
@@ -36,6 +38,11 @@ struct Part {
 struct Message {
     role: String,
     content: Option<Content>,
+    /// An assistant turn's calls (`[{"id", "type", "function": {"name", "arguments"}}]`).
+    tool_calls: Option<Vec<Value>>,
+    /// A tool result's call.
+    tool_call_id: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,8 +52,53 @@ struct ChatFields {
     top_logprobs: Option<u32>,
 }
 
+/// A checked message with its text content.
+struct Turn {
+    role: String,
+    content: String,
+    tool_calls: Option<Vec<Value>>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
+}
+
+impl Turn {
+    fn chat_message(&self) -> ChatMessage {
+        ChatMessage { role: self.role.clone(), content: self.content.clone() }
+    }
+    /// The message as the tool-aware template path takes it.
+    fn json(&self) -> Value {
+        let mut m = json!({ "role": self.role, "content": self.content });
+        if let Some(calls) = &self.tool_calls {
+            m["tool_calls"] = Value::Array(calls.clone());
+        }
+        if let Some(id) = &self.tool_call_id {
+            m["tool_call_id"] = json!(id);
+        }
+        if let Some(name) = &self.name {
+            m["name"] = json!(name);
+        }
+        m
+    }
+    fn is_tool_turn(&self) -> bool {
+        self.role == "tool" || self.tool_calls.is_some()
+    }
+}
+
+/// An assistant message's call must name its function.
+fn check_call(i: usize, j: usize, call: &Value) -> Result<(), ServerError> {
+    let param = format!("messages[{i}].tool_calls[{j}]");
+    let f = call.get("function").ok_or_else(|| ServerError::bad(&param, "a tool call needs a \"function\" object"))?;
+    if f.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err(ServerError::bad(&format!("{param}.function.name"), "a tool call needs a function name"));
+    }
+    match f.get("arguments") {
+        None | Some(Value::String(_)) | Some(Value::Object(_)) => Ok(()),
+        Some(_) => Err(ServerError::bad(&format!("{param}.function.arguments"), "arguments must be a JSON string")),
+    }
+}
+
 impl ChatFields {
-    fn messages(self) -> Result<Vec<ChatMessage>, ServerError> {
+    fn messages(self) -> Result<Vec<Turn>, ServerError> {
         if self.messages.is_empty() {
             return Err(ServerError::bad("messages", "messages must hold at least one message"));
         }
@@ -75,7 +127,13 @@ impl ChatFields {
                 };
                 // OpenAI's newer name for the system role.
                 let role = if m.role == "developer" { "system".to_string() } else { m.role };
-                Ok(ChatMessage { role, content })
+                if role == "tool" && m.tool_call_id.is_none() {
+                    return Err(ServerError::bad(&format!("messages[{i}].tool_call_id"), "a \"tool\" message needs the tool_call_id it answers"));
+                }
+                for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                    check_call(i, j, call)?;
+                }
+                Ok(Turn { role, content, tool_calls: m.tool_calls, tool_call_id: m.tool_call_id, name: m.name })
             })
             .collect()
     }
@@ -144,31 +202,77 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<B
     let value = params::parse_json(&body)?;
     let common: Common = params::fields(&value)?;
     let chat: ChatFields = params::fields(&value)?;
+    let plan = params::fields::<ToolFields>(&value)?.plan()?;
     let engine = state.engine()?;
     let model = engine.model().clone();
     let logprobs = params::chat_logprobs(chat.logprobs, chat.top_logprobs)?;
-    let messages = chat.messages()?;
-    let prompt = model.chat_tokens(&messages)?;
+    let turns = chat.messages()?;
+    let prompt = if plan.has_tools() || turns.iter().any(Turn::is_tool_turn) {
+        let messages: Vec<Value> = turns.iter().map(Turn::json).collect();
+        model.prompt_tokens(&model.chat_template().render_with_tools(&messages, &plan.tools, true)?)?
+    } else {
+        model.chat_tokens(&turns.iter().map(Turn::chat_message).collect::<Vec<_>>())?
+    };
     let n_prompt = prompt.len();
     let mut req = common.request(&model, prompt, engine.n_ctx_per_slot(), logprobs)?;
     // Text past the end of the assistant's turn is never part of the reply.
     if let Some(eot) = model.chat_template().end_of_turn_token() {
         req.stop.push(eot.to_string());
     }
+    req.constraint = plan.constraint(&state).await?;
+    let calls = plan.family(&model).map(|family| CallParsing { family, parallel: plan.parallel(), forced: plan.calls_forced() });
     let job = generate::submit(&state, engine, generate::choices(req, common.n()?), n_prompt)?;
     let meta = Meta::new("chatcmpl", &state);
     let include_usage = common.include_usage();
-    let stream = common.stream().then(|| ChatChunks { meta: meta.clone(), model: model.clone(), with_logprobs: logprobs.is_some(), include_usage });
+    let stream = common.stream().then(|| ChatChunks {
+        meta: meta.clone(),
+        model: model.clone(),
+        with_logprobs: logprobs.is_some(),
+        include_usage,
+        calls: calls.map(|c| (c, Vec::new())),
+    });
     respond(job, &meta, "chat.completion", stream, include_usage, |i, c| {
         let lp = logprobs.map(|_| json!({ "content": c.tokens.iter().filter_map(|t| chat_logprob(&model, t)).collect::<Vec<_>>() }));
-        json!({
-            "index": i,
-            "message": { "role": "assistant", "content": c.text, "refusal": null },
-            "logprobs": lp,
-            "finish_reason": finish_reason(c.reason),
-        })
+        let parsed = calls.map(|p| (p, p.parse(&c.text))).filter(|(p, out)| p.forced || !out.tool_calls.is_empty());
+        let (message, reason) = match parsed {
+            Some((parsing, out)) => {
+                // Forced calls have no text: what is left is a call cut short.
+                let content = if out.content.is_empty() || parsing.forced { Value::Null } else { json!(out.content) };
+                let calls: Vec<Value> = out.tool_calls.iter().map(tools::call_json).collect();
+                let reason = if c.reason == Some(FinishReason::Length) { "length" } else { "tool_calls" };
+                (json!({ "role": "assistant", "content": content, "tool_calls": calls, "refusal": null }), reason)
+            }
+            None => (json!({ "role": "assistant", "content": c.text, "refusal": null }), finish_reason(c.reason)),
+        };
+        json!({ "index": i, "message": message, "logprobs": lp, "finish_reason": reason })
     })
     .await
+}
+
+/// How an answer's tool calls are read.
+#[derive(Debug, Clone, Copy)]
+struct CallParsing {
+    family: ToolFamily,
+    /// Keep every call (else only the first).
+    parallel: bool,
+    /// Sampled as calls only: no text is ever content.
+    forced: bool,
+}
+
+impl CallParsing {
+    fn parse(&self, text: &str) -> ParsedOutput {
+        let mut out = parse_tool_calls(text, self.family);
+        if !self.parallel {
+            out.tool_calls.truncate(1);
+        }
+        out
+    }
+}
+
+/// A streamed choice's call parser and how many calls it has sent.
+struct StreamedCalls {
+    parser: ToolCallStream,
+    sent: usize,
 }
 
 /// The reply: streamed with `stream`'s chunks when given, else one JSON
@@ -197,6 +301,8 @@ struct ChatChunks {
     model: Arc<Model>,
     with_logprobs: bool,
     include_usage: bool,
+    /// With tools: how calls are read, and each choice's parser (made on its first token).
+    calls: Option<(CallParsing, Vec<StreamedCalls>)>,
 }
 
 impl ChatChunks {
@@ -207,27 +313,94 @@ impl ChatChunks {
         }
         c
     }
+
+    fn delta(&self, index: usize, delta: Value, logprobs: Value) -> Value {
+        self.chunk(json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }]))
+    }
+
+    /// Chunks for `events` of choice `index`: content deltas, and each call
+    /// as OpenAI streams it; calls past the first are dropped unless parallel.
+    fn tool_events(&mut self, index: usize, events: Vec<ToolStreamEvent>) -> Vec<Value> {
+        let mut out = Vec::new();
+        for e in events {
+            match e {
+                ToolStreamEvent::Content(text) => {
+                    let forced = self.calls.as_ref().is_some_and(|(p, _)| p.forced);
+                    if !text.is_empty() && !forced {
+                        out.push(self.delta(index, json!({ "content": text }), Value::Null));
+                    }
+                }
+                ToolStreamEvent::ToolCall { call, .. } => {
+                    let Some((parsing, streams)) = self.calls.as_mut() else { continue };
+                    let s = &mut streams[index];
+                    if s.sent > 0 && !parsing.parallel {
+                        continue;
+                    }
+                    let n = s.sent;
+                    s.sent += 1;
+                    for d in tools::call_deltas(n, &call) {
+                        out.push(self.delta(index, json!({ "tool_calls": d }), Value::Null));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Choice `index`'s call parser, made on first use.
+    fn calls_of(&mut self, index: usize) -> Option<&mut StreamedCalls> {
+        let (parsing, streams) = self.calls.as_mut()?;
+        while streams.len() <= index {
+            streams.push(StreamedCalls { parser: ToolCallStream::new(parsing.family), sent: 0 });
+        }
+        streams.get_mut(index)
+    }
 }
 
 impl ChunkFormat for ChatChunks {
     fn open(&self, n: usize) -> Vec<Value> {
+        // With tools the answer may hold only calls: its content is null until text comes.
+        let content = if self.calls.is_some() { Value::Null } else { json!("") };
         (0..n)
             .map(|i| {
-                let delta = json!({ "role": "assistant", "content": "", "refusal": null });
+                let delta = json!({ "role": "assistant", "content": content, "refusal": null });
                 self.chunk(json!([{ "index": i, "delta": delta, "logprobs": null, "finish_reason": null }]))
             })
             .collect()
     }
-    fn token(&self, index: usize, t: &TokenEvent) -> Option<Value> {
+    fn token(&mut self, index: usize, t: &TokenEvent) -> Vec<Value> {
         let lp = if self.with_logprobs { chat_logprob(&self.model, t) } else { None };
-        if t.text.is_empty() && lp.is_none() {
-            return None;
-        }
         let logprobs = lp.map(|l| json!({ "content": [l] }));
-        Some(self.chunk(json!([{ "index": index, "delta": { "content": t.text }, "logprobs": logprobs, "finish_reason": null }])))
+        if let Some(s) = self.calls_of(index) {
+            let events = s.parser.push(&t.text);
+            let mut out = self.tool_events(index, events);
+            // Log-probabilities ride on the token's first chunk, or a chunk of their own.
+            if let Some(lp) = logprobs {
+                match out.first_mut() {
+                    Some(first) => first["choices"][0]["logprobs"] = lp,
+                    None => out.push(self.delta(index, json!({}), lp)),
+                }
+            }
+            return out;
+        }
+        if t.text.is_empty() && logprobs.is_none() {
+            return Vec::new();
+        }
+        vec![self.delta(index, json!({ "content": t.text }), logprobs.unwrap_or(Value::Null))]
     }
-    fn finish(&self, index: usize, reason: FinishReason) -> Value {
-        self.chunk(json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": finish_reason(Some(reason)) }]))
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<Value> {
+        let mut out = Vec::new();
+        let cut = reason == FinishReason::Length;
+        let mut reason = finish_reason(Some(reason));
+        if let Some(s) = self.calls_of(index) {
+            let events = s.parser.finish();
+            out = self.tool_events(index, events);
+            if !cut && self.calls_of(index).is_some_and(|s| s.sent > 0) {
+                reason = "tool_calls";
+            }
+        }
+        out.push(self.chunk(json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": reason }])));
+        out
     }
     fn usage(&self, usage: Value) -> Value {
         let mut c = self.meta.object("chat.completion.chunk", json!([]));
@@ -320,15 +493,15 @@ impl ChunkFormat for CompletionChunks {
     fn open(&self, _n: usize) -> Vec<Value> {
         self.echo.iter().enumerate().filter(|(_, e)| !e.is_empty()).map(|(i, e)| self.chunk(i, e, Value::Null, Value::Null)).collect()
     }
-    fn token(&self, index: usize, t: &TokenEvent) -> Option<Value> {
+    fn token(&mut self, index: usize, t: &TokenEvent) -> Vec<Value> {
         if t.text.is_empty() && !self.with_logprobs {
-            return None;
+            return Vec::new();
         }
         let lp = if self.with_logprobs { completion_logprobs(&self.model, std::slice::from_ref(t), 0) } else { Value::Null };
-        Some(self.chunk(index, &t.text, lp, Value::Null))
+        vec![self.chunk(index, &t.text, lp, Value::Null)]
     }
-    fn finish(&self, index: usize, reason: FinishReason) -> Value {
-        self.chunk(index, "", Value::Null, json!(finish_reason(Some(reason))))
+    fn finish(&mut self, index: usize, reason: FinishReason) -> Vec<Value> {
+        vec![self.chunk(index, "", Value::Null, json!(finish_reason(Some(reason))))]
     }
     fn usage(&self, usage: Value) -> Value {
         let mut c = self.meta.object("text_completion", json!([]));

@@ -168,6 +168,7 @@ impl Common {
             stop,
             logprobs,
             timeout: None,
+            constraint: None,
         })
     }
 }

@@ -390,3 +390,124 @@ async fn full_queue_is_503_dropped_stream_cancels_and_timeouts_end_streams() {
     assert_error(status, &e, StatusCode::GATEWAY_TIMEOUT, None);
     wait_idle(&state).await;
 }
+
+fn weather_tool() -> Value {
+    json!({ "type": "function", "function": { "name": "get_weather", "description": "The weather in a city",
+        "parameters": { "type": "object", "properties": { "city": { "type": "string", "maxLength": 20 } }, "required": ["city"] } } })
+}
+
+#[tokio::test]
+async fn required_tool_choice_gives_calls_that_parse_streamed_and_not() {
+    let app = app();
+    let body = chat_body(json!({ "tools": [weather_tool()], "tool_choice": "required", "max_tokens": 40, "parallel_tool_calls": false,
+        "messages": [{ "role": "user", "content": "What is the weather in Paris?" }] }));
+    let (status, r) = post_json(&app, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let choice = &r["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{r}");
+    assert!(choice["message"]["content"].is_null(), "{r}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{r}");
+    assert!(calls[0]["id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(calls[0]["type"], "function");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].is_string(), "{args}");
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let (_, _, sse) = send(&app, post("/v1/chat/completions", streamed.to_string())).await;
+    let chunks = sse_chunks(&sse);
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert!(deltas.iter().all(|d| d["content"].is_null()), "no content: {sse}");
+    let parts: Vec<&Value> = deltas.iter().filter_map(|d| d["tool_calls"].as_array()).map(|a| &a[0]).collect();
+    assert_eq!(parts[0]["function"]["name"], "get_weather");
+    assert!(parts[0]["id"].as_str().unwrap().starts_with("call_") && parts[0]["type"] == "function");
+    assert!(parts.len() >= 2 && parts.iter().all(|p| p["index"] == 0));
+    assert!(parts[1..].iter().all(|p| p.get("id").is_none() && p["function"].get("name").is_none()));
+    let joined: String = parts.iter().map(|p| p["function"]["arguments"].as_str().unwrap()).collect();
+    assert_eq!(serde_json::from_str::<Value>(&joined).unwrap(), args, "greedy: the same call streamed");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[tokio::test]
+async fn tool_turns_are_accepted_and_a_named_function_is_called() {
+    let app = app();
+    let messages = json!([
+        { "role": "user", "content": "What is the weather in Paris?" },
+        { "role": "assistant", "content": null, "tool_calls": [{ "id": "call_1", "type": "function", "function": { "name": "get_weather", "arguments": "{\"city\": \"Paris\"}" } }] },
+        { "role": "tool", "tool_call_id": "call_1", "content": "{\"sky\": \"sunny\"}" },
+    ]);
+    let (status, r) = post_json(&app, "/v1/chat/completions", chat_body(json!({ "messages": messages, "tools": [weather_tool()] }))).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let time = json!({ "type": "function", "function": { "name": "get_time", "parameters": { "type": "object", "properties": { "zone": { "enum": ["UTC", "CET"] } }, "required": ["zone"] } } });
+    let named = json!({ "tools": [weather_tool(), time], "tool_choice": { "type": "function", "function": { "name": "get_time" } }, "max_tokens": 40 });
+    let (status, r) = post_json(&app, "/v1/chat/completions", chat_body(named)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let calls = r["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert!(!calls.is_empty() && calls.iter().all(|c| c["function"]["name"] == "get_time"), "{r}");
+    let args: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["zone"] == "UTC" || args["zone"] == "CET", "{args}");
+}
+
+/// `{"name": string ≤ 12, "n": integer 1..=9, "tags": 1–2 of a/b}`, checked by hand.
+fn person_is_valid(v: &Value) -> bool {
+    let o = v.as_object().unwrap();
+    o.keys().all(|k| ["name", "n", "tags"].contains(&k.as_str()))
+        && o["name"].as_str().is_some_and(|s| s.chars().count() <= 12)
+        && o["n"].as_i64().is_some_and(|n| (1..=9).contains(&n))
+        && o["tags"].as_array().is_some_and(|t| (1..=2).contains(&t.len()) && t.iter().all(|x| x == "a" || x == "b"))
+}
+
+#[tokio::test]
+async fn json_schema_output_validates_beside_unconstrained_requests() {
+    let app = app();
+    let schema = json!({ "type": "object", "additionalProperties": false, "required": ["name", "n", "tags"], "properties": {
+        "name": { "type": "string", "maxLength": 12 }, "n": { "type": "integer", "minimum": 1, "maximum": 9 },
+        "tags": { "type": "array", "items": { "enum": ["a", "b"] }, "minItems": 1, "maxItems": 2 } } });
+    let format = json!({ "type": "json_schema", "json_schema": { "name": "person", "schema": schema, "strict": true } });
+    let ask = json!([{ "role": "user", "content": "Describe a person as JSON." }]);
+    let greedy = chat_body(json!({ "messages": ask, "response_format": format, "max_tokens": 48 }));
+    let sampled = chat_body(json!({ "messages": ask, "response_format": format, "max_tokens": 48, "temperature": 1.0, "seed": 3, "logprobs": true, "n": 2 }));
+    let free = chat_body(json!({ "max_tokens": 12 }));
+    // In one batch: constrained rows take full logits while the free one may not.
+    let ((s1, a), (s2, b), (s3, c)) = tokio::join!(
+        post_json(&app, "/v1/chat/completions", greedy),
+        post_json(&app, "/v1/chat/completions", sampled),
+        post_json(&app, "/v1/chat/completions", free),
+    );
+    assert_eq!((s1, s2, s3), (StatusCode::OK, StatusCode::OK, StatusCode::OK), "{a} {b} {c}");
+    for choice in a["choices"].as_array().unwrap().iter().chain(b["choices"].as_array().unwrap()) {
+        let text = choice["message"]["content"].as_str().unwrap();
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(person_is_valid(&v), "{text}");
+        assert_eq!(choice["finish_reason"], "stop", "ends when the schema is complete: {choice}");
+    }
+    assert!(!c["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
+    let (_, obj) = post_json(&app, "/v1/chat/completions", chat_body(json!({ "response_format": { "type": "json_object" }, "max_tokens": 48 }))).await;
+    let text = obj["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object()), "{text}");
+}
+
+#[tokio::test]
+async fn bad_tools_schemas_and_grammars_are_400s_naming_the_field() {
+    let app = app();
+    let schema = |s: Value| json!({ "response_format": { "type": "json_schema", "json_schema": { "name": "x", "schema": s } } });
+    let cases = [
+        (schema(json!({ "type": "strng" })), "response_format", "strng"),
+        (schema(json!({ "type": "array", "uniqueItems": true })), "response_format", "uniqueItems"),
+        (json!({ "response_format": { "type": "json_schema", "json_schema": { "name": "x" } } }), "response_format", "schema"),
+        (json!({ "response_format": { "type": "xml" } }), "response_format", "xml"),
+        (json!({ "grammar": "root ::= foo" }), "grammar", "foo"),
+        (json!({ "tools": [weather_tool()], "tool_choice": { "type": "function", "function": { "name": "rain" } } }), "tool_choice", "rain"),
+        (json!({ "tool_choice": "required" }), "tool_choice", "tools"),
+        (json!({ "tools": [{ "type": "retrieval", "function": { "name": "x" } }] }), "tools[0].type", "retrieval"),
+        (json!({ "tools": [{ "type": "function", "function": { "name": "x", "parameters": { "type": "object", "properties": { "a": { "type": "nope" } } } } }], "tool_choice": "required" }), "tools", "nope"),
+        (json!({ "messages": [{ "role": "user", "content": "Hi" }, { "role": "tool", "content": "42" }] }), "messages[1].tool_call_id", "tool_call_id"),
+    ];
+    for (extra, param, needle) in cases {
+        let (status, body) = post_json(&app, "/v1/chat/completions", chat_body(extra.clone())).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, Some(param));
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{extra} → {body}");
+    }
+}

@@ -104,7 +104,12 @@ impl Constraint {
 
     /// Any JSON object (`response_format: {"type": "json_object"}`).
     pub fn json_object(tok: &Tokenizer) -> Result<Self> {
-        Self::json_schema(&serde_json::json!({"type": "object"}), tok)
+        Self::json_object_with_vocab(ConstraintVocab::for_tokenizer(tok)?)
+    }
+
+    /// [`Constraint::json_object`] for a prepared vocabulary.
+    pub fn json_object_with_vocab(vocab: Arc<ConstraintVocab>) -> Result<Self> {
+        Self::json_schema_with_vocab(&serde_json::json!({"type": "object"}), vocab)
     }
 
     /// Output matching a GBNF grammar (llama.cpp's syntax; `root` is the start rule).
@@ -120,8 +125,13 @@ impl Constraint {
 
     /// Output matching a grammar in llguidance's Lark dialect (`start` is the start rule).
     pub fn lark(text: &str, tok: &Tokenizer) -> Result<Self> {
+        Self::lark_with_vocab(text, ConstraintVocab::for_tokenizer(tok)?)
+    }
+
+    /// [`Constraint::lark`] for a prepared vocabulary.
+    pub fn lark_with_vocab(text: &str, vocab: Arc<ConstraintVocab>) -> Result<Self> {
         let grammar = TopLevelGrammar::from_lark(text.to_string());
-        Self::compile(grammar, ConstraintVocab::for_tokenizer(tok)?, ConstraintKind::Lark)
+        Self::compile(grammar, vocab, ConstraintKind::Lark)
     }
 
     /// Output matching a regular expression (Rust `regex` syntax) as a whole.
@@ -157,6 +167,15 @@ impl Constraint {
     pub fn start(&self) -> ConstraintState {
         ConstraintState { matcher: self.initial.deep_clone(), vocab: self.vocab.clone(), mask: None, n_accepted: 0 }
     }
+}
+
+/// `schema` with the compact-JSON options, as a `%json` body in a Lark grammar.
+pub(crate) fn compact_schema_json(schema: &serde_json::Value) -> String {
+    let mut schema = schema.clone();
+    if let serde_json::Value::Object(map) = &mut schema {
+        map.entry("x-guidance").or_insert_with(compact_json_options);
+    }
+    schema.to_string()
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

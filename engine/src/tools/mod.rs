@@ -21,6 +21,7 @@
 //! assert_eq!(out.content, "");
 //! ```
 
+pub mod grammar;
 pub mod prompt;
 mod scan;
 mod stream;
