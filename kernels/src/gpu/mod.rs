@@ -51,6 +51,7 @@
 //! ```
 
 mod context;
+mod mat;
 mod ops;
 mod profile;
 mod shaders;
@@ -58,7 +59,9 @@ mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
+pub use mat::MatOut;
 pub use ops::{AttnShape, GpuKvCache, RopeShape};
+pub use shaders::GateAct;
 pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
 
@@ -207,7 +210,7 @@ const MAX_TIMED_DISPATCHES: usize = 2048;
 /// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
 fn weight_bytes(kernel: Kernel, buffers: &[Bound]) -> u64 {
     match kernel {
-        Kernel::Matvec(_) | Kernel::MatvecRows(_) | Kernel::Matmul(_) | Kernel::MatmulRows(_) => {
+        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulRows(..) => {
             buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
                 b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
             })
