@@ -4,7 +4,7 @@
 
 mod gpu_util;
 
-use gpu_util::{all, assert_close, fast, other_kernels, rand_f32, rand_tensor, rng};
+use gpu_util::{all, assert_close, fast, other_kernels, rand_f32, rand_tensor, rng, TYPES};
 use infer_kernels::cpu::{matmul_ref, QMatrix};
 use infer_kernels::gpu::{GateAct, GpuContext, GpuWeight, MatOut};
 use infer_kernels::ops::{geglu_ref, swiglu_ref};
@@ -12,19 +12,6 @@ use infer_kernels::QuantType;
 
 /// Summation order only, as the plain products (gpu_matmul.rs).
 const MATMUL_REL_TOL: f32 = 1e-4;
-
-const TYPES: [QuantType; 10] = [
-    QuantType::F32,
-    QuantType::F16,
-    QuantType::Q4_0,
-    QuantType::Q4_1,
-    QuantType::Q5_0,
-    QuantType::Q5_1,
-    QuantType::Q8_0,
-    QuantType::Q4K,
-    QuantType::Q5K,
-    QuantType::Q6K,
-];
 
 /// `W·x` on the CPU, `[n_tokens][rows]`.
 fn reference(ty: QuantType, data: &[u8], rows: usize, cols: usize, x: &[f32], n_tokens: usize) -> Vec<f32> {

@@ -71,10 +71,8 @@ fn rotation(idx: u32, n_heads: u32) -> Rot {
     return Rot(a, b, cs.x, cs.y);
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.y * nwg.x * 64u + gid.x;
-    if idx >= p.n_tokens * p.n_heads * (p.n_rot / 2u) { return; }
+// Rotates pair `idx` of x (n_heads heads) in place.
+fn turn_q(idx: u32) {
     let r = rotation(idx, p.n_heads);
     let x0 = x[r.a];
     let x1 = x[r.b];
@@ -83,15 +81,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 @compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.y * nwg.x * 64u + gid.x;
+    if idx >= p.n_tokens * p.n_heads * (p.n_rot / 2u) { return; }
+    turn_q(idx);
+}
+
+@compute @workgroup_size(64)
 fn rope_pair(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = gid.y * nwg.x * 64u + gid.x;
     let n1 = p.n_tokens * p.n_heads * (p.n_rot / 2u);
     if idx < n1 {
-        let r = rotation(idx, p.n_heads);
-        let x0 = x[r.a];
-        let x1 = x[r.b];
-        x[r.a] = x0 * r.c - x1 * r.s;
-        x[r.b] = x0 * r.s + x1 * r.c;
+        turn_q(idx);
     } else if idx < n1 + p.n_tokens * p.n_heads2 * (p.n_rot / 2u) {
         let r = rotation(idx - n1, p.n_heads2);
         let x0 = x2[r.a];
@@ -127,11 +128,7 @@ fn rope_kv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let idx = gid.y * nwg.x * 64u + gid.x;
     let n1 = p.n_tokens * p.n_heads * (p.n_rot / 2u);
     if idx < n1 {
-        let r = rotation(idx, p.n_heads);
-        let x0 = x[r.a];
-        let x1 = x[r.b];
-        x[r.a] = x0 * r.c - x1 * r.s;
-        x[r.b] = x0 * r.s + x1 * r.c;
+        turn_q(idx);
         return;
     }
     // Word wi of head h of token t of the keys.
