@@ -3,7 +3,7 @@
 
 mod gpu_util;
 
-use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng};
+use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng, TYPES};
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight};
 use infer_kernels::QuantType;
@@ -12,19 +12,6 @@ use infer_kernels::QuantType;
 const MATMUL_REL_TOL: f32 = 1e-4;
 /// Dequantization is exact in f32 except the order of d*q + m.
 const GET_ROWS_REL_TOL: f32 = 1e-6;
-
-const TYPES: [QuantType; 10] = [
-    QuantType::F32,
-    QuantType::F16,
-    QuantType::Q4_0,
-    QuantType::Q4_1,
-    QuantType::Q5_0,
-    QuantType::Q5_1,
-    QuantType::Q8_0,
-    QuantType::Q4K,
-    QuantType::Q5K,
-    QuantType::Q6K,
-];
 
 fn check_matmul(
     ctx: &GpuContext,

@@ -435,3 +435,67 @@ fn gpu_attention_prefill_causal_and_sliding_match_reference() {
     }
     check_attention(fast(), 40, 40, 0, 256, 10);
 }
+
+/// `rope_kv` against `rope_pair` then `kv_write_rows`: the same rotated q
+/// and k, and the same cache (seen through attention over it), for both
+/// pairings, a partial rotation, factors, and a segment at rows `tok0..`.
+#[test]
+fn gpu_rope_kv_matches_rope_then_kv_write() {
+    let (tok0, n_tokens, n_heads, n_kv_heads, head_dim, pos0, kv_row0) = (2, 3, 4, 2, 64, 40, 100);
+    let kv_dim = n_kv_heads * head_dim;
+    let mut r = rng(21);
+    let q = rand_f32(&mut r, (tok0 + n_tokens) * n_heads * head_dim, 1.0);
+    let k = rand_f32(&mut r, (tok0 + n_tokens) * kv_dim, 1.0);
+    let v = rand_f32(&mut r, (tok0 + n_tokens) * kv_dim, 1.0);
+    let mult: Vec<f32> = (0..head_dim / 2).map(|i| 1.0 + i as f32 / 64.0).collect();
+    for ctx in both() {
+        let mb = ctx.upload_f32(&mult).unwrap();
+        for (neox, n_rot, with_mult) in [(false, 64, false), (true, 64, false), (true, 32, true), (false, 48, false)] {
+            let shape = RopeShape {
+                tok0,
+                n_tokens,
+                head_dim,
+                n_rot,
+                pos0,
+                base: 10000.0,
+                freq_scale: 0.5,
+                neox,
+                mscale: 1.1,
+                mult: with_mult.then_some(&mb),
+            };
+            let attn = AttnShape {
+                n_q: n_tokens,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                pos0: 0,
+                window: 0,
+                scale: 0.125,
+                tok0,
+                kv_base: kv_row0,
+            };
+            let mut outs = Vec::new();
+            for fused in [false, true] {
+                let (qb, kb, vb) = (ctx.upload_f32(&q).unwrap(), ctx.upload_f32(&k).unwrap(), ctx.upload_f32(&v).unwrap());
+                let cache = GpuKvCache::new(ctx, kv_row0 + n_tokens, kv_dim).unwrap();
+                let ob = ctx.buffer(q.len()).unwrap();
+                let mut s = ctx.step();
+                if fused {
+                    s.rope_kv(&qb, &kb, &vb, &cache, (n_heads, n_kv_heads), shape, kv_row0).unwrap();
+                } else {
+                    s.rope_pair(&qb, &kb, (n_heads, n_kv_heads), shape).unwrap();
+                    s.kv_write_rows(&cache, &kb, &vb, tok0, n_tokens, kv_row0).unwrap();
+                }
+                s.attention(&qb, &cache, attn, &ob).unwrap();
+                s.read(&qb);
+                s.read(&kb);
+                s.read(&ob);
+                outs.push(s.submit().unwrap());
+            }
+            for (i, what) in ["q", "k", "attention"].iter().enumerate() {
+                let what = format!("rope_kv {what} neox={neox} n_rot={n_rot} mult={with_mult} f16={}", ctx.uses_f16());
+                assert_close(&what, &outs[1][i].f32(), &outs[0][i].f32(), ELTWISE_REL_TOL);
+            }
+        }
+    }
+}

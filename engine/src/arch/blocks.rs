@@ -72,11 +72,11 @@ pub fn attention(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -
     if let Some(kn) = lw.get(Role::KNorm) {
         b.rmsnorm(Slot::K, kn, Slot::K, kv_dim, hd, eps)?;
     }
-    b.rope_qk(Slot::Q, Slot::K, &rope_params(c, l, c.n_heads), &rope_params(c, l, c.n_kv_heads))?;
+    // RoPE, then attention over the cache (keys and values of this batch stored first).
+    let (pq, pk) = (rope_params(c, l, c.n_heads), rope_params(c, l, c.n_kv_heads));
+    b.rope_attention(l, (Slot::Q, Slot::K, Slot::V), Slot::Att, &pq, &pk, &attn_params(c, l))?;
     b.record(l, "q_rope", Slot::Q, q_dim)?;
     b.record(l, "k_rope", Slot::K, kv_dim)?;
-    // Attention over the cache (keys and values of this batch stored first).
-    b.attention(l, Slot::Q, Slot::K, Slot::V, Slot::Att, &attn_params(c, l))?;
     b.record(l, "attn", Slot::Att, q_dim)?;
     b.matmul(lw.req(Role::Wo)?, Slot::Att, Slot::Out)?; //         [n, dim]
     if let Some(pn) = lw.get(Role::PostAttnNorm) {
@@ -92,13 +92,17 @@ pub fn attention(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -
 pub fn ffn(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -> Result<()> {
     let (dim, ffn) = (c.dim, c.ffn_dim);
     let (gate, up) = (lw.req(Role::Gate)?, lw.req(Role::Up)?);
-    b.matmul_multi(&[(gate, Slot::Gate), (up, Slot::Up)], Slot::Xn)?; // [n, ffn] each
-    b.gated(Slot::Gate, Slot::Up, c.act, ffn)?;
-    b.matmul(lw.req(Role::Down)?, Slot::Gate, Slot::Out)?; //          [n, dim]
+    // gate = act(gate·xn) * (up·xn)                                 [n, ffn]
+    b.matmul_gated(gate, up, Slot::Xn, (Slot::Gate, Slot::Up), c.act, ffn)?;
+    let down = lw.req(Role::Down)?;
     if let Some(pn) = lw.get(Role::PostFfnNorm) {
+        b.matmul(down, Slot::Gate, Slot::Out)?; //                     [n, dim]
         b.rmsnorm(Slot::Out, pn, Slot::Out, dim, dim, c.rms_eps)?;
+        b.add(Slot::X, Slot::Out, dim)?;
+    } else {
+        // x += down · gate                                           [n, dim]
+        b.matmul_add(down, Slot::Gate, Slot::X, Slot::Out, dim)?;
     }
-    b.add(Slot::X, Slot::Out, dim)?;
     b.record(l, "ffn_residual", Slot::X, dim)
 }
 

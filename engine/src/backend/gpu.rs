@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use infer_kernels::gpu::{
-    AttnShape, BindCache, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, Readback, RopeShape,
+    AttnShape, BindCache, GateAct, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, MatOut, Readback, RopeShape,
 };
 use infer_kernels::KernelError;
 
@@ -25,6 +25,19 @@ pub struct GpuWeights {
     ctx: GpuContext,
     mats: Vec<Option<GpuWeight>>,
     norms: Vec<Option<GpuBuffer>>,
+    fused: Vec<Fused>,
+    /// `fused_at[id]`: the fused group whose first matrix is `id`.
+    fused_at: Vec<Option<usize>>,
+}
+
+/// Matrices of one type on the same input (q|k|v, gate|up) uploaded as
+/// one weight, their rows one after the other, run as one product whose
+/// epilogue sends each matrix's rows to its own output.
+struct Fused {
+    ids: Vec<WeightId>,
+    /// Rows of each matrix.
+    rows: Vec<usize>,
+    w: GpuWeight,
 }
 
 impl std::fmt::Debug for GpuWeights {
@@ -39,7 +52,37 @@ impl GpuWeights {
             ctx,
             mats: (0..n_weights).map(|_| None).collect(),
             norms: (0..n_weights).map(|_| None).collect(),
+            fused: Vec::new(),
+            fused_at: vec![None; n_weights],
         }
+    }
+
+    /// Uploads matrices `ids` (two or three of one type and row length) as
+    /// one fused weight, instead of one by one.
+    pub fn upload_fused(&mut self, table: &WeightTable, ids: &[WeightId]) -> Result<()> {
+        let (first, infos) = match ids.first() {
+            Some(&f) if (2..=3).contains(&ids.len()) => (f, ids.iter().map(|&id| table.info(id)).collect::<Vec<_>>()),
+            _ => return Err(EngineError::Gpu(format!("cannot fuse {} matrices", ids.len()))),
+        };
+        let (ty, cols) = (infos[0].ty, infos[0].cols);
+        if let Some(i) = infos.iter().find(|i| i.ty != ty || i.cols != cols) {
+            return Err(EngineError::Gpu(format!("cannot fuse {} ({} x {}) with {} ({ty} x {cols})", i.name, i.ty, i.cols, infos[0].name)));
+        }
+        *self.fused_at.get_mut(first.0).ok_or_else(|| bad_id(first))? = None;
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| table.bytes(id).iter().copied()).collect();
+        let rows: Vec<usize> = infos.iter().map(|i| i.rows).collect();
+        let w = GpuWeight::upload(&self.ctx, ty, &bytes, rows.iter().sum(), cols)
+            .map_err(|e| EngineError::Gpu(format!("uploading {} fused with the next: {e}", infos[0].name)))?;
+        self.fused_at[first.0] = Some(self.fused.len());
+        self.fused.push(Fused { ids: ids.to_vec(), rows, w });
+        Ok(())
+    }
+
+    /// The fused group made of the first matrices of `ws`, if one was uploaded.
+    fn fused_prefix(&self, ws: &[(WeightId, Slot)]) -> Option<&Fused> {
+        let f = &self.fused[self.fused_at.get(ws.first()?.0 .0).copied().flatten()?];
+        let same = f.ids.len() <= ws.len() && f.ids.iter().zip(ws).all(|(a, b)| *a == b.0);
+        same.then_some(f)
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -87,7 +130,7 @@ impl GpuWeights {
 
     /// Bytes held on the GPU.
     pub fn bytes(&self) -> u64 {
-        let m: u64 = self.mats.iter().flatten().map(GpuWeight::gpu_bytes).sum();
+        let m: u64 = self.mats.iter().flatten().chain(self.fused.iter().map(|f| &f.w)).map(GpuWeight::gpu_bytes).sum();
         let n: u64 = self.norms.iter().flatten().map(|b| b.len() as u64 * 4).sum();
         m + n
     }
@@ -348,6 +391,55 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// Attention of layer `layer`, per segment: keys and values into the
+    /// cache (RoPE'd on the way by `rope`: the queries' rotation and the
+    /// keys' head count), then the queries over the sequence's region.
+    fn attend(
+        &mut self,
+        layer: usize,
+        (q, k, v): (Slot, Slot, Slot),
+        out: Slot,
+        p: &AttnParams,
+        rope: Option<(&RopeParams, usize)>,
+    ) -> Result<()> {
+        let cache = match self.kv.get(layer) {
+            Some(Some(c)) => c,
+            _ => return Err(EngineError::InvalidParam(format!("layer {layer} has no KV cache on the GPU backend"))),
+        };
+        let n_ctx = self.n_ctx;
+        let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
+        let st = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
+        let (b, tables) = (&self.bufs, &self.rope_mult);
+        // Per segment: its keys and values (rotated on the way with `rope`)
+        // into its sequence's region, then its queries over that region.
+        let r = self.segs.iter().try_for_each(|s| {
+            let shape = AttnShape {
+                n_q: s.len,
+                n_heads: p.n_heads,
+                n_kv_heads: p.n_kv_heads,
+                head_dim: p.head_dim,
+                pos0: s.pos0,
+                window: p.window,
+                scale: p.scale,
+                tok0: s.start,
+                kv_base: s.seq * n_ctx,
+            };
+            let row0 = s.seq * n_ctx + s.pos0;
+            match rope {
+                Some((pq, n_kv_heads)) => {
+                    let rs = rope_shape(pq, s, mult_of(tables, pq));
+                    st.rope_kv(sb(b, q)?, sb(b, k)?, sb(b, v)?, cache, (pq.n_heads, n_kv_heads), rs, row0)?
+                }
+                None => st.kv_write_rows(cache, sb(b, k)?, sb(b, v)?, s.start, s.len, row0)?,
+            }
+            st.attention(sb(b, q)?, cache, shape, sb(b, out)?)
+        });
+        r.map_err(gpu_err)?;
+        self.submit_early()
+    }
+}
+
 /// The uploaded factor table of `p`, if it has one.
 fn mult_of<'a>(tables: &'a [(usize, GpuBuffer)], p: &RopeParams) -> Option<&'a GpuBuffer> {
     let key = p.mult?.as_ptr() as usize;
@@ -476,6 +568,71 @@ impl Backend for GpuBackend {
         self.rec(|st, b, _, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
     }
 
+    fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
+        let weights = self.w.clone();
+        let n = self.n_tokens;
+        let mut i = 0;
+        while i < ws.len() {
+            match weights.fused_prefix(&ws[i..]) {
+                Some(f) => {
+                    let k = f.ids.len();
+                    let outs = &ws[i..i + k];
+                    self.rec(|st, b, _, _| {
+                        let mut list = [(sb(b, outs[0].1)?, f.rows[0]); 3];
+                        for j in 1..k {
+                            list[j] = (sb(b, outs[j].1)?, f.rows[j]);
+                        }
+                        st.matmul_to(&f.w, sb(b, x)?, n, MatOut::Split(&list[..k]), None)
+                    })?;
+                    i += k;
+                }
+                None => {
+                    self.matmul(ws[i].0, x, ws[i].1)?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn matmul_gated(
+        &mut self,
+        gate: WeightId,
+        up: WeightId,
+        x: Slot,
+        (gate_out, up_out): (Slot, Slot),
+        act: Activation,
+        width: usize,
+    ) -> Result<()> {
+        let weights = self.w.clone();
+        let pair = [(gate, gate_out), (up, up_out)];
+        let fused = weights.fused_prefix(&pair).filter(|f| f.ids.len() == 2 && f.w.n_parts() == 1);
+        match fused {
+            // One token: the activation is the product's epilogue.
+            Some(f) if self.n_tokens == 1 => {
+                let act = match act {
+                    Activation::SwiGlu => GateAct::Silu,
+                    Activation::GeGlu => GateAct::Gelu,
+                };
+                self.rec(|st, b, _, _| st.matmul_to(&f.w, sb(b, x)?, 1, MatOut::Gated(sb(b, gate_out)?, act), None))
+            }
+            _ => {
+                self.matmul_multi(&pair, x)?;
+                self.gated(gate_out, up_out, act, width)
+            }
+        }
+    }
+
+    fn matmul_add(&mut self, w: WeightId, x: Slot, dst: Slot, _scratch: Slot, _width: usize) -> Result<()> {
+        if x == dst {
+            return Err(EngineError::Gpu(format!("matmul_add: {x:?} is both input and output")));
+        }
+        let weights = self.w.clone();
+        let m = weights.matrix(w)?;
+        let n = self.n_tokens;
+        self.rec(|st, b, _, _| st.matmul_to(m, sb(b, x)?, n, MatOut::Acc(sb(b, dst)?), None))
+    }
+
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
         let weights = self.w.clone();
         let wv = weights.norm(w)?;
@@ -550,32 +707,25 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
-        let cache = match self.kv.get(layer) {
-            Some(Some(c)) => c,
-            _ => return Err(EngineError::InvalidParam(format!("layer {layer} has no KV cache on the GPU backend"))),
-        };
-        let n_ctx = self.n_ctx;
-        let (ctx, binds, part) = (&self.ctx, &self.binds, self.part);
-        let st = self.step.get_or_insert_with(|| ctx.step_part(binds, part));
-        let b = &self.bufs;
-        // Per segment: its keys and values into its sequence's region, then its queries over that region.
-        let r = self.segs.iter().try_for_each(|s| {
-            let shape = AttnShape {
-                n_q: s.len,
-                n_heads: p.n_heads,
-                n_kv_heads: p.n_kv_heads,
-                head_dim: p.head_dim,
-                pos0: s.pos0,
-                window: p.window,
-                scale: p.scale,
-                tok0: s.start,
-                kv_base: s.seq * n_ctx,
-            };
-            st.kv_write_rows(cache, sb(b, k)?, sb(b, v)?, s.start, s.len, s.seq * n_ctx + s.pos0)?;
-            st.attention(sb(b, q)?, cache, shape, sb(b, out)?)
-        });
-        r.map_err(gpu_err)?;
-        self.submit_early()
+        self.attend(layer, (q, k, v), out, p, None)
+    }
+
+    fn rope_attention(
+        &mut self,
+        layer: usize,
+        (q, k, v): (Slot, Slot, Slot),
+        out: Slot,
+        pq: &RopeParams,
+        pk: &RopeParams,
+        p: &AttnParams,
+    ) -> Result<()> {
+        let shape = rope_shape(pq, &Segment { seq: 0, pos0: 0, start: 0, len: 0 }, None);
+        if !pq.same_rotation(pk) || q == k || !GpuStep::rope_kv_fits(&shape) {
+            self.rope_qk(q, k, pq, pk)?;
+            return self.attention(layer, q, k, v, out, p);
+        }
+        self.upload_rope_mult(pq)?;
+        self.attend(layer, (q, k, v), out, p, Some((pq, pk.n_heads)))
     }
 
     fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()> {

@@ -234,6 +234,28 @@ pub trait Backend: Send {
         }
         Ok(())
     }
+    /// The gated feed-forward input: `gate_out = act(x · Gateᵀ) * (x · Upᵀ)`,
+    /// `width` values per token (`up_out` may be used on the way). A GPU
+    /// runs gate|up as one product with the activation as its epilogue.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_gated(
+        &mut self,
+        gate: WeightId,
+        up: WeightId,
+        x: Slot,
+        (gate_out, up_out): (Slot, Slot),
+        act: Activation,
+        width: usize,
+    ) -> Result<()> {
+        self.matmul_multi(&[(gate, gate_out), (up, up_out)], x)?;
+        self.gated(gate_out, up_out, act, width)
+    }
+    /// `dst += x · Wᵀ` (`width` values per token) through `scratch`, which
+    /// a GPU does not need: the residual add is its product's epilogue.
+    fn matmul_add(&mut self, w: WeightId, x: Slot, dst: Slot, scratch: Slot, width: usize) -> Result<()> {
+        self.matmul(w, x, scratch)?;
+        self.add(dst, scratch, width)
+    }
     /// RMSNorm of `x` into `out` over rows of `dim` values (`width / dim` rows per token).
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
     /// RoPE in place on `x` (`n_heads * head_dim` per token).
@@ -254,6 +276,21 @@ pub trait Backend: Send {
     /// Stores `k`, `v` in layer `layer`'s cache at the batch positions, then
     /// attends each query (causal, windowed) into `out`.
     fn attention(&mut self, layer: usize, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()>;
+    /// [`Backend::rope_qk`] then [`Backend::attention`]; `q` and `k` hold
+    /// the rotated values after. A GPU rotates the keys as it stores them.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &mut self,
+        layer: usize,
+        (q, k, v): (Slot, Slot, Slot),
+        out: Slot,
+        pq: &RopeParams,
+        pk: &RopeParams,
+        p: &AttnParams,
+    ) -> Result<()> {
+        self.rope_qk(q, k, pq, pk)?;
+        self.attention(layer, q, k, v, out, p)
+    }
     /// `gate = act(gate) * up` over `width` values per token.
     fn gated(&mut self, gate: Slot, up: Slot, act: Activation, width: usize) -> Result<()>;
     /// `dst += src` over `width` values per token.

@@ -13,7 +13,8 @@ use crate::arch::Arch;
 use crate::backend::gpu::GpuWeights;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
-use crate::weights::WeightTable;
+use crate::arch::{LayerWeights, Role};
+use crate::weights::{WeightId, WeightTable};
 
 /// Headroom left from what the adapter reports when no budget is given
 /// (wgpu cannot query free memory).
@@ -87,9 +88,15 @@ pub fn prepare(
     let mut w = GpuWeights::new(ctx.clone(), table.infos().len());
     let gpu_layers: Vec<usize> = (0..=n).filter(|&l| plan.on_gpu(l)).collect();
     for (i, &l) in gpu_layers.iter().enumerate() {
+        let fused = match arch.weights.layers.get(l) {
+            Some(lw) => upload_fused(&mut w, table, lw)?,
+            None => Vec::new(),
+        };
         for (role, id) in arch.weights.layer_tensors(l) {
             if role.is_vector() {
                 w.upload_norm(table, id)?;
+            } else if fused.contains(&id) {
+                // Uploaded within a fused weight.
             } else if !role.is_expert() || plan.experts_on_gpu(l) {
                 w.upload_matrix(table, id)?;
             }
@@ -103,4 +110,27 @@ pub fn prepare(
         return Ok(None);
     }
     Ok(Some(GpuOffload { weights: Arc::new(w), plan }))
+}
+
+/// The matrices of one input that run as one product when fused: q|k|v and gate|up.
+const FUSABLE: [&[Role]; 2] = [&[Role::Wq, Role::Wk, Role::Wv], &[Role::Gate, Role::Up]];
+
+/// Uploads each run of consecutive fusable matrices of one type and row
+/// length (two or three) of layer `lw` as one weight; returns their ids.
+fn upload_fused(w: &mut GpuWeights, table: &WeightTable, lw: &LayerWeights) -> Result<Vec<WeightId>> {
+    let mut done = Vec::new();
+    for roles in FUSABLE {
+        let ids: Vec<WeightId> = roles.iter().filter_map(|&r| lw.get(r)).collect();
+        let key = |id: WeightId| (table.info(id).ty, table.info(id).cols);
+        let mut start = 0;
+        while start < ids.len() {
+            let run = ids[start..].iter().take_while(|&&id| key(id) == key(ids[start])).count();
+            if run >= 2 {
+                w.upload_fused(table, &ids[start..start + run])?;
+                done.extend_from_slice(&ids[start..start + run]);
+            }
+            start += run;
+        }
+    }
+    Ok(done)
 }

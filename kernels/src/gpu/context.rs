@@ -49,6 +49,10 @@ pub(crate) struct Inner {
     /// The first error wgpu reported outside an error scope.
     pub uncaptured: Arc<Mutex<Option<String>>>,
     pub has_timestamps: bool,
+    /// Shaders keep wgpu's runtime bounds checks (`INFER_GPU_CHECKED=1`).
+    pub checked_shaders: bool,
+    /// Free read-back (MAP_READ) buffers by byte size.
+    pub readback: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     pub stats: Mutex<super::GpuStats>,
     pub profile: Mutex<super::profile::Profile>,
     /// A small read-only buffer bound where a kernel's optional input is absent.
@@ -251,6 +255,8 @@ impl GpuContext {
             Ok("gpu") => false,
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
+        // `INFER_GPU_CHECKED=1` keeps wgpu's runtime bounds checks in the shaders.
+        let checked_shaders = std::env::var("INFER_GPU_CHECKED").is_ok_and(|v| v == "1");
         let offered = adapter.features();
         let wanted =
             wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
@@ -300,6 +306,8 @@ impl GpuContext {
                 layouts: Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
                 uncaptured,
+                checked_shaders,
+                readback: Mutex::new(HashMap::new()),
                 has_timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
                 stats: Mutex::default(),
                 profile: Mutex::default(),
@@ -390,23 +398,34 @@ impl GpuContext {
 
     /// The compiled pipeline of `kernel`, built on first use.
     pub(crate) fn pipeline(&self, kernel: Kernel) -> Result<Arc<Pipeline>, KernelError> {
-        let spec = kernel.spec()?;
-        let variant = Variant {
-            subgroup: spec.uses_subgroup && self.uses_subgroups(),
-            f16: spec.uses_f16 && self.uses_f16(),
-        };
-        let key = (kernel, variant);
+        // Keyed by what the context offers, so that a cached kernel is found
+        // without assembling its spec (this runs for every dispatch).
+        let key = (kernel, Variant { subgroup: self.uses_subgroups(), f16: self.uses_f16() });
         if let Some(p) = self.lock_pipelines()?.get(&key) {
             return Ok(p.clone());
         }
+        let spec = kernel.spec()?;
+        let variant = Variant {
+            subgroup: spec.uses_subgroup && key.1.subgroup,
+            f16: spec.uses_f16 && key.1.f16,
+        };
         let source = assemble(&spec, variant)?;
         let dev = &self.inner.device;
         let layout = self.layout(spec.bindings)?;
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(spec.label),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let module = if self.inner.checked_shaders {
+            dev.create_shader_module(desc)
+        } else {
+            // SAFETY: every kernel keeps its own indices in bounds (each
+            // thread checks its row/element against the params, and the
+            // ops check those params against the buffer sizes before
+            // recording), and every loop runs to a bound taken from the params.
+            unsafe { dev.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        };
         let pl = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(spec.label),
             bind_group_layouts: &[Some(&layout)],
@@ -417,7 +436,11 @@ impl GpuContext {
             layout: Some(&pl),
             module: &module,
             entry_point: Some(spec.entry),
-            compilation_options: Default::default(),
+            // Every kernel writes its workgroup memory before reading it.
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -680,8 +703,32 @@ impl GpuContext {
             out.push(view.to_vec());
             drop(view);
             b.unmap();
+            self.put_readback(b.clone());
         }
         Ok(out)
+    }
+
+    /// A read-back buffer of `size` bytes, reused from earlier submits.
+    pub(crate) fn readback_buffer(&self, size: u64) -> wgpu::Buffer {
+        let pooled = self.inner.readback.lock().ok().and_then(|mut p| p.get_mut(&size).and_then(Vec::pop));
+        pooled.unwrap_or_else(|| {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// Returns an unmapped read-back buffer to the pool (a few per size).
+    fn put_readback(&self, b: wgpu::Buffer) {
+        if let Ok(mut p) = self.inner.readback.lock() {
+            let free = p.entry(b.size()).or_default();
+            if free.len() < 8 {
+                free.push(b);
+            }
+        }
     }
 
     fn take_uncaptured(&self) -> Result<(), KernelError> {

@@ -51,6 +51,7 @@
 //! ```
 
 mod context;
+mod mat;
 mod ops;
 mod profile;
 mod shaders;
@@ -58,7 +59,9 @@ mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
+pub use mat::MatOut;
 pub use ops::{AttnShape, GpuKvCache, RopeShape};
+pub use shaders::GateAct;
 pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
 
@@ -150,11 +153,23 @@ struct Bound {
     size: Option<wgpu::BufferSize>,
 }
 
+/// Most buffers a kernel binds besides its params.
+const MAX_BOUND: usize = 7;
+
+/// The buffers of one dispatch, held inline: recording allocates nothing per dispatch.
+struct Bounds([Option<Bound>; MAX_BOUND]);
+
+impl Bounds {
+    fn iter(&self) -> impl Iterator<Item = &Bound> {
+        self.0.iter().flatten()
+    }
+}
+
 enum Cmd {
     Dispatch {
         kernel: Kernel,
         pipeline: Arc<Pipeline>,
-        buffers: Vec<Bound>,
+        buffers: Bounds,
         params: (u64, u64),
         groups: [u32; 3],
     },
@@ -173,7 +188,7 @@ enum Cmd {
 
 /// What a bind group is made of: the layout, the params' size (their
 /// offset is dynamic) and every other buffer range.
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct BindKey {
     layout: wgpu::BindGroupLayout,
     /// Which part of a token's step (each part has its own params buffer).
@@ -199,15 +214,31 @@ struct BindCacheInner {
     /// The params buffer of each part of a step.
     params: Vec<Option<wgpu::Buffer>>,
     groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// `by_ordinal[part][i]`: the bind group of the i-th dispatch of that
+    /// part last time. A decode step binds what the previous token bound,
+    /// so this is checked first: compared, not hashed, and nothing allocated.
+    by_ordinal: Vec<Vec<Option<(BindKey, wgpu::BindGroup)>>>,
+}
+
+impl BindKey {
+    /// Whether this key is the one of a dispatch with these parts.
+    fn matches(&self, layout: &wgpu::BindGroupLayout, params_size: u64, buffers: &Bounds) -> bool {
+        self.params_size == params_size
+            && self.layout == *layout
+            && self.buffers.len() == buffers.iter().count()
+            && self.buffers.iter().zip(buffers.iter()).all(|(k, b)| {
+                k.0 == b.binding && k.1 == b.buffer && k.2 == b.offset && k.3 == b.size
+            })
+    }
 }
 
 /// Dispatches timed per submit while profiling (the rest run untimed).
 const MAX_TIMED_DISPATCHES: usize = 2048;
 
 /// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
-fn weight_bytes(kernel: Kernel, buffers: &[Bound]) -> u64 {
+fn weight_bytes(kernel: Kernel, buffers: &Bounds) -> u64 {
     match kernel {
-        Kernel::Matvec(_) | Kernel::MatvecRows(_) | Kernel::Matmul(_) | Kernel::MatmulRows(_) => {
+        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulRows(..) => {
             buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
                 b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
             })
@@ -296,8 +327,15 @@ impl GpuStep {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) -> Result<(), KernelError> {
-        let whole: Vec<_> = buffers.iter().map(|&(i, b)| (i, b, 0, None)).collect();
-        self.dispatch_ranges(kernel, p, &whole, groups)
+        if buffers.len() > MAX_BOUND {
+            return Err(KernelError::Gpu(format!("{kernel:?} binds {} buffers", buffers.len())));
+        }
+        let dummy = self.ctx.inner.dummy.clone();
+        let mut whole = [(0, &dummy, 0, None); MAX_BOUND];
+        for (w, &(i, b)) in whole.iter_mut().zip(buffers) {
+            *w = (i, b, 0, None);
+        }
+        self.dispatch_ranges(kernel, p, &whole[..buffers.len()], groups)
     }
 
     /// [`GpuStep::dispatch`] with `(binding, buffer, byte offset, byte size)`
@@ -318,6 +356,9 @@ impl GpuStep {
                 "dispatch {groups:?} of {kernel:?} exceeds {max} workgroups"
             )));
         }
+        if buffers.len() > MAX_BOUND {
+            return Err(KernelError::Gpu(format!("{kernel:?} binds {} buffers", buffers.len())));
+        }
         let pipeline = self.ctx.pipeline(kernel)?;
         let align = self
             .ctx
@@ -329,15 +370,15 @@ impl GpuStep {
         let bytes = bytemuck::bytes_of(p);
         self.params.resize(off, 0);
         self.params.extend_from_slice(bytes);
-        let buffers = buffers
-            .iter()
-            .map(|&(binding, b, offset, size)| Bound {
+        let mut bounds = Bounds(Default::default());
+        for (slot, &(binding, b, offset, size)) in bounds.0.iter_mut().zip(buffers) {
+            *slot = Some(Bound {
                 binding,
                 buffer: b.clone(),
                 offset,
                 size: size.and_then(wgpu::BufferSize::new),
-            })
-            .collect();
+            });
+        }
         self.n_dispatches += 1;
         if self.cmds.is_empty() {
             self.started = Some(std::time::Instant::now());
@@ -345,7 +386,7 @@ impl GpuStep {
         self.cmds.push(Cmd::Dispatch {
             kernel,
             pipeline,
-            buffers,
+            buffers: bounds,
             params: (off as u64, bytes.len() as u64),
             groups,
         });

@@ -3,24 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::context::UNIFORM_WINDOW;
 use super::shaders::Kernel;
 use super::{GpuBuffer, GpuContext, GpuStep, GpuWeight};
 use crate::KernelError;
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MatParams {
-    rows: u32,
-    cols: u32,
-    n_tokens: u32,
-    row0: u32,
-    out_rows: u32,
-    scale_off: u32,
-    /// First output token of the dispatch (the CPU-device kernels' windows).
-    tok0: u32,
-    _pad1: u32,
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -61,6 +46,11 @@ struct RopeParams {
     use_mult: u32,
     /// First token row of the rotated segment.
     tok0: u32,
+    /// Cache row of the segment's first token (`rope_kv`).
+    kv_row0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 #[repr(C)]
@@ -211,11 +201,11 @@ pub struct AttnShape {
     pub kv_base: usize,
 }
 
-fn shape_err(op: &'static str, detail: String) -> KernelError {
+pub(super) fn shape_err(op: &'static str, detail: String) -> KernelError {
     KernelError::Shape { op, detail }
 }
 
-fn need(op: &'static str, what: &str, buf: &GpuBuffer, n: usize) -> Result<(), KernelError> {
+pub(super) fn need(op: &'static str, what: &str, buf: &GpuBuffer, n: usize) -> Result<(), KernelError> {
     if buf.len() < n {
         return Err(shape_err(
             op,
@@ -225,125 +215,11 @@ fn need(op: &'static str, what: &str, buf: &GpuBuffer, n: usize) -> Result<(), K
     Ok(())
 }
 
-fn u32_of(op: &'static str, v: usize) -> Result<u32, KernelError> {
+pub(super) fn u32_of(op: &'static str, v: usize) -> Result<u32, KernelError> {
     u32::try_from(v).map_err(|_| shape_err(op, format!("{v} does not fit in u32")))
 }
 
 impl GpuStep {
-    /// `out[t*rows + r] = Σ_c W[r][c]·x[t*cols + c]` for `n_tokens` tokens:
-    /// the matvec kernel for one token, the tiled matmul for more; with the
-    /// CPU-device kernels ([`GpuContext::set_cpu_device_kernels`]) their
-    /// row-per-thread twins instead.
-    pub fn matmul(
-        &mut self,
-        w: &GpuWeight,
-        x: &GpuBuffer,
-        n_tokens: usize,
-        out: &GpuBuffer,
-    ) -> Result<(), KernelError> {
-        const OP: &str = "gpu matmul";
-        need(OP, "x", x, n_tokens * w.cols)?;
-        need(OP, "out", out, n_tokens * w.rows)?;
-        if self.rows_kernels_fit(w, x, n_tokens) {
-            return self.matmul_rows(w, x, n_tokens, out);
-        }
-        let kernel = if n_tokens == 1 {
-            Kernel::Matvec(w.ty)
-        } else {
-            Kernel::Matmul(w.ty)
-        };
-        for part in &w.parts {
-            let p = MatParams {
-                rows: part.rows,
-                cols: u32_of(OP, w.cols)?,
-                n_tokens: u32_of(OP, n_tokens)?,
-                row0: part.row0,
-                out_rows: u32_of(OP, w.rows)?,
-                scale_off: part.scale_off,
-                tok0: 0,
-                _pad1: 0,
-            };
-            let groups = if n_tokens == 1 {
-                self.groups_2d(part.rows as usize)?
-            } else {
-                [
-                    part.rows.div_ceil(32),
-                    u32_of(OP, n_tokens.div_ceil(32))?,
-                    1,
-                ]
-            };
-            self.dispatch(
-                kernel,
-                &p,
-                &[(1, &part.buffer), (2, x.raw()), (3, out.raw())],
-                groups,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Whether the CPU-device kernels are chosen and can read `x` through
-    /// uniform windows: a token's row fits one window, windows start at
-    /// aligned offsets, and the buffer has the window's slack past its end
-    /// (see `GpuContext::raw_buffer`). Otherwise the real-GPU kernels run.
-    fn rows_kernels_fit(&self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize) -> bool {
-        let lim = &self.ctx.inner.limits;
-        let row_bytes = w.cols as u64 * 4;
-        let last_window = (n_tokens.max(1) as u64 - 1) * row_bytes;
-        self.ctx.uses_cpu_device_kernels()
-            && lim.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-            && row_bytes <= UNIFORM_WINDOW
-            && (n_tokens == 1 || row_bytes % lim.min_uniform_buffer_offset_alignment as u64 == 0)
-            && x.raw().usage().contains(wgpu::BufferUsages::UNIFORM)
-            && x.raw().size() >= last_window + UNIFORM_WINDOW
-    }
-
-    /// The CPU-device matmul: tokens in windows of whole rows of `x` that fit
-    /// one uniform binding, each window one dispatch per weight part.
-    fn matmul_rows(
-        &mut self,
-        w: &GpuWeight,
-        x: &GpuBuffer,
-        n_tokens: usize,
-        out: &GpuBuffer,
-    ) -> Result<(), KernelError> {
-        const OP: &str = "gpu matmul";
-        let row_bytes = w.cols as u64 * 4;
-        let per_window = (UNIFORM_WINDOW / row_bytes) as usize;
-        let mut t0 = 0;
-        while t0 < n_tokens {
-            let nt = per_window.min(n_tokens - t0);
-            let x_win = (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW));
-            for part in &w.parts {
-                let p = MatParams {
-                    rows: part.rows,
-                    cols: u32_of(OP, w.cols)?,
-                    n_tokens: u32_of(OP, nt)?,
-                    row0: part.row0,
-                    out_rows: u32_of(OP, w.rows)?,
-                    scale_off: part.scale_off,
-                    tok0: u32_of(OP, t0)?,
-                    _pad1: 0,
-                };
-                let (kernel, groups) = if n_tokens == 1 {
-                    let groups = self.groups_2d((part.rows as usize).div_ceil(64))?;
-                    (Kernel::MatvecRows(w.ty), groups)
-                } else {
-                    let groups = [part.rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1];
-                    (Kernel::MatmulRows(w.ty), groups)
-                };
-                self.dispatch_ranges(
-                    kernel,
-                    &p,
-                    &[(1, &part.buffer, 0, None), x_win, (3, out.raw(), 0, None)],
-                    groups,
-                )?;
-            }
-            t0 += nt;
-        }
-        Ok(())
-    }
-
     /// Embedding lookup: `out[t*cols..][..cols]` = row `ids[t]` of `w`,
     /// dequantized, for `n_ids` token ids (u32) in `ids`.
     pub fn get_rows(
@@ -518,6 +394,51 @@ impl GpuStep {
         self.rope_dispatch("gpu rope_pair", &[(q, n_heads), (k, n_kv_heads)], shape)
     }
 
+    /// Whether [`GpuStep::rope_kv`] takes `shape`: NEOX pairs a value with
+    /// one `n_rot / 2` ahead, and each thread owns two whole cache words.
+    pub fn rope_kv_fits(shape: &RopeShape) -> bool {
+        !shape.neox || shape.n_rot % 4 == 0
+    }
+
+    /// [`GpuStep::rope_pair`] that also writes the rotated keys and the
+    /// values `v` (rows `tok0..` of `k` and `v`) into `cache` at rows
+    /// `kv_row0..`: RoPE and [`GpuStep::kv_write_rows`] in one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv(
+        &mut self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        cache: &GpuKvCache,
+        (n_heads, n_kv_heads): (usize, usize),
+        s: RopeShape,
+        kv_row0: usize,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu rope_kv";
+        if !Self::rope_kv_fits(&s) || n_kv_heads * s.head_dim != cache.kv_dim {
+            return Err(shape_err(
+                OP,
+                format!("{n_kv_heads} kv heads of {} (n_rot {}, neox {}) for cache rows of {}", s.head_dim, s.n_rot, s.neox, cache.kv_dim),
+            ));
+        }
+        need(OP, "v", v, (s.tok0 + s.n_tokens) * cache.kv_dim)?;
+        if kv_row0 + s.n_tokens > cache.max_ctx {
+            return Err(shape_err(OP, format!("rows {kv_row0}..{} past the cache's {}", kv_row0 + s.n_tokens, cache.max_ctx)));
+        }
+        let mut p = self.rope_params(OP, &[(q, n_heads), (k, n_kv_heads)], &s)?;
+        p.kv_row0 = u32_of(OP, kv_row0)?;
+        let threads = s.n_tokens * (n_heads * s.n_rot / 2 + n_kv_heads * s.head_dim / 2);
+        let groups = self.groups_2d(threads.div_ceil(64))?;
+        let dummy = self.ctx.inner.dummy.clone();
+        let mult = s.mult.map_or(&dummy, |m| m.raw());
+        self.dispatch(
+            Kernel::RopeKv,
+            &p,
+            &[(1, q.raw()), (2, k.raw()), (3, mult), (4, v.raw()), (5, &cache.k), (6, &cache.v)],
+            groups,
+        )
+    }
+
     /// RoPE over one buffer (`Rope`) or two (`RopePair`), each with its heads.
     fn rope_dispatch(
         &mut self,
@@ -525,6 +446,23 @@ impl GpuStep {
         xs: &[(&GpuBuffer, usize)],
         s: RopeShape,
     ) -> Result<(), KernelError> {
+        let p = self.rope_params(op, xs, &s)?;
+        let heads = |i: usize| xs.get(i).map_or(0, |x| x.1);
+        let pairs = s.n_tokens * (heads(0) + heads(1)) * s.n_rot / 2;
+        let groups = self.groups_2d(pairs.div_ceil(64))?;
+        // Without factors binding 3 is a dummy the kernel never reads.
+        let dummy = self.ctx.inner.dummy.clone();
+        let mult = s.mult.map_or(&dummy, |m| m.raw());
+        let (kernel, bound): (Kernel, Vec<(u32, &wgpu::Buffer)>) = match xs {
+            [(x, _)] => (Kernel::Rope, vec![(1, x.raw()), (3, mult)]),
+            [(q, _), (k, _)] => (Kernel::RopePair, vec![(1, q.raw()), (2, k.raw()), (3, mult)]),
+            _ => return Err(shape_err(op, format!("{} buffers", xs.len()))),
+        };
+        self.dispatch(kernel, &p, &bound, groups)
+    }
+
+    /// The params of a RoPE over `xs` (buffer, heads), checked against their sizes.
+    fn rope_params(&self, op: &'static str, xs: &[(&GpuBuffer, usize)], s: &RopeShape) -> Result<RopeParams, KernelError> {
         if s.head_dim % 2 != 0 || s.n_rot % 2 != 0 || s.n_rot > s.head_dim || s.n_rot == 0 {
             return Err(shape_err(op, format!("head_dim {} / n_rot {} is not an even split", s.head_dim, s.n_rot)));
         }
@@ -548,18 +486,12 @@ impl GpuStep {
             mscale: s.mscale,
             use_mult: s.mult.is_some() as u32,
             tok0: u32_of(op, s.tok0)?,
+            kv_row0: 0,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
-        let pairs = s.n_tokens * (heads(0) + heads(1)) * s.n_rot / 2;
-        let groups = self.groups_2d(pairs.div_ceil(64))?;
-        // Without factors binding 3 is a dummy the kernel never reads.
-        let dummy = self.ctx.inner.dummy.clone();
-        let mult = s.mult.map_or(&dummy, |m| m.raw());
-        let (kernel, bound): (Kernel, Vec<(u32, &wgpu::Buffer)>) = match xs {
-            [(x, _)] => (Kernel::Rope, vec![(1, x.raw()), (3, mult)]),
-            [(q, _), (k, _)] => (Kernel::RopePair, vec![(1, q.raw()), (2, k.raw()), (3, mult)]),
-            _ => return Err(shape_err(op, format!("{} buffers", xs.len()))),
-        };
-        self.dispatch(kernel, &p, &bound, groups)
+        Ok(p)
     }
 
     fn eltwise(
@@ -863,11 +795,19 @@ impl GpuStep {
             kv_base: u32_of(OP, s.kv_base)?,
             _pad2: 0,
         };
+        let heads = u32_of(OP, s.n_heads)?;
+        let nq = u32_of(OP, s.n_q)?;
+        if n_splits == 1 {
+            return self.dispatch(
+                Kernel::AttentionDirect,
+                &p,
+                &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, out.raw())],
+                [heads, nq, 1],
+            );
+        }
         let part = self
             .ctx
             .buffer(s.n_q * s.n_heads * n_splits * (s.head_dim + 2))?;
-        let heads = u32_of(OP, s.n_heads)?;
-        let nq = u32_of(OP, s.n_q)?;
         self.dispatch(
             Kernel::Attention,
             &p,

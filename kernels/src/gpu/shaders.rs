@@ -11,15 +11,91 @@ pub(crate) enum Bind {
     ReadWrite,
 }
 
-/// A kernel family; the quantized matrix kernels take the weight type as variant.
+/// The gating activation of a GATED matrix epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GateAct {
+    /// `silu(gate) * up` (SwiGLU).
+    Silu,
+    /// `gelu_tanh(gate) * up` (GeGLU).
+    Gelu,
+}
+
+/// Where a matrix kernel puts each finished dot product (`mat_out.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub(crate) enum Store {
+    #[default]
+    Set,
+    /// Added to the output (a residual add).
+    Acc,
+    /// Rows split over up to three outputs (a q|k|v or gate|up weight).
+    Split,
+    /// `act(gate) * up` of a `[gate; up]` weight (decode kernels only).
+    Gated(GateAct),
+}
+
+/// A matrix kernel's epilogue: the store and whether a per-row bias is added.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Epilogue {
+    pub store: Store,
+    pub bias: bool,
+}
+
+impl std::fmt::Debug for Epilogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let store = match self.store {
+            Store::Set => "set",
+            Store::Acc => "acc",
+            Store::Split => "split",
+            Store::Gated(GateAct::Silu) => "silu",
+            Store::Gated(GateAct::Gelu) => "gelu",
+        };
+        write!(f, "{store}{}", if self.bias { "+bias" } else { "" })
+    }
+}
+
+impl Epilogue {
+    /// The `mat_out.wgsl` defines of this epilogue.
+    fn defines(self) -> Vec<&'static str> {
+        let mut d = match self.store {
+            Store::Set => vec![],
+            Store::Acc => vec!["ACC"],
+            Store::Split => vec!["SPLIT"],
+            Store::Gated(GateAct::Silu) => vec!["GATED", "SILU"],
+            Store::Gated(GateAct::Gelu) => vec!["GATED"],
+        };
+        if self.bias {
+            d.push("BIAS");
+        }
+        d
+    }
+
+    /// The bindings of a matrix kernel with this epilogue; `ux`: x is read
+    /// through a uniform window (the CPU-device kernels).
+    fn bindings(self, ux: bool) -> &'static [(u32, Bind)] {
+        let split = self.store == Store::Split;
+        match (ux, split, self.bias) {
+            (false, false, false) => B_MAT,
+            (false, false, true) => B_MAT_BIAS,
+            (false, true, false) => B_MAT_SPLIT,
+            (false, true, true) => B_MAT_SPLIT_BIAS,
+            (true, false, false) => B_MAT_UX,
+            (true, false, true) => B_MAT_UX_BIAS,
+            (true, true, false) => B_MAT_UX_SPLIT,
+            (true, true, true) => B_MAT_UX_SPLIT_BIAS,
+        }
+    }
+}
+
+/// A kernel family; the quantized matrix kernels take the weight type and
+/// their epilogue as variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
-    Matvec(QuantType),
+    Matvec(QuantType, Epilogue),
     /// Matvec with one row per thread, for CPU-emulated devices.
-    MatvecRows(QuantType),
-    Matmul(QuantType),
+    MatvecRows(QuantType, Epilogue),
+    Matmul(QuantType, Epilogue),
     /// Matmul with one row x 4 tokens per thread, for CPU-emulated devices.
-    MatmulRows(QuantType),
+    MatmulRows(QuantType, Epilogue),
     GetRows(QuantType),
     RmsNorm,
     /// Residual add fused with the next RMSNorm.
@@ -29,6 +105,8 @@ pub(crate) enum Kernel {
     Rope,
     /// RoPE on queries and keys in one dispatch.
     RopePair,
+    /// RopePair that also writes the keys and values into the KV cache.
+    RopeKv,
     SiluMul,
     GeluMul,
     Add,
@@ -43,6 +121,8 @@ pub(crate) enum Kernel {
     Argmax,
     KvWrite,
     Attention,
+    /// Attention in one split, writing the normalized output (no reduce pass).
+    AttentionDirect,
     AttentionReduce,
 }
 
@@ -64,10 +144,13 @@ pub(crate) struct KernelSpec {
     /// Whether the kernel has a subgroup / shader-f16 variant.
     pub uses_subgroup: bool,
     pub uses_f16: bool,
+    /// Names the `#ifdef`s of the sources see as defined (beside the variant's).
+    pub defines: Vec<&'static str>,
 }
 
 const REDUCE: &str = include_str!("../wgsl/reduce.wgsl");
 const QUANT: &str = include_str!("../wgsl/quant.wgsl");
+const MAT_OUT: &str = include_str!("../wgsl/mat_out.wgsl");
 const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
 const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
@@ -86,11 +169,19 @@ use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
 /// As B_MAT with x read through a uniform window (the CPU-device kernels).
 const B_MAT_UX: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W)];
+/// The matrix kernels' epilogues: SPLIT adds outputs 4 and 5, BIAS the bias at 6.
+const B_MAT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (6, R)];
+const B_MAT_SPLIT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W), (5, W)];
+const B_MAT_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W), (5, W), (6, R)];
+const B_MAT_UX_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (6, R)];
+const B_MAT_UX_SPLIT: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W)];
+const B_MAT_UX_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W), (6, R)];
 const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
 const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
 const B_ROPE: &[(u32, Bind)] = &[(0, U), (1, W), (3, R)];
 const B_ROPE_PAIR: &[(u32, Bind)] = &[(0, U), (1, W), (2, W), (3, R)];
+const B_ROPE_KV: &[(u32, Bind)] = &[(0, U), (1, W), (2, W), (3, R), (4, R), (5, W), (6, W)];
 const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
@@ -141,40 +232,32 @@ impl Kernel {
             bindings,
             uses_subgroup,
             uses_f16,
+            defines: Vec::new(),
+        };
+        let mat = |label, parts, ux, uses_subgroup, e: Epilogue| KernelSpec {
+            defines: e.defines(),
+            ..spec(label, parts, "main", e.bindings(ux), uses_subgroup, false)
+        };
+        let not_gated = |e: Epilogue| {
+            if matches!(e.store, Store::Gated(_)) {
+                Err(KernelError::Gpu(format!("{self:?}: the matmul kernels have no gated epilogue")))
+            } else {
+                Ok(e)
+            }
         };
         Ok(match self {
-            Kernel::Matvec(ty) => spec(
-                "matvec",
-                vec![MATVEC, QUANT, quant(ty)?, REDUCE],
-                "main",
-                B_MAT,
+            Kernel::Matvec(ty, e) => mat("matvec", vec![MATVEC, MAT_OUT, QUANT, quant(ty)?, REDUCE], false, true, e),
+            Kernel::MatvecRows(ty, e) => mat(
+                "matvec_rows",
+                [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
                 true,
                 false,
+                e,
             ),
-            Kernel::MatvecRows(ty) => spec(
-                "matvec_rows",
-                [vec![MATVEC_ROWS, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
-                "main",
-                B_MAT_UX,
-                false,
-                false,
-            ),
-            Kernel::MatmulRows(ty) => spec(
-                "matmul_rows",
-                vec![MATMUL_ROWS, QUANT, quant(ty)?],
-                "main",
-                B_MAT_UX,
-                false,
-                false,
-            ),
-            Kernel::Matmul(ty) => spec(
-                "matmul",
-                vec![MATMUL, QUANT, quant(ty)?],
-                "main",
-                B_MAT,
-                false,
-                false,
-            ),
+            Kernel::MatmulRows(ty, e) => {
+                mat("matmul_rows", vec![MATMUL_ROWS, MAT_OUT, QUANT, quant(ty)?], true, false, not_gated(e)?)
+            }
+            Kernel::Matmul(ty, e) => mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?], false, false, not_gated(e)?),
             Kernel::GetRows(ty) => spec(
                 "get_rows",
                 vec![GET_ROWS, QUANT, quant(ty)?],
@@ -202,6 +285,7 @@ impl Kernel {
             ),
             Kernel::Rope => spec("rope", vec![ROPE], "main", B_ROPE, false, false),
             Kernel::RopePair => spec("rope_pair", vec![ROPE], "rope_pair", B_ROPE_PAIR, false, false),
+            Kernel::RopeKv => spec("rope_kv", vec![ROPE], "rope_kv", B_ROPE_KV, false, true),
             Kernel::SiluMul => spec(
                 "silu_mul",
                 vec![ELEMENTWISE],
@@ -234,6 +318,10 @@ impl Kernel {
                 true,
                 true,
             ),
+            Kernel::AttentionDirect => KernelSpec {
+                defines: vec!["DIRECT"],
+                ..spec("attention_direct", vec![ATTENTION, REDUCE], "main", B_ATTN, true, true)
+            },
             Kernel::AttentionReduce => spec(
                 "attention_reduce",
                 vec![ATTENTION_REDUCE],
@@ -253,7 +341,7 @@ pub(crate) fn assemble(spec: &KernelSpec, variant: Variant) -> Result<String, Ke
     let defined = |name: &str| match name {
         "SUBGROUP" => variant.subgroup,
         "F16" => variant.f16,
-        _ => false,
+        _ => spec.defines.contains(&name),
     };
     let mut out = String::new();
     if variant.f16 {
@@ -311,6 +399,7 @@ mod tests {
             bindings: &[],
             uses_subgroup: true,
             uses_f16: true,
+            defines: Vec::new(),
         };
         let sg = assemble(
             &spec,

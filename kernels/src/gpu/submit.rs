@@ -115,6 +115,7 @@ impl GpuStep {
         let binds = &mut *binds;
         if binds.groups.len() > MAX_CACHED_BIND_GROUPS {
             binds.groups.clear();
+            binds.by_ordinal.clear();
         }
         // Each part of a token's step (see `submit_no_wait`) has its own params
         // buffer, so a later part's params never overwrite ones still being read.
@@ -123,9 +124,13 @@ impl GpuStep {
         if binds.params.len() <= part {
             binds.params.resize(part + 1, None);
         }
+        if binds.by_ordinal.len() <= part {
+            binds.by_ordinal.resize_with(part + 1, Vec::new);
+        }
         if binds.params[part].as_ref().is_none_or(|b| b.size() < need) {
             // Groups bind the old params buffer of this part: drop them.
             binds.groups.retain(|k, _| k.part != part);
+            binds.by_ordinal[part].clear();
             binds.params[part] = Some(dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("params"),
                 size: need.next_power_of_two(),
@@ -146,17 +151,14 @@ impl GpuStep {
         });
         let mut staging = Vec::new();
         let mut wanted = Vec::new();
+        // Ordinal of the next dispatch in this part (see `by_ordinal`).
+        let mut ordinal = 0;
         let mut i = 0;
         while i < self.cmds.len() {
             match &self.cmds[i] {
                 Cmd::Read { src, bytes } => {
                     let size = bytes.div_ceil(4) * 4;
-                    let dst = dev.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("read-back"),
-                        size: size.max(4),
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
+                    let dst = self.ctx.readback_buffer(size.max(4));
                     if size > 0 {
                         enc.copy_buffer_to_buffer(src, 0, &dst, 0, size);
                     }
@@ -201,6 +203,14 @@ impl GpuStep {
                         groups,
                     }) = self.cmds.get(i)
                     {
+                        let same_as_last = binds.by_ordinal[part]
+                            .get(ordinal)
+                            .and_then(Option::as_ref)
+                            .filter(|(k, _)| k.matches(&pipeline.layout, *size, buffers))
+                            .map(|(_, g)| g.clone());
+                        let bg = match same_as_last {
+                            Some(g) => g,
+                            None => {
                         let key = BindKey {
                             layout: pipeline.layout.clone(),
                             part,
@@ -210,7 +220,7 @@ impl GpuStep {
                                 .map(|b| (b.binding, b.buffer.clone(), b.offset, b.size))
                                 .collect(),
                         };
-                        let bg = binds.groups.entry(key).or_insert_with(|| {
+                        let bg = binds.groups.entry(key.clone()).or_insert_with(|| {
                             let mut entries = vec![wgpu::BindGroupEntry {
                                 binding: 0,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -232,10 +242,19 @@ impl GpuStep {
                                 layout: &pipeline.layout,
                                 entries: &entries,
                             })
-                        });
+                        }).clone();
+                        let slots = &mut binds.by_ordinal[part];
+                        if slots.len() <= ordinal {
+                            slots.resize(ordinal + 1, None);
+                        }
+                        slots[ordinal] = Some((key, bg.clone()));
+                        bg
+                            }
+                        };
+                        ordinal += 1;
                         pass.set_pipeline(&pipeline.pipeline);
                         // Offsets are aligned to min_uniform_buffer_offset_alignment at recording.
-                        pass.set_bind_group(0, &*bg, &[*off as u32]);
+                        pass.set_bind_group(0, &bg, &[*off as u32]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         i += 1;
                         if timing {
@@ -255,12 +274,7 @@ impl GpuStep {
                 mapped_at_creation: false,
             });
             enc.resolve_query_set(q, 0..n as u32, &resolved, 0);
-            let dst = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kernel times read-back"),
-                size: n * 8,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
+            let dst = self.ctx.readback_buffer(n * 8);
             enc.copy_buffer_to_buffer(&resolved, 0, &dst, 0, n * 8);
             staging.push((dst, n * 8));
         }

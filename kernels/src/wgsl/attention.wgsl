@@ -7,7 +7,9 @@
 // positions s*span..(s+1)*span of that range. GQA: head h reads KV head
 // h / (n_heads / n_kv_heads). The sequence's cache rows start at kv_base.
 // Bindings: 0 uniform AttnParams, 1 q (f32, n_q x n_heads x head_dim),
-// 2 k cache, 3 v cache (f16 pairs, rows of n_kv_heads*head_dim), 4 partials (f32).
+// 2 k cache, 3 v cache (f16 pairs, rows of n_kv_heads*head_dim), 4 partials (f32),
+// or with DIRECT (one split) the output (q's shape), normalized as
+// attention_reduce.wgsl would: acc * (1 / l).
 // Workgroup: 64 threads; per chunk of 64 keys each thread scores one key, then
 // an online softmax update; thread i accumulates output dims i, i+64, ... (head_dim <= 512).
 const WG: u32 = 64u;
@@ -115,6 +117,13 @@ fn main(
         m = nm;
         workgroupBarrier();
     }
+#ifdef DIRECT
+    let inv = 1.0 / l;
+    for (var k = 0u; k < 8u; k++) {
+        let d = lid + k * WG;
+        if d < p.head_dim { part[qoff + d] = acc[k] * inv; }
+    }
+#else
     let base = ((qi * p.n_heads + h) * p.n_splits + s) * (p.head_dim + 2u);
     if lid == 0u {
         part[base] = m;
@@ -124,4 +133,5 @@ fn main(
         let d = lid + k * WG;
         if d < p.head_dim { part[base + 2u + d] = acc[k]; }
     }
+#endif
 }

@@ -1,23 +1,9 @@
 // Tiled matrix product on quantized weights (prefill): out[t*out_rows + row0 + r]
 // = sum_c W[r][c] * x[t*cols + c], for one row-part of a weight.
-// Bindings as matvec.wgsl. Workgroup: 16x16 threads computing a 32-row x
+// Bindings and epilogue (store; not GATED) as matvec.wgsl. Workgroup: 16x16 threads computing a 32-row x
 // 32-token tile, 2x2 outputs per thread. Per K-step of 32 columns each thread
 // dequantizes one quad of W (dq4) and loads one vec4 of x into workgroup memory.
-struct MatParams {
-    rows: u32,
-    cols: u32,
-    n_tokens: u32,
-    row0: u32,
-    out_rows: u32,
-    scale_off: u32,
-    tok0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: MatParams;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const TILE: u32 = 32u;
 // [row or token][k] with k in 0..32, as 8 vec4 per row.
@@ -58,6 +44,6 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var i = 0u; i < 4u; i++) {
         let r = r0 + lid3.x + (i & 1u) * 16u;
         let t = t0 + lid3.y + (i >> 1u) * 16u;
-        if r < p.rows && t < p.n_tokens { out[t * p.out_rows + p.row0 + r] = acc[i]; }
+        if r < p.rows && t < p.n_tokens { store(t, p.row0 + r, acc[i]); }
     }
 }

@@ -1,26 +1,12 @@
 // Matrix product (prefill) for CPU-emulated devices: out[(tok0+t)*out_rows +
 // row0 + r] = sum_c W[r][c] * x[t*cols + c] for the n_tokens tokens of one
 // uniform window of x, for one row-part of a weight.
-// Bindings: 0 uniform MatParams, 1 weights (re-laid blocks, u32), 2 x
-// (uniform window of 4096 vec4 holding the window's tokens), 3 out (f32).
+// Bindings: 2 x (uniform window of 4096 vec4 holding the window's tokens),
+// the rest and the epilogue (store; not GATED) as mat_out.wgsl.
 // Workgroup: 64 threads along rows; workgroup y picks 4 tokens. Each thread
 // dequantizes its row quad by quad with dq4() and multiplies each quad by
 // the 4 tokens: no barriers, no shared memory (see matvec_rows.wgsl).
-struct MatParams {
-    rows: u32,
-    cols: u32,
-    n_tokens: u32,
-    row0: u32,
-    out_rows: u32,
-    scale_off: u32,
-    tok0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: MatParams;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<uniform> xu: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -39,10 +25,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let wv = dq4(r, q);
         a += vec4<f32>(dot(wv, xu[x0 + q]), dot(wv, xu[x1 + q]), dot(wv, xu[x2 + q]), dot(wv, xu[x3 + q]));
     }
-    let o = (p.tok0 + t0) * p.out_rows + p.row0 + r;
+    let t = p.tok0 + t0;
+    let row = p.row0 + r;
     let nt = min(4u, p.n_tokens - t0);
-    out[o] = a.x;
-    if nt > 1u { out[o + p.out_rows] = a.y; }
-    if nt > 2u { out[o + 2u * p.out_rows] = a.z; }
-    if nt > 3u { out[o + 3u * p.out_rows] = a.w; }
+    store(t, row, a.x);
+    if nt > 1u { store(t + 1u, row, a.y); }
+    if nt > 2u { store(t + 2u, row, a.z); }
+    if nt > 3u { store(t + 3u, row, a.w); }
 }

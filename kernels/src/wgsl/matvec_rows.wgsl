@@ -1,8 +1,8 @@
 // Matrix-vector product (decode) for CPU-emulated devices, one row per
 // thread: out[tok0*out_rows + row0 + r] = sum_c W[r][c] * x[c], for one
-// row-part of a weight. Bindings: 0 uniform MatParams, 1 weights (re-laid
-// blocks, u32), 2 x (uniform window of 4096 vec4, the token's row at its
-// start), 3 out (f32). Workgroup: 64 threads, thread i takes row
+// row-part of a weight. Bindings: 2 x (uniform window of 4096 vec4, the
+// token's row at its start), the rest and the epilogue (store) as
+// mat_out.wgsl; GATED takes rows r and r + rows of a [gate; up] weight. Workgroup: 64 threads, thread i takes row
 // 64*group + i whole, a block at a time with block_dot() from the
 // block_dot[_<type>] snippet (scales decoded once per block).
 // Why this shape: llvmpipe runs a workgroup's threads as SIMD lanes, pays a
@@ -11,21 +11,7 @@
 // per row) suits real GPUs.
 const WG: u32 = 64u;
 
-struct MatParams {
-    rows: u32,
-    cols: u32,
-    n_tokens: u32,
-    row0: u32,
-    out_rows: u32,
-    scale_off: u32,
-    tok0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: MatParams;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<uniform> xu: array<vec4<f32>, 4096>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn xv(i: u32) -> vec4<f32> {
     return xu[i];
@@ -40,8 +26,17 @@ fn main(
     if r >= p.rows { return; }
     let nb = p.cols / (4u * QB);
     var acc = 0.0;
+#ifdef GATED
+    var up = 0.0;
+    for (var b = 0u; b < nb; b++) {
+        acc += block_dot(r, b, b * QB);
+        up += block_dot(r + p.rows, b, b * QB);
+    }
+    store_gated(p.tok0, p.row0 + r, acc, up);
+#else
     for (var b = 0u; b < nb; b++) {
         acc += block_dot(r, b, b * QB);
     }
-    out[p.tok0 * p.out_rows + p.row0 + r] = acc;
+    store(p.tok0, p.row0 + r, acc);
+#endif
 }

@@ -52,6 +52,20 @@ pub fn all() -> [&'static GpuContext; 3] {
     [fast(), portable(), other_kernels()]
 }
 
+/// Every weight type the GPU kernels take.
+pub const TYPES: [QuantType; 10] = [
+    QuantType::F32,
+    QuantType::F16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+];
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

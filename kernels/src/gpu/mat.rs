@@ -1,0 +1,193 @@
+//! The matrix products a [`GpuStep`] records, with their epilogues: a bias,
+//! a residual add, rows split over several outputs (q|k|v, gate|up uploaded
+//! as one weight) and the gated activation, each done by the kernel that
+//! computes the rows instead of a dispatch of its own.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::context::UNIFORM_WINDOW;
+use super::ops::{need, shape_err, u32_of};
+use super::shaders::{Epilogue, GateAct, Kernel, Store};
+use super::{GpuBuffer, GpuStep, GpuWeight};
+use crate::KernelError;
+
+/// The twin of `MatParams` in `mat_out.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatParams {
+    rows: u32,
+    cols: u32,
+    n_tokens: u32,
+    row0: u32,
+    out_rows: u32,
+    scale_off: u32,
+    /// First output token of the dispatch (the CPU-device kernels' windows).
+    tok0: u32,
+    split1: u32,
+    split2: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// Where the rows of a matrix product go ([`GpuStep::matmul_to`]).
+#[derive(Clone, Copy)]
+pub enum MatOut<'a> {
+    /// `out = W·x`.
+    Set(&'a GpuBuffer),
+    /// `out += W·x` (a residual add fused into the product).
+    Acc(&'a GpuBuffer),
+    /// Consecutive row ranges of `W` to their own buffers, each
+    /// `[n_tokens][its rows]`: `(buffer, rows)` pairs (two or three) whose
+    /// rows add up to `W`'s.
+    Split(&'a [(&'a GpuBuffer, usize)]),
+    /// `W` = `[gate; up]` (half the rows each): `out = act(gate·x) * (up·x)`,
+    /// `[n_tokens][rows / 2]`, for one token (the decode kernels).
+    Gated(&'a GpuBuffer, GateAct),
+}
+
+/// The resolved epilogue of one product: store, output buffers of
+/// bindings 3..=5, split points, output row stride and rows per thread set.
+struct Plan<'a> {
+    store: Store,
+    outs: [Option<&'a GpuBuffer>; 3],
+    split: [u32; 2],
+    out_rows: u32,
+}
+
+fn plan<'a>(w: &GpuWeight, n_tokens: usize, out: MatOut<'a>) -> Result<Plan<'a>, KernelError> {
+    const OP: &str = "gpu matmul";
+    let rows = u32_of(OP, w.rows)?;
+    let single = |store, o: &'a GpuBuffer| -> Result<Plan<'a>, KernelError> {
+        need(OP, "out", o, n_tokens * w.rows)?;
+        Ok(Plan { store, outs: [Some(o), None, None], split: [0, 0], out_rows: rows })
+    };
+    match out {
+        MatOut::Set(o) => single(Store::Set, o),
+        MatOut::Acc(o) => single(Store::Acc, o),
+        MatOut::Split(list) => {
+            let total: usize = list.iter().map(|l| l.1).sum();
+            if !(2..=3).contains(&list.len()) || total != w.rows {
+                let got: Vec<usize> = list.iter().map(|l| l.1).collect();
+                return Err(shape_err(OP, format!("split of {} rows into {got:?}", w.rows)));
+            }
+            let mut outs = [None; 3];
+            for (i, &(b, n)) in list.iter().enumerate() {
+                need(OP, "split output", b, n_tokens * n)?;
+                outs[i] = Some(b);
+            }
+            let split1 = u32_of(OP, list[0].1)?;
+            let split2 = if list.len() == 3 { split1 + u32_of(OP, list[1].1)? } else { rows };
+            Ok(Plan { store: Store::Split, outs, split: [split1, split2], out_rows: rows })
+        }
+        MatOut::Gated(o, act) => {
+            if n_tokens != 1 || w.rows % 2 != 0 || w.parts.len() != 1 {
+                return Err(shape_err(
+                    OP,
+                    format!("gated product of {} tokens on {} rows in {} parts", n_tokens, w.rows, w.parts.len()),
+                ));
+            }
+            need(OP, "out", o, w.rows / 2)?;
+            Ok(Plan { store: Store::Gated(act), outs: [Some(o), None, None], split: [0, 0], out_rows: rows / 2 })
+        }
+    }
+}
+
+impl GpuStep {
+    /// `out[t*rows + r] = Σ_c W[r][c]·x[t*cols + c]` for `n_tokens` tokens:
+    /// the matvec kernel for one token, the tiled matmul for more; with the
+    /// CPU-device kernels ([`super::GpuContext::set_cpu_device_kernels`])
+    /// their row-per-thread twins instead.
+    pub fn matmul(&mut self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize, out: &GpuBuffer) -> Result<(), KernelError> {
+        self.matmul_to(w, x, n_tokens, MatOut::Set(out), None)
+    }
+
+    /// [`GpuStep::matmul`] with its rows going where `out` says, plus
+    /// `bias[r]` (one value per row of `W`) when given. Each output value is
+    /// the same dot product as [`GpuStep::matmul`]'s, finished in the kernel.
+    pub fn matmul_to(
+        &mut self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: MatOut,
+        bias: Option<&GpuBuffer>,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu matmul";
+        need(OP, "x", x, n_tokens * w.cols)?;
+        if let Some(b) = bias {
+            need(OP, "bias", b, w.rows)?;
+        }
+        let plan = plan(w, n_tokens, out)?;
+        if bias.is_some() && matches!(plan.store, Store::Gated(_)) {
+            return Err(shape_err(OP, "a bias on a gated product".into()));
+        }
+        let epi = Epilogue { store: plan.store, bias: bias.is_some() };
+        let gated = matches!(plan.store, Store::Gated(_));
+        let dummy = self.ctx.inner.dummy.clone();
+        let raw = |i: usize| plan.outs[i].map_or(&dummy, |b| b.raw());
+        let ux = self.rows_kernels_fit(w, x, n_tokens);
+        let row_bytes = w.cols as u64 * 4;
+        // The CPU-device kernels read x in uniform windows of whole tokens.
+        let per_window = if ux { (UNIFORM_WINDOW / row_bytes) as usize } else { n_tokens.max(1) };
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let nt = per_window.min(n_tokens - t0);
+            let x_bind = if ux { (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW)) } else { (2, x.raw(), 0, None) };
+            for part in &w.parts {
+                let rows = if gated { part.rows / 2 } else { part.rows };
+                let p = MatParams {
+                    rows,
+                    cols: u32_of(OP, w.cols)?,
+                    n_tokens: u32_of(OP, nt)?,
+                    row0: part.row0,
+                    out_rows: plan.out_rows,
+                    scale_off: part.scale_off,
+                    tok0: u32_of(OP, t0)?,
+                    split1: plan.split[0],
+                    split2: plan.split[1],
+                    _pad0: 0,
+                    _pad1: 0,
+                    _pad2: 0,
+                };
+                let (kernel, groups) = match (ux, n_tokens == 1) {
+                    (true, true) => (Kernel::MatvecRows(w.ty, epi), self.groups_2d((rows as usize).div_ceil(64))?),
+                    (true, false) => (Kernel::MatmulRows(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1]),
+                    (false, true) => (Kernel::Matvec(w.ty, epi), self.groups_2d(rows as usize)?),
+                    (false, false) => (Kernel::Matmul(w.ty, epi), [rows.div_ceil(32), u32_of(OP, nt.div_ceil(32))?, 1]),
+                };
+                // Bindings 1..=3, then the split outputs and the bias where used.
+                let mut bound = [(1, &part.buffer, 0, None), x_bind, (3, raw(0), 0, None), (0, &dummy, 0, None), (0, &dummy, 0, None), (0, &dummy, 0, None)];
+                let mut n = 3;
+                if plan.store == Store::Split {
+                    bound[3] = (4, raw(1), 0, None);
+                    bound[4] = (5, raw(2), 0, None);
+                    n = 5;
+                }
+                if let Some(b) = bias {
+                    bound[n] = (6, b.raw(), 0, None);
+                    n += 1;
+                }
+                self.dispatch_ranges(kernel, &p, &bound[..n], groups)?;
+            }
+            t0 += nt;
+        }
+        Ok(())
+    }
+
+    /// Whether the CPU-device kernels are chosen and can read `x` through
+    /// uniform windows: a token's row fits one window, windows start at
+    /// aligned offsets, and the buffer has the window's slack past its end
+    /// (see `GpuContext::raw_buffer`). Otherwise the real-GPU kernels run.
+    fn rows_kernels_fit(&self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize) -> bool {
+        let lim = &self.ctx.inner.limits;
+        let row_bytes = w.cols as u64 * 4;
+        let last_window = (n_tokens.max(1) as u64 - 1) * row_bytes;
+        self.ctx.uses_cpu_device_kernels()
+            && lim.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+            && row_bytes <= UNIFORM_WINDOW
+            && (n_tokens == 1 || row_bytes % lim.min_uniform_buffer_offset_alignment as u64 == 0)
+            && x.raw().usage().contains(wgpu::BufferUsages::UNIFORM)
+            && x.raw().size() >= last_window + UNIFORM_WINDOW
+    }
+}
