@@ -19,10 +19,12 @@ use serde_json::{json, Value};
 const LOGIT_TOL: f32 = 0.05;
 /// Folder and GGUF hold the same F16 values and run the same kernels.
 const SAME_WEIGHTS_TOL: f32 = 1e-4;
-/// Q8_0 weights quantized at load, against the F16 weights' logits
-/// (measured 0.03–0.04 on these random weights).
-const Q8_0_TOL: f32 = 0.1;
-const N_CTX: usize = 128;
+/// Q8_0 weights quantized at load (and 8-bit activations in the CPU's
+/// Q8_0 kernels), against the F16 weights' logits: measured 0.29 on these
+/// random weights, whose logits have a std of about 1.2.
+const Q8_0_TOL: f32 = 0.5;
+/// Holds llama3's 177-token prompt.
+const N_CTX: usize = 256;
 
 fn archs(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/archs").join(name)
@@ -41,7 +43,7 @@ fn prompts(r: &Value) -> Vec<&Value> {
 }
 
 /// Logits at every position of every reference prompt.
-fn all_logits(model: &Model, r: &Value) -> Vec<Vec<f32>> {
+fn all_logits(model: &Arc<Model>, r: &Value) -> Vec<Vec<f32>> {
     prompts(r)
         .into_iter()
         .map(|p| {
