@@ -61,3 +61,10 @@ for a in llama3 mistral qwen2 qwen3 phi3 qwen3moe; do
   mv "$dst.part" "$dst"
 done
 echo "ok: models/archs (llama3 mistral qwen2 qwen3 phi3 qwen3moe)"
+
+# The qwen2 model as a Hugging Face folder (its reference is qwen2.json too).
+mkdir -p models/archs/qwen2_hf
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+  cmp -s "$archs_src/qwen2_hf/$f" "models/archs/qwen2_hf/$f" || cp "$archs_src/qwen2_hf/$f" "models/archs/qwen2_hf/$f"
+done
+echo "ok: models/archs/qwen2_hf"

@@ -10,19 +10,20 @@ pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The `-m/--model` option every model-reading subcommand flattens in.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArg {
-    /// GGUF model file.
+    /// GGUF model file or Hugging Face folder.
     #[arg(short = 'm', long = "model", env = "INFER_MODEL", default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
 }
 
-/// Checks that the model file exists; a missing file gets an error that says
-/// how to fetch the test models rather than a bare "No such file".
+/// Checks that the model file (or Hugging Face folder) exists; a missing
+/// file gets an error that says how to fetch the test models rather than a
+/// bare "No such file".
 pub fn resolve_model(path: &Path) -> anyhow::Result<PathBuf> {
-    if path.is_file() {
+    if path.is_file() || path.join("config.json").is_file() {
         return Ok(path.to_path_buf());
     }
     if path.exists() {
-        bail!("{} is not a file", path.display());
+        bail!("{} is neither a GGUF file nor a model folder with a config.json", path.display());
     }
     bail!(
         "model file {} not found; run scripts/fetch-models.sh from the repository root to fetch the test models, \

@@ -10,9 +10,12 @@ use infer_engine::{ChatMessage, CpuMoe, GpuLayers, Model, ModelOptions, SamplerP
 /// The model file (`-m`), defaulting to the project's default model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// GGUF model file
+    /// GGUF model file, or a Hugging Face folder (config.json, *.safetensors, tokenizer.json)
     #[arg(short = 'm', long = "model", env = "INFER_MODEL", default_value = crate::common::DEFAULT_MODEL)]
     pub model: PathBuf,
+    /// Quantize F32/F16/BF16 matrices while loading: q8_0 or q4_0
+    #[arg(long = "quantize", value_name = "TYPE", value_parser = crate::convert::parse_quant)]
+    pub quantize: Option<infer_gguf::QuantType>,
     /// Threads for the CPU path (default: physical cores)
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -107,6 +110,7 @@ impl ModelArgs {
             vram_budget: self.vram_budget,
             n_ctx,
             cpu_moe: self.cpu_moe(),
+            quantize: self.quantize,
         };
         // The estimate goes to stderr before the weights are uploaded.
         let on_estimate = |e: &infer_engine::offload::OffloadEstimate| match &bar {

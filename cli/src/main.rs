@@ -10,6 +10,7 @@ mod bench;
 mod bench_parallel;
 mod chat;
 mod common;
+mod convert;
 mod devices;
 mod gen_args;
 mod gpu_report;
@@ -25,7 +26,7 @@ mod tokenize;
 mod verify;
 
 #[derive(Parser)]
-#[command(name = "infer", version, about = "LLM inference on GGUF models")]
+#[command(name = "infer", version, about = "LLM inference on GGUF models and Hugging Face folders")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +50,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Measure prompt-processing and generation speed (as llama-bench).
     Bench(bench::BenchArgs),
+    /// Convert a Hugging Face folder (config.json, safetensors, tokenizer.json) to a GGUF file.
+    Convert(convert::ConvertArgs),
     /// Write a synthetic llama model of a real shape with random weights.
     Synth(synth::SynthArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (and a chat page at /).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Devices(args) => devices::run(args),
         Command::Serve(args) => serve::run(args),
     };

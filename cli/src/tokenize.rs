@@ -34,8 +34,11 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     };
     // The tokenizer alone is enough: no need to map the weights.
     let path = crate::common::resolve_model(&args.model.model)?;
-    let gguf = infer_gguf::Gguf::open(&path)?;
-    let tok = Tokenizer::from_gguf(&gguf)?;
+    let tok = if path.is_dir() {
+        infer_engine::hf::Folder::open(&path)?.tokenizer()?
+    } else {
+        Tokenizer::from_gguf(&infer_gguf::Gguf::open(&path)?)?
+    };
     let special = !args.no_special;
     let ids = tok.encode(&text, special, special)?;
     let mut out = std::io::stdout().lock();

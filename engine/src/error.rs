@@ -15,6 +15,9 @@ pub enum EngineError {
     TensorShape { path: String, name: String, expected: Vec<u64>, got: Vec<u64> },
     #[error("{path}: bad model configuration: {detail}")]
     Config { path: String, detail: String },
+    /// A file of a Hugging Face folder that is missing, malformed or lies.
+    #[error("{path}: {detail}")]
+    Folder { path: String, detail: String },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("chat template: {0}")]

@@ -22,6 +22,7 @@ pub mod batch;
 pub mod chat;
 pub mod constraint;
 mod error;
+pub mod hf;
 pub mod kv_cache;
 pub mod model;
 pub mod offload;

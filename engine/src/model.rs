@@ -1,9 +1,10 @@
-//! `Model`: a loaded GGUF model, shareable across threads.
+//! `Model`: a loaded model (a GGUF file or a Hugging Face folder),
+//! shareable across threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use infer_gguf::Gguf;
+use infer_gguf::{Gguf, QuantType};
 
 use crate::arch::{Arch, ModelConfig};
 use crate::chat::{ChatMessage, ChatTemplate};
@@ -29,10 +30,14 @@ pub struct ModelOptions {
     pub n_ctx: usize,
     /// MoE layers whose experts stay on the CPU while the rest is offloaded.
     pub cpu_moe: CpuMoe,
+    /// Quantize F32/F16/BF16 matrices to this type (Q8_0, Q4_0) while
+    /// loading, one tensor at a time; `None` runs them as stored.
+    pub quantize: Option<QuantType>,
 }
 
-/// A model: the mapped file, its architecture and weights, tokenizer and chat
-/// template. Weights stay in the mmap; nothing is expanded to f32.
+/// A model: the mapped file (or a folder's safetensors files), its
+/// architecture and weights, tokenizer and chat template. Weights stay in
+/// the mmap; nothing is expanded to f32.
 ///
 /// ```no_run
 /// use infer_engine::{Model, ModelOptions, SessionParams, SamplerParams, GenerateOptions};
@@ -64,7 +69,9 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Opens and checks a model: architecture, every tensor it needs, tokenizer, template.
+    /// Opens and checks a model: architecture, every tensor it needs,
+    /// tokenizer, template. `path` is a GGUF file or a Hugging Face folder
+    /// (`config.json`, safetensors, `tokenizer.json`; see [`crate::hf`]).
     pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Arc<Self>> {
         Self::load_with_progress(path, options, |_| {})
     }
@@ -83,18 +90,29 @@ impl Model {
         mut progress: impl FnMut(f32),
     ) -> Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
-        let gguf = Arc::new(Gguf::open(&path)?);
-        let mut table = WeightTable::new(gguf.clone());
-        let arch = Arch::load(&gguf, &mut table, options.n_ctx)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let folder = crate::hf::is_folder(&path);
+        let (gguf, mut table, tokenizer) = if folder {
+            crate::hf::Folder::open(&path)?.into_parts()?
+        } else {
+            let gguf = Arc::new(Gguf::open(&path)?);
+            let tokenizer = Tokenizer::from_gguf(&gguf)?;
+            (gguf.clone(), WeightTable::new(gguf), tokenizer)
+        };
+        table.set_quantize(options.quantize);
+        let mut arch = Arch::load(&gguf, &mut table, options.n_ctx)?;
+        if folder && arch.def.name == "llama" {
+            // HF keeps llama's q/k rows in rotate-half order (the GGUF
+            // converter permutes them to adjacent pairs): rotate halves.
+            arch.config.rope.neox = true;
+        }
         let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
         progress(0.1);
         if options.prefault {
             // Read one byte per page so later steps do not stall on page faults.
             let n = table.infos().len().max(1);
             let mut sink = 0u8;
-            for (i, w) in table.infos().iter().enumerate() {
-                let bytes = &gguf.bytes()[w.start..w.start + w.n_bytes];
+            for i in 0..table.infos().len() {
+                let bytes = table.bytes(crate::weights::WeightId(i));
                 sink ^= bytes.iter().step_by(4096).fold(0u8, |a, &b| a ^ b);
                 progress(0.1 + 0.9 * (i + 1) as f32 / n as f32);
             }
@@ -112,7 +130,7 @@ impl Model {
         Ok(Arc::new(Model { path, table: Arc::new(table), arch, tokenizer, template, gpu, warnings }))
     }
 
-    /// The file the model was loaded from.
+    /// The file or folder the model was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -126,6 +144,8 @@ impl Model {
     pub fn weights(&self) -> &Arc<WeightTable> {
         &self.table
     }
+    /// The model's metadata as GGUF keys (for a folder: llama.cpp's keys
+    /// for its config, and no tensors).
     pub fn gguf(&self) -> &Arc<Gguf> {
         self.table.gguf()
     }

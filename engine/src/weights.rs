@@ -1,10 +1,15 @@
-//! The weight table: every tensor a model uses, by id, borrowed from the mmap.
+//! The weight table: every tensor a model uses, by id, borrowed from the
+//! mmap of a GGUF or of a folder's safetensors files (or, for tensors
+//! quantized while loading, from a buffer made for them).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use infer_gguf::{Gguf, QuantType};
 use infer_kernels::cpu::{Isa, PackedMatrix, QMatrix};
+use memmap2::Mmap;
 
 use crate::error::{EngineError, Result};
 
@@ -21,15 +26,59 @@ pub struct WeightInfo {
     pub cols: usize,
     /// Number of rows (product of the other dimensions).
     pub rows: usize,
-    /// Absolute byte offset in the file.
+    /// Which of the table's byte sources holds it (0: the GGUF file).
+    pub source: usize,
+    /// Absolute byte offset in that source.
     pub start: usize,
     pub n_bytes: usize,
+}
+
+/// A tensor that lives outside the GGUF (a safetensors file of a folder),
+/// described in ggml's terms.
+#[derive(Debug, Clone)]
+pub struct ExternalTensor {
+    /// Dimensions in ggml order (row length first).
+    pub dims: Vec<u64>,
+    pub ty: QuantType,
+    /// Index into the sources given to [`WeightTable::with_sources`] (0 is the first).
+    /// (The table numbers them from 1: its source 0 is the GGUF.)
+    pub source: usize,
+    /// Absolute byte offset in that source.
+    pub start: usize,
+    pub n_bytes: usize,
+    /// The file and name it was read from, for messages.
+    pub origin: String,
+}
+
+/// Bytes that weights are borrowed from.
+#[derive(Debug)]
+pub enum ByteSource {
+    /// A mapped file (a safetensors shard).
+    Map { path: PathBuf, map: Mmap },
+    /// Bytes made at load time (a tensor quantized or rearranged while loading).
+    Owned(Vec<u8>),
+}
+
+impl ByteSource {
+    /// All of the source's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ByteSource::Map { map, .. } => map,
+            ByteSource::Owned(v) => v,
+        }
+    }
 }
 
 /// The model's tensors, looked up once at load time. Data stays in the mmap.
 #[derive(Debug)]
 pub struct WeightTable {
     gguf: Arc<Gguf>,
+    /// Byte sources after the GGUF file (source `i + 1`).
+    sources: Vec<ByteSource>,
+    /// Tensors not in the GGUF, by llama.cpp name (a folder's weights).
+    external: HashMap<String, ExternalTensor>,
+    /// Matrices in F32/F16/BF16 are quantized to this type as they are registered.
+    quantize: Option<QuantType>,
     infos: Vec<WeightInfo>,
     /// Repacked copies for the CPU kernels, made on first CPU use (so layers
     /// that live on the GPU never get one).
@@ -42,7 +91,30 @@ impl WeightTable {
     /// measuring what repacking buys).
     pub fn new(gguf: Arc<Gguf>) -> Self {
         let repack = std::env::var("INFER_CPU_REPACK").map_or(true, |v| v != "0");
-        WeightTable { gguf, infos: Vec::new(), packed: Vec::new(), repack }
+        WeightTable {
+            gguf,
+            sources: Vec::new(),
+            external: HashMap::new(),
+            quantize: None,
+            infos: Vec::new(),
+            packed: Vec::new(),
+            repack,
+        }
+    }
+
+    /// A table whose tensors live in `sources` (tensor name → place in
+    /// `external`); `gguf` holds only the metadata (a Hugging Face folder).
+    pub fn with_sources(gguf: Arc<Gguf>, sources: Vec<ByteSource>, external: HashMap<String, ExternalTensor>) -> Self {
+        let mut t = Self::new(gguf);
+        t.sources = sources;
+        t.external = external;
+        t
+    }
+
+    /// Matrices stored as F32, F16 or BF16 are quantized to `ty` (Q8_0,
+    /// Q4_0) as they are registered, one tensor at a time.
+    pub fn set_quantize(&mut self, ty: Option<QuantType>) {
+        self.quantize = ty;
     }
 
     /// The file the weights live in.
@@ -66,38 +138,63 @@ impl WeightTable {
 
     /// Registers a tensor that may be absent (tied output head, optional norms).
     pub fn optional(&mut self, name: &str, shape: &[u64]) -> Result<Option<WeightId>> {
-        let Some(t) = self.gguf.tensor_info(name) else {
+        let (dims, ty, source, start, n_bytes, origin) = if let Some(t) = self.gguf.tensor_info(name) {
+            let start = (self.gguf.data_offset() + t.offset) as usize;
+            (t.dims.clone(), t.ty, 0, start, t.n_bytes as usize, self.path())
+        } else if let Some(t) = self.external.get(name) {
+            (t.dims.clone(), t.ty, t.source + 1, t.start, t.n_bytes, t.origin.clone())
+        } else {
             return Ok(None);
         };
-        let mut got = t.dims.clone();
+        let mut got = dims.clone();
         while got.len() > 1 && got.last() == Some(&1) {
             got.pop();
         }
         if got != shape {
-            return Err(EngineError::TensorShape {
-                path: self.path(),
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                got: t.dims.clone(),
-            });
+            return Err(EngineError::TensorShape { path: origin, name: name.to_string(), expected: shape.to_vec(), got: dims });
         }
-        if !infer_kernels::dequant::supports(t.ty) {
+        if !infer_kernels::dequant::supports(ty) {
             return Err(EngineError::Config {
-                path: self.path(),
-                detail: format!("tensor \"{name}\" has type {} which infer cannot compute with", t.ty),
+                path: origin,
+                detail: format!("tensor \"{name}\" has type {ty} which infer cannot compute with"),
             });
         }
-        let (rows, cols) = t.rows_cols();
-        self.infos.push(WeightInfo {
-            name: name.to_string(),
-            ty: t.ty,
-            cols,
-            rows,
-            start: (self.gguf.data_offset() + t.offset) as usize,
-            n_bytes: t.n_bytes as usize,
-        });
+        let cols = dims[0] as usize;
+        let rows = dims[1..].iter().product::<u64>() as usize;
+        let mut info = WeightInfo { name: name.to_string(), ty, cols, rows, source, start, n_bytes };
+        if let Some(target) = self.quantize_target(&info, shape) {
+            let mut out = Vec::with_capacity(target.bytes_for((rows * cols) as u64).unwrap_or(0) as usize);
+            let mut row = vec![0.0f32; cols];
+            let row_bytes = n_bytes / rows.max(1);
+            let src = &self.source_bytes(source)[start..start + n_bytes];
+            for r in src.chunks_exact(row_bytes) {
+                infer_kernels::dequant::dequantize(ty, r, &mut row)?;
+                infer_kernels::cpu::quantize_row(target, &row, &mut out)?;
+            }
+            self.sources.push(ByteSource::Owned(out));
+            let n_bytes = self.sources.last().map_or(0, |s| s.bytes().len());
+            info = WeightInfo { ty: target, source: self.sources.len(), start: 0, n_bytes, ..info };
+        }
+        self.infos.push(info);
         self.packed.push(OnceLock::new());
         Ok(Some(WeightId(self.infos.len() - 1)))
+    }
+
+    /// The type a matrix is quantized to at registration: with
+    /// [`set_quantize`](Self::set_quantize), a 2-D float matrix whose rows
+    /// split into the target's blocks (norms, biases and vectors stay).
+    fn quantize_target(&self, w: &WeightInfo, shape: &[u64]) -> Option<QuantType> {
+        let target = self.quantize?;
+        let float = matches!(w.ty, QuantType::F32 | QuantType::F16 | QuantType::BF16);
+        (float && shape.len() == 2 && w.rows > 1 && w.cols.is_multiple_of(target.block_size()) && w.ty != target)
+            .then_some(target)
+    }
+
+    fn source_bytes(&self, source: usize) -> &[u8] {
+        match source {
+            0 => self.gguf.bytes(),
+            i => self.sources[i - 1].bytes(),
+        }
     }
 
     /// Registers rows `row0..row0 + rows` of `parent` as a weight of its
@@ -118,6 +215,7 @@ impl WeightTable {
             ty: p.ty,
             cols: p.cols,
             rows,
+            source: p.source,
             start: p.start + row0 * row_bytes,
             n_bytes: rows * row_bytes,
         });
@@ -154,7 +252,7 @@ impl WeightTable {
     /// The tensor's bytes in the mmap.
     pub fn bytes(&self, id: WeightId) -> &[u8] {
         let i = &self.infos[id.0];
-        &self.gguf.bytes()[i.start..i.start + i.n_bytes]
+        &self.source_bytes(i.source)[i.start..i.start + i.n_bytes]
     }
 
     /// The tensor as a quantized matrix for the CPU kernels.
@@ -173,8 +271,12 @@ impl WeightTable {
         }
         // The CPU reads the copy from now on; the file's pages can go as
         // they are copied (an embedding lookup faults its rows back in).
-        let start = self.infos[id.0].start;
-        let release = |off: usize, len: usize| self.gguf.release(start + off, len);
+        let (source, start) = (self.infos[id.0].source, self.infos[id.0].start);
+        let release = |off: usize, len: usize| {
+            if source == 0 {
+                self.gguf.release(start + off, len)
+            }
+        };
         let packed = self.packed[id.0].get_or_init(|| PackedMatrix::pack_releasing(&m, &release));
         QMatrix { packed: packed.as_ref(), ..m }
     }

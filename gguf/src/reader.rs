@@ -122,6 +122,26 @@ impl Gguf {
         Self::from_mmap(path, mmap)
     }
 
+    /// A GGUF that holds `metadata` and no tensors, built in memory (an
+    /// anonymous map) and parsed like a file, so its keys pass the same
+    /// checks. Lets a model read from another format (a Hugging Face folder)
+    /// be described with llama.cpp's keys; `path` names it in messages.
+    pub fn from_metadata(path: impl AsRef<Path>, metadata: Metadata) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut w = crate::writer::GgufWriter::new();
+        for (k, v) in metadata {
+            w.add_metadata(&k, v);
+        }
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        w.write(&mut bytes).map_err(|e| GgufError::Write(format!("{}: {e}", path.display())))?;
+        let bytes = bytes.into_inner();
+        let io = |source| GgufError::Io { path: path.clone(), source };
+        let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(&bytes);
+        let mmap = map.make_read_only().map_err(io)?;
+        Self::from_mmap(path, mmap)
+    }
+
     fn from_mmap(path: PathBuf, mmap: Mmap) -> Result<Self> {
         let parsed = parse(&path, &mmap)?;
         Ok(Gguf {

@@ -6,10 +6,14 @@
 //! - `tokenizer.ggml.model = llama`: SentencePiece vocabulary merged by score
 //!   with `<0xNN>` byte fallback (`spm.rs`).
 //!
-//! In both, special-token text is cut out first (`special.rs`), and BOS/EOS
+//! - a Hugging Face `tokenizer.json` (a model folder): the `tokenizers`
+//!   pipeline it describes (`hf.rs`).
+//!
+//! In all, special-token text is cut out first (`special.rs`), and BOS/EOS
 //! are added per `tokenizer.ggml.add_bos_token` / `add_eos_token`.
 
 mod bpe;
+mod hf;
 mod pretokenize;
 mod special;
 mod spm;
@@ -18,6 +22,7 @@ mod stream;
 use ahash::AHashMap;
 use infer_gguf::Gguf;
 
+pub use hf::HfTokenizerSettings;
 pub use stream::StreamDecoder;
 
 use crate::{EngineError, Result};
@@ -95,6 +100,8 @@ const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 enum Model {
     Bpe(Box<Bpe>),
     Spm,
+    /// A `tokenizer.json` pipeline.
+    Hf(Box<tokenizers::Tokenizer>),
 }
 
 /// A tokenizer loaded from GGUF metadata. `Send + Sync`; encoding takes `&self`.
@@ -127,6 +134,7 @@ impl std::fmt::Debug for Tokenizer {
             .field("model", &match self.model {
                 Model::Bpe(_) => "bpe",
                 Model::Spm => "spm",
+                Model::Hf(_) => "tokenizer.json",
             })
             .field("vocab_size", &self.pieces.len())
             .field("bos", &self.bos)
@@ -282,6 +290,14 @@ impl Tokenizer {
                     }
                 }
             }
+            Model::Hf(hf) => {
+                for f in frags {
+                    match f {
+                        Fragment::Text(a, b) => Self::encode_hf(hf, &text[a..b], &mut out)?,
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
@@ -370,6 +386,16 @@ impl Tokenizer {
     /// All end-of-generation ids, ascending.
     pub fn eog_ids(&self) -> Vec<u32> {
         self.eog.clone()
+    }
+
+    /// The token's GGUF type (`tokenizer.ggml.token_type`: 1 normal,
+    /// 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    pub fn gguf_token_type(&self, id: u32) -> i32 {
+        let a = self.attrs.get(id as usize).copied().unwrap_or(attr::UNUSED);
+        [(attr::CONTROL, 3), (attr::USER_DEFINED, 4), (attr::UNKNOWN, 2), (attr::BYTE, 6), (attr::UNUSED, 5)]
+            .iter()
+            .find(|(bit, _)| a & bit != 0)
+            .map_or(1, |&(_, t)| t)
     }
 
     /// Control or user-defined token.
