@@ -5,6 +5,8 @@
 //!   the regexes that `tokenizer.ggml.pre` names (`bpe.rs`, `pretokenize.rs`).
 //! - `tokenizer.ggml.model = llama`: SentencePiece vocabulary merged by score
 //!   with `<0xNN>` byte fallback (`spm.rs`).
+//! - `tokenizer.ggml.model = bert`: WordPiece with BERT's normalizer, as
+//!   Hugging Face tokenizes (`wordpiece.rs`).
 //!
 //! In both, special-token text is cut out first (`special.rs`), and BOS/EOS
 //! are added per `tokenizer.ggml.add_bos_token` / `add_eos_token`.
@@ -14,6 +16,7 @@ mod pretokenize;
 mod special;
 mod spm;
 mod stream;
+mod wordpiece;
 
 use ahash::AHashMap;
 use infer_gguf::Gguf;
@@ -24,6 +27,7 @@ use crate::{EngineError, Result};
 use bpe::{Bpe, ByteLevelDecoder};
 use pretokenize::PreTokenizer;
 use special::{Fragment, Specials};
+use wordpiece::WordPiece;
 
 /// Token attributes, from `tokenizer.ggml.token_type` (llama.cpp's
 /// `llama_token_attr`, reduced to what tokenization reads).
@@ -95,6 +99,7 @@ const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 enum Model {
     Bpe(Box<Bpe>),
     Spm,
+    WordPiece(Box<WordPiece>),
 }
 
 /// A tokenizer loaded from GGUF metadata. `Send + Sync`; encoding takes `&self`.
@@ -127,6 +132,7 @@ impl std::fmt::Debug for Tokenizer {
             .field("model", &match self.model {
                 Model::Bpe(_) => "bpe",
                 Model::Spm => "spm",
+                Model::WordPiece(_) => "wordpiece",
             })
             .field("vocab_size", &self.pieces.len())
             .field("bos", &self.bos)
@@ -201,9 +207,16 @@ impl Tokenizer {
                 (Model::Bpe(Box::new(bpe)), Some(ByteLevelDecoder::new()), pre.add_bos, false)
             }
             "llama" => (Model::Spm, None, true, true),
+            "bert" => {
+                let unk = opt_id(g, "tokenizer.ggml.unknown_token_id", n)
+                    .ok_or_else(|| EngineError::Tokenizer("tokenizer.ggml.unknown_token_id is missing or out of range".into()))?;
+                let lowercase = g.opt("tokenizer.ggml.normalizer.lowercase", Gguf::bool)?.unwrap_or(true);
+                let wp = WordPiece::new(&pieces, &attrs, unk, lowercase)?;
+                (Model::WordPiece(Box::new(wp)), None, true, false)
+            }
             other => {
                 return Err(EngineError::Tokenizer(format!(
-                    "unsupported tokenizer model \"{other}\" (tokenizer.ggml.model); supported: gpt2, llama"
+                    "unsupported tokenizer model \"{other}\" (tokenizer.ggml.model); supported: gpt2, llama, bert"
                 )))
             }
         };
@@ -278,6 +291,14 @@ impl Tokenizer {
                 for f in frags {
                     match f {
                         Fragment::Text(a, b) => bpe.encode(&text[a..b], &mut out)?,
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
+            Model::WordPiece(wp) => {
+                for f in frags {
+                    match f {
+                        Fragment::Text(a, b) => wp.encode(&text[a..b], &mut out)?,
                         Fragment::Token(id) => out.push(id),
                     }
                 }
