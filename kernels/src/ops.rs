@@ -82,6 +82,77 @@ pub fn rope_scaled_ref(
     }
 }
 
+/// LayerNorm of one row with bias:
+/// `out[i] = (x[i] - mean) / sqrt(var + eps) * weight[i] + bias[i]`
+/// (the population variance, as BERT and PyTorch compute it).
+///
+/// ```
+/// let mut out = [0.0; 2];
+/// infer_kernels::ops::layernorm_ref(&[1.0, 3.0], &[1.0, 1.0], &[0.5, 0.5], 0.0, &mut out);
+/// assert_eq!(out, [-0.5, 1.5]);
+/// ```
+pub fn layernorm_ref(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
+        *o = (v - mean) * inv * w + b;
+    }
+}
+
+/// GELU in its exact form, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, as BERT's
+/// `hidden_act: gelu` (the tanh form of [`gelu_tanh`] differs by up to 1e-3).
+#[inline]
+pub fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_ref(x as f64 * std::f64::consts::FRAC_1_SQRT_2) as f32)
+}
+
+/// The error function by its Maclaurin series in f64,
+/// `erf(x) = 2/√π · Σ (-1)ⁿ x²ⁿ⁺¹ / (n! (2n+1))`, accurate to 1e-9 for
+/// |x| < 4; beyond, erf is ±1 to within 2e-8.
+pub fn erf_ref(x: f64) -> f64 {
+    if x.abs() >= 4.0 {
+        return x.signum();
+    }
+    let (x2, mut term, mut sum) = (x * x, x, x);
+    let mut n = 0.0;
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+        n += 1.0;
+        term *= -x2 / n;
+        sum += term / (2.0 * n + 1.0);
+    }
+    sum * std::f64::consts::FRAC_2_SQRT_PI
+}
+
+/// Bidirectional attention over a batch of sequences (an encoder): the
+/// batch's rows are cut into `segments` (`(start, len)` row ranges, in
+/// order); each query attends to every key of its own segment and to no
+/// other. `q`, `out`: `n_heads * head_dim` per row; `k`, `v`:
+/// `n_kv_heads * head_dim` per row. Each query is [`attention_ref`] over its
+/// segment's keys.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_segments_ref(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    segments: &[(usize, usize)],
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
+    for &(start, len) in segments {
+        let (ks, vs) = (&k[start * kv_dim..(start + len) * kv_dim], &v[start * kv_dim..(start + len) * kv_dim]);
+        for t in start..start + len {
+            let o = &mut out[t * q_dim..(t + 1) * q_dim];
+            attention_ref(&q[t * q_dim..(t + 1) * q_dim], ks, vs, len, n_heads, n_kv_heads, head_dim, scale, o);
+        }
+    }
+}
+
 /// Numerically stable softmax in place.
 pub fn softmax_ref(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -205,5 +276,19 @@ mod tests {
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((silu(0.0)).abs() < 1e-7 && (gelu_tanh(0.0)).abs() < 1e-7);
         assert!((gelu_tanh(3.0) - 2.9963627).abs() < 1e-4);
+        // Φ(1) = 0.8413447, Φ(-2) = 0.0227501.
+        assert!((erf_ref(0.5) - 0.520_499_877_813_046_5).abs() < 1e-12 && erf_ref(-5.0) == -1.0);
+        assert!((gelu_erf(1.0) - 0.8413447).abs() < 1e-6 && (gelu_erf(-2.0) + 0.0455003).abs() < 1e-6);
+    }
+
+    #[test]
+    fn segments_do_not_see_each_other() {
+        // Two one-head segments: [0, 1] and [2]. Row 2 sees only its own value.
+        let q = [1.0, 0.0, 1.0];
+        let k = [1.0, 1.0, 5.0];
+        let v = [2.0, 4.0, -7.0];
+        let mut out = [0.0; 3];
+        attention_segments_ref(&q, &k, &v, &[(0, 2), (2, 1)], 1, 1, 1, 1.0, &mut out);
+        assert_eq!(out, [3.0, 3.0, -7.0]);
     }
 }

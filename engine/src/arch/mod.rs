@@ -3,6 +3,7 @@
 //! blocks of [`blocks`] against the op-level backend trait. Adding a family
 //! is a file and a line in [`ARCHS`].
 
+pub mod bert;
 pub mod blocks;
 pub mod gemma3;
 pub mod llama;
@@ -65,7 +66,8 @@ impl std::fmt::Debug for ArchDef {
 }
 
 /// Every supported architecture.
-pub const ARCHS: &[&ArchDef] = &[&llama::ARCH, &gemma3::ARCH, &qwen2::ARCH, &qwen3::ARCH, &phi3::ARCH, &qwen3moe::ARCH];
+pub const ARCHS: &[&ArchDef] =
+    &[&llama::ARCH, &gemma3::ARCH, &qwen2::ARCH, &qwen3::ARCH, &phi3::ARCH, &qwen3moe::ARCH, &bert::ARCH];
 
 /// Names of the supported architectures, for messages.
 pub fn supported() -> String {
@@ -169,6 +171,11 @@ impl Arch {
             supported: supported(),
         })?;
         let mut config = (def.config)(gguf)?;
+        if def.name == bert::ARCH.name {
+            // An encoder's batched passes are GEMM-bound: int8 kernels on
+            // requantized F16 weights keep the embeddings' cosine > 0.9999.
+            table.set_f16_int8(true);
+        }
         let weights = table::load(def.name, def.tensors, &config, table)?;
         rope_factors(&mut config, &weights, table, n_ctx)?;
         Ok(Arch { def, config, weights })

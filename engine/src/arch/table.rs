@@ -23,6 +23,13 @@ pub enum Role {
     /// Phi-3 LongRoPE divisors, used past the original context.
     RopeFactorsLong,
     RopeFactorsShort,
+    /// Encoders: learned position embeddings, one row per position.
+    PosEmbd,
+    /// Encoders: token-type (segment) embeddings.
+    TokenTypes,
+    /// Encoders: the LayerNorm of the summed embeddings, weight and bias.
+    TokenEmbdNorm,
+    TokenEmbdNormB,
     AttnNorm,
     Wq,
     Wk,
@@ -44,6 +51,15 @@ pub enum Role {
     GateUp,
     Down,
     PostFfnNorm,
+    /// Encoders (post-norm): attention output bias, the LayerNorm after the
+    /// attention residual, FFN biases, the LayerNorm after the FFN residual.
+    Bo,
+    AttnOutNorm,
+    AttnOutNormB,
+    UpB,
+    DownB,
+    LayerOutNorm,
+    LayerOutNormB,
     /// MoE router: one row of logits weights per expert.
     Router,
     /// 3-D expert tensors `[cols, rows, n_experts]`, split per expert at load.
@@ -79,6 +95,15 @@ impl Role {
                 | PostAttnNorm
                 | FfnNorm
                 | PostFfnNorm
+                | TokenEmbdNorm
+                | TokenEmbdNormB
+                | Bo
+                | AttnOutNorm
+                | AttnOutNormB
+                | UpB
+                | DownB
+                | LayerOutNorm
+                | LayerOutNormB
         )
     }
     /// Whether the tensor is an MoE expert tensor.
@@ -107,6 +132,10 @@ pub enum Dim {
     RopePairs,
     Experts,
     ExpertFfn,
+    /// Trained context length (an encoder's position table).
+    Ctx,
+    /// BERT's two token types (sentence A and B).
+    TypeVocab,
 }
 
 impl Dim {
@@ -124,6 +153,8 @@ impl Dim {
             Dim::RopePairs => c.rope.n_rot / 2,
             Dim::Experts => moe.map_or(0, |m| m.n_experts),
             Dim::ExpertFfn => moe.map_or(0, |m| m.expert_ffn),
+            Dim::Ctx => c.n_ctx_train,
+            Dim::TypeVocab => 2,
         }) as u64
     }
 }
@@ -204,9 +235,10 @@ impl LayerWeights {
 const ROLES: [Role; N_ROLES] = {
     use Role::*;
     [
-        TokenEmbd, OutputNorm, Output, RopeFreqs, RopeFactorsLong, RopeFactorsShort, AttnNorm, Wq, Wk, Wv, Wqkv, Bq,
-        Bk, Bv, Wo, QNorm, KNorm, PostAttnNorm, FfnNorm, Gate, Up, GateUp, Down, PostFfnNorm, Router, GateExps, UpExps,
-        DownExps,
+        TokenEmbd, OutputNorm, Output, RopeFreqs, RopeFactorsLong, RopeFactorsShort, PosEmbd, TokenTypes, TokenEmbdNorm,
+        TokenEmbdNormB, AttnNorm, Wq, Wk, Wv, Wqkv, Bq, Bk, Bv, Wo, QNorm, KNorm, PostAttnNorm, FfnNorm, Gate, Up, GateUp,
+        Down, PostFfnNorm, Bo, AttnOutNorm, AttnOutNormB, UpB, DownB, LayerOutNorm, LayerOutNormB, Router, GateExps,
+        UpExps, DownExps,
     ]
 };
 

@@ -328,6 +328,35 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn layernorm(&mut self, x: Slot, w: WeightId, b: WeightId, dim: usize, eps: f32) -> Result<()> {
+        let weights = self.weights.clone();
+        let (wv, bv) = (weights.f32s(w)?, weights.f32s(b)?);
+        if wv.len() != dim {
+            return Err(shape_err("layernorm", format!("weight has {} values, rows have {dim}", wv.len())));
+        }
+        let n = self.n_tokens * dim;
+        Ok(infer_kernels::cpu::encoder::layernorm_rows(&mut self.buf(x)[..n], &wv, &bv, eps)?)
+    }
+
+    fn attention_full(&mut self, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
+        use infer_kernels::cpu::encoder::{attention_segments, SegAttn};
+        let n = self.n_tokens * p.n_heads * p.head_dim;
+        self.ensure(out, n);
+        let mut o = self.take(out);
+        let segs: Vec<(usize, usize)> = self.segs.iter().map(|s| (s.start, s.len)).collect();
+        let sp = SegAttn { n_heads: p.n_heads, n_kv_heads: p.n_kv_heads, head_dim: p.head_dim, scale: p.scale };
+        let b = &self.bufs;
+        let r = attention_segments(&b[q.index()], &b[k.index()], &b[v.index()], &segs, sp, &mut o[..n]);
+        self.put(out, o);
+        Ok(r?)
+    }
+
+    fn gelu(&mut self, x: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        infer_kernels::cpu::encoder::gelu_inplace(&mut self.buf(x)[..n]);
+        Ok(())
+    }
+
     fn truncate_cache(&mut self, _from: usize) {
         // Positions past `from` are simply overwritten by later batches.
     }

@@ -304,6 +304,23 @@ pub trait Backend: Send {
     }
     /// `x *= s` over `width` values per token.
     fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()>;
+    /// LayerNorm with bias of `x`, in place, `dim` values per token:
+    /// `(x - mean) / sqrt(var + eps) * w + b` (encoders).
+    fn layernorm(&mut self, x: Slot, w: WeightId, b: WeightId, dim: usize, eps: f32) -> Result<()> {
+        let _ = (x, w, b, dim, eps);
+        Err(no_op(self.name(), "layernorm"))
+    }
+    /// Bidirectional attention of an encoder: each query sees every key of
+    /// its own segment of the batch, none of another's; no KV cache.
+    fn attention_full(&mut self, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
+        let _ = (q, k, v, out, p);
+        Err(no_op(self.name(), "attention_full"))
+    }
+    /// `x = gelu(x)` (the exact, erf form) over `width` values per token.
+    fn gelu(&mut self, x: Slot, width: usize) -> Result<()> {
+        let _ = (x, width);
+        Err(no_op(self.name(), "gelu"))
+    }
     /// For every token, the index of the largest of its `width` values of
     /// `src` (the lowest index on ties) into `out`. The default reads `src`
     /// back; a GPU backend picks on the device and reads back only the ids.
@@ -324,6 +341,11 @@ pub trait Backend: Send {
         }
         Ok(())
     }
+}
+
+/// The error of an op a backend does not run.
+fn no_op(backend: String, op: &str) -> crate::error::EngineError {
+    crate::error::EngineError::InvalidParam(format!("the {backend} backend has no {op} op (encoder models run on the CPU)"))
 }
 
 /// [`Backend::argmax`] by reading `src` back: the spec every backend matches.
@@ -360,13 +382,22 @@ impl Backends {
     /// `tokens` (on the CPU, from the mmap), multiplies them by `scale`, and
     /// loads them into the backend of layer 0.
     pub fn begin(&mut self, table: &WeightTable, w: WeightId, tokens: &[u32], segs: &[Segment], scale: f32) -> Result<()> {
-        table.embed_rows(w, tokens, scale, &mut self.embed)?;
+        let mut embed = std::mem::take(&mut self.embed);
+        table.embed_rows(w, tokens, scale, &mut embed)?;
+        let r = self.begin_embedded(&embed, tokens.len(), segs);
+        self.embed = embed;
+        r
+    }
+
+    /// Starts a batch of `n_tokens` rows whose input `x` the caller computed
+    /// (an encoder adds position and token-type embeddings), loaded into the
+    /// backend of layer 0.
+    pub fn begin_embedded(&mut self, x: &[f32], n_tokens: usize, segs: &[Segment]) -> Result<()> {
         for b in self.list.iter_mut() {
-            b.begin(tokens.len(), segs)?;
+            b.begin(n_tokens, segs)?;
         }
         self.current = self.plan[0];
-        self.list[self.current].load(Slot::X, &self.embed)?;
-        Ok(())
+        self.list[self.current].load(Slot::X, x)
     }
 
     /// The backend for `layer` (`n_layers` = the output head); moves the

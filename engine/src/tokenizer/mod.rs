@@ -5,6 +5,8 @@
 //!   the regexes that `tokenizer.ggml.pre` names (`bpe.rs`, `pretokenize.rs`).
 //! - `tokenizer.ggml.model = llama`: SentencePiece vocabulary merged by score
 //!   with `<0xNN>` byte fallback (`spm.rs`).
+//! - `tokenizer.ggml.model = bert`: WordPiece with BERT's normalizer, as
+//!   Hugging Face tokenizes (`wordpiece.rs`).
 //!
 //! - a Hugging Face `tokenizer.json` (a model folder): the `tokenizers`
 //!   pipeline it describes (`hf.rs`).
@@ -18,6 +20,7 @@ mod pretokenize;
 mod special;
 mod spm;
 mod stream;
+mod wordpiece;
 
 use ahash::AHashMap;
 use infer_gguf::Gguf;
@@ -29,6 +32,7 @@ use crate::{EngineError, Result};
 use bpe::{Bpe, ByteLevelDecoder};
 use pretokenize::PreTokenizer;
 use special::{Fragment, Specials};
+use wordpiece::WordPiece;
 
 /// Token attributes, from `tokenizer.ggml.token_type` (llama.cpp's
 /// `llama_token_attr`, reduced to what tokenization reads).
@@ -102,6 +106,7 @@ enum Model {
     Spm,
     /// A `tokenizer.json` pipeline.
     Hf(Box<tokenizers::Tokenizer>),
+    WordPiece(Box<WordPiece>),
 }
 
 /// A tokenizer loaded from GGUF metadata. `Send + Sync`; encoding takes `&self`.
@@ -135,6 +140,7 @@ impl std::fmt::Debug for Tokenizer {
                 Model::Bpe(_) => "bpe",
                 Model::Spm => "spm",
                 Model::Hf(_) => "tokenizer.json",
+                Model::WordPiece(_) => "wordpiece",
             })
             .field("vocab_size", &self.pieces.len())
             .field("bos", &self.bos)
@@ -209,9 +215,16 @@ impl Tokenizer {
                 (Model::Bpe(Box::new(bpe)), Some(ByteLevelDecoder::new()), pre.add_bos, false)
             }
             "llama" => (Model::Spm, None, true, true),
+            "bert" => {
+                let unk = opt_id(g, "tokenizer.ggml.unknown_token_id", n)
+                    .ok_or_else(|| EngineError::Tokenizer("tokenizer.ggml.unknown_token_id is missing or out of range".into()))?;
+                let lowercase = g.opt("tokenizer.ggml.normalizer.lowercase", Gguf::bool)?.unwrap_or(true);
+                let wp = WordPiece::new(&pieces, &attrs, unk, lowercase)?;
+                (Model::WordPiece(Box::new(wp)), None, true, false)
+            }
             other => {
                 return Err(EngineError::Tokenizer(format!(
-                    "unsupported tokenizer model \"{other}\" (tokenizer.ggml.model); supported: gpt2, llama"
+                    "unsupported tokenizer model \"{other}\" (tokenizer.ggml.model); supported: gpt2, llama, bert"
                 )))
             }
         };
@@ -294,6 +307,14 @@ impl Tokenizer {
                 for f in frags {
                     match f {
                         Fragment::Text(a, b) => Self::encode_hf(hf, &text[a..b], &mut out)?,
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
+            Model::WordPiece(wp) => {
+                for f in frags {
+                    match f {
+                        Fragment::Text(a, b) => wp.encode(&text[a..b], &mut out)?,
                         Fragment::Token(id) => out.push(id),
                     }
                 }

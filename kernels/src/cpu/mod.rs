@@ -9,12 +9,14 @@
 //! Other types take the dequantize-a-row path ([`matmul_dequant`]),
 //! correct for every type [`crate::dequant::supports`]. Matrices the owner
 //! repacked ([`PackedMatrix`], eight rows interleaved: [`repack`],
-//! [`repack_k`]) take the packed kernels instead.
+//! [`repack_k`]) take the packed kernels instead. [`encoder`] holds the
+//! other ops of encoder models (LayerNorm, GELU, attention within segments).
 //!
 //! Layout: `W` is `rows × cols`, row-major, each row `cols / block_size`
 //! blocks (ggml's `dims[0] = cols`). Activations `x` are `n_tokens × cols`,
 //! outputs `n_tokens × rows`.
 
+pub mod encoder;
 mod quantize;
 mod quantize_weights;
 pub mod repack;
@@ -40,7 +42,7 @@ use rayon::prelude::*;
 use crate::dequant;
 use crate::KernelError;
 
-pub use quantize::{quantize_q8_act, quantize_q8_k, BlockQ8Act};
+pub use quantize::{quantize_q8_act, quantize_q8_k, requantize_q8_0, BlockQ8Act};
 pub use quantize_weights::{quantize_q4_0, quantize_q8_0, quantize_row, quantizes_to};
 pub use repack::{matmul_packed_with, PackedMatrix};
 pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};

@@ -1,0 +1,304 @@
+//! Sentence embeddings: texts → token ids → hidden states → one pooled,
+//! optionally L2-normalised vector per text.
+//!
+//! Encoders (`bert`) run [`crate::arch::bert::encode`]; decoders that a file
+//! marks as embedders (`{arch}.pooling_type`, e.g. Qwen3-Embedding with
+//! last-token pooling) run their usual forward pass and are pooled after
+//! the final norm, as llama.cpp does. Many texts of different lengths go
+//! through in one pass: each is a segment of the batch, attention never
+//! crosses segments and pooling reads only a text's own rows, so there is
+//! no padding at all.
+
+use std::sync::{Arc, Mutex};
+
+use crate::arch::{bert, HeadOutput, OutRows, Step};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backends, Segment};
+use crate::error::{EngineError, Result};
+use crate::kv_cache::{CacheType, KvCache};
+use crate::model::Model;
+use crate::offload::exec::{build_backends, ExecParams};
+
+/// How a text's token vectors become one vector (`{arch}.pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over the text's tokens, special tokens included (1).
+    Mean,
+    /// The first token's (`[CLS]`) vector (2).
+    Cls,
+    /// The last token's vector (3): decoder embedders.
+    Last,
+}
+
+impl Pooling {
+    /// The pooling of a GGUF `pooling_type` value; `None` for 0 (none) and
+    /// for types infer does not pool with (4, rank: a reranker's score).
+    pub fn from_gguf(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Pooling::Mean),
+            2 => Some(Pooling::Cls),
+            3 => Some(Pooling::Last),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "last" => Ok(Pooling::Last),
+            other => Err(format!("unknown pooling \"{other}\" (mean, cls, last)")),
+        }
+    }
+}
+
+/// How to embed.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// L2-normalise each vector (default on: what sentence-transformers'
+    /// `Normalize` module and llama.cpp's tools do).
+    pub normalize: bool,
+    /// Pool this way instead of the model's own `pooling_type` (needed for
+    /// a model whose file names none).
+    pub pooling: Option<Pooling>,
+    /// A text longer than the model's context: cut it (keeping the final
+    /// `[SEP]`/EOS) and list it in [`Embeddings::truncated`] (true, the
+    /// default), or fail with [`EngineError::PromptTooLong`] (false).
+    pub truncate: bool,
+    /// Tokens per forward pass; texts are packed into passes up to this.
+    pub batch_tokens: usize,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions { normalize: true, pooling: None, truncate: true, batch_tokens: 2048 }
+    }
+}
+
+/// What [`Model::embed_with`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Embeddings {
+    /// One vector (`dim` values) per text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens run, all texts together.
+    pub n_tokens: usize,
+    /// Indices of the texts cut to the context (a warning for the caller).
+    pub truncated: Vec<usize>,
+    /// The context length they were cut to.
+    pub n_ctx: usize,
+}
+
+/// The pooling `model`'s file names (`{arch}.pooling_type`), if any.
+pub fn model_pooling(model: &Model) -> Result<Option<Pooling>> {
+    Ok(model.gguf().arch_u32_opt("pooling_type")?.and_then(Pooling::from_gguf))
+}
+
+/// Embeds `texts` with `model`; see [`Model::embed_with`].
+pub fn embed<S: AsRef<str>>(model: &Model, texts: &[S], opts: &EmbedOptions) -> Result<Embeddings> {
+    let c = model.config();
+    let pooling = match opts.pooling {
+        Some(p) => p,
+        None => model_pooling(model)?.ok_or_else(|| EngineError::Config {
+            path: model.path().display().to_string(),
+            detail: format!(
+                "the model is not an embedding model: {}.pooling_type names no pooling (pass a pooling, e.g. --pooling last, to embed with it anyway)",
+                c.arch
+            ),
+        })?,
+    };
+    let n_ctx = c.n_ctx_train.max(2);
+    let mut out = Embeddings { n_ctx, ..Default::default() };
+    let mut ids = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let mut t = model.tokenizer().encode(text.as_ref(), true, true)?;
+        if t.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if t.len() > n_ctx {
+            if !opts.truncate {
+                return Err(EngineError::PromptTooLong { n_tokens: t.len(), n_ctx });
+            }
+            let last = t[t.len() - 1];
+            t.truncate(n_ctx);
+            if model.tokenizer().add_eos() {
+                t[n_ctx - 1] = last;
+            }
+            out.truncated.push(i);
+        }
+        out.n_tokens += t.len();
+        ids.push(t);
+    }
+    // On the compute pool, so each op's parallel loop starts on a worker.
+    out.vectors = crate::threads::install(|| run_passes(model, &ids, pooling, opts))?;
+    Ok(out)
+}
+
+/// Packs the texts' `ids` into passes and pools each text's rows.
+fn run_passes(model: &Model, ids: &[Vec<u32>], pooling: Pooling, opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
+    let c = model.config();
+    let mut vectors = Vec::with_capacity(ids.len());
+    let mut runner = Runner::new(model, ids, opts.batch_tokens.max(1))?;
+    let mut at = 0;
+    while at < ids.len() {
+        // Texts at..end fill one pass (at least one text).
+        let mut end = at + 1;
+        let mut n = ids[at].len();
+        while end < ids.len() && n + ids[end].len() <= runner.batch_tokens {
+            n += ids[end].len();
+            end += 1;
+        }
+        let batch = &ids[at..end];
+        let hidden = runner.run(batch)?;
+        let dim = c.dim;
+        let mut row = 0;
+        for t in batch {
+            let rows = &hidden[row * dim..(row + t.len()) * dim];
+            let mut v = pool(rows, dim, pooling);
+            if opts.normalize {
+                l2_normalize(&mut v);
+            }
+            vectors.push(v);
+            row += t.len();
+        }
+        at = end;
+    }
+    Ok(vectors)
+}
+
+/// One text's pooled vector from its rows (`dim` values per token).
+pub fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
+    let n = rows.len() / dim.max(1);
+    match pooling {
+        Pooling::Cls => rows[..dim].to_vec(),
+        Pooling::Last => rows[(n - 1) * dim..].to_vec(),
+        Pooling::Mean => {
+            let mut v = vec![0.0f32; dim];
+            for r in rows.chunks_exact(dim) {
+                v.iter_mut().zip(r).for_each(|(a, &b)| *a += b);
+            }
+            v.iter_mut().for_each(|a| *a /= n as f32);
+            v
+        }
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt() as f32;
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two vectors (0 when one is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        (dot / (na * nb)) as f32
+    }
+}
+
+/// The backends of one embed call and how its passes run.
+struct Runner<'m> {
+    model: &'m Model,
+    bk: Backends,
+    batch_tokens: usize,
+    /// Decoders: the last layer's output, caught by the hook.
+    caught: Arc<Mutex<Vec<f32>>>,
+    hidden: Vec<f32>,
+}
+
+impl<'m> Runner<'m> {
+    /// CPU backends sized for passes of up to `batch_tokens` tokens (or the
+    /// longest text) over the texts `ids`.
+    fn new(model: &'m Model, ids: &[Vec<u32>], batch_tokens: usize) -> Result<Self> {
+        let c = model.config();
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let batch_tokens = batch_tokens.max(longest);
+        let min_len = ids.iter().map(Vec::len).min().unwrap_or(1).max(1);
+        let n_seq = (batch_tokens / min_len).clamp(1, ids.len().max(1));
+        let caught = Arc::new(Mutex::new(Vec::new()));
+        let bk = if model.arch().def.name == bert::ARCH.name {
+            // No KV cache: the encoder holds no layer's cache.
+            let kv = KvCache::new(n_seq, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
+            let cpu = CpuBackend::new(model.weights().clone(), c.widths(), batch_tokens, kv);
+            Backends::new(vec![Box::new(cpu)], vec![0; c.n_layers + 1])
+        } else {
+            let p = ExecParams { n_seq, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
+            let mut bk = build_backends(model.exec(true), p)?;
+            let want = format!("{}.ffn_residual", c.n_layers - 1);
+            let sink = caught.clone();
+            bk.hook = Some(Box::new(move |name: &str, rows: &[f32]| {
+                if name == want {
+                    if let Ok(mut s) = sink.lock() {
+                        s.clear();
+                        s.extend_from_slice(rows);
+                    }
+                }
+            }));
+            bk
+        };
+        Ok(Runner { model, bk, batch_tokens, caught, hidden: Vec::new() })
+    }
+
+    /// The last hidden states of the texts of one pass, row after row.
+    fn run(&mut self, batch: &[Vec<u32>]) -> Result<&[f32]> {
+        let tokens: Vec<u32> = batch.iter().flatten().copied().collect();
+        let mut segs = Vec::with_capacity(batch.len());
+        let mut start = 0;
+        for (seq, t) in batch.iter().enumerate() {
+            segs.push(Segment { seq, pos0: 0, start, len: t.len() });
+            start += t.len();
+        }
+        let (arch, table) = (self.model.arch(), self.model.weights());
+        if arch.def.name == bert::ARCH.name {
+            bert::encode(arch, &mut self.bk, table, &tokens, &segs, &mut self.hidden)?;
+            return Ok(&self.hidden);
+        }
+        // A decoder: its usual step with no logits row (the head is
+        // skipped), then the final RMSNorm of what the last layer left.
+        let step = Step { tokens: &tokens, segments: &segs, rows: OutRows::These(&[]), greedy: false };
+        arch.forward_step(&mut self.bk, table, &step, &mut HeadOutput::default())?;
+        let c = &arch.config;
+        let norm = table.f32s(arch.weights.output_norm)?;
+        let caught = self.caught.lock().map_err(|_| EngineError::InvalidParam("embedding hook poisoned".into()))?;
+        if caught.len() != tokens.len() * c.dim {
+            return Err(EngineError::InvalidParam(format!(
+                "the {} forward pass showed no final hidden state to pool (layer {} ffn_residual)",
+                c.arch,
+                c.n_layers - 1
+            )));
+        }
+        self.hidden.resize(caught.len(), 0.0);
+        for (o, x) in self.hidden.chunks_mut(c.dim).zip(caught.chunks(c.dim)) {
+            infer_kernels::ops::rmsnorm_ref(x, &norm, c.rms_eps, o);
+        }
+        Ok(&self.hidden)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_reads_only_the_text_rows() {
+        let rows = [1.0, 2.0, 3.0, 4.0, 5.0, 9.0];
+        assert_eq!(pool(&rows, 2, Pooling::Mean), [3.0, 5.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Cls), [1.0, 2.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Last), [5.0, 9.0]);
+        let mut v = vec![3.0, 4.0];
+        l2_normalize(&mut v);
+        assert_eq!(v, [0.6, 0.8]);
+        assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+        assert_eq!(Pooling::from_gguf(3), Some(Pooling::Last));
+        assert_eq!(Pooling::from_gguf(0), None);
+    }
+}
