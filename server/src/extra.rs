@@ -1,5 +1,5 @@
 //! The endpoints beside the completions: models, health, tokenize and
-//! detokenize (llama-server's shapes), embeddings, metrics and the chat page.
+//! detokenize (llama-server's shapes), metrics and the chat page.
 
 use std::sync::Arc;
 
@@ -103,17 +103,6 @@ pub async fn detokenize(State(state): State<Arc<AppState>>, body: Result<Bytes, 
         return Err(ServerError::bad(&format!("tokens[{i}]"), format!("token id {id} is not below the vocabulary size {}", tok.vocab_size())));
     }
     Ok(Json(json!({ "content": tok.decode(&f.tokens) })))
-}
-
-pub async fn embeddings(State(state): State<Arc<AppState>>) -> ServerError {
-    match state.engine() {
-        Ok(_) => ServerError::BadRequest {
-            message: format!("this model cannot embed: {} is a text-generation model", state.config.model_name),
-            param: Some("model".into()),
-            code: Some("model_not_supported"),
-        },
-        Err(e) => e,
-    }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {

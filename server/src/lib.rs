@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod embeddings;
 mod error;
 mod extra;
 mod generate;
@@ -109,7 +110,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(extra::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(extra::embeddings))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/tokenize", post(extra::tokenize))
         .route("/detokenize", post(extra::detokenize))
         .route("/metrics", get(extra::metrics))
