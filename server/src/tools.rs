@@ -22,9 +22,6 @@ use crate::{AppState, ServerError};
 struct FunctionDef {
     name: String,
     #[serde(default)]
-    #[allow(dead_code)]
-    description: Option<String>,
-    #[serde(default)]
     parameters: Option<Value>,
 }
 
@@ -35,14 +32,10 @@ struct ToolDef {
     function: FunctionDef,
 }
 
+/// `json_schema.name` and `strict` are not read: output always matches the schema.
 #[derive(Debug, Deserialize)]
 struct JsonSchemaFormat {
-    #[allow(dead_code)]
-    name: Option<String>,
     schema: Option<Value>,
-    /// Output always matches the schema here; `strict` changes nothing.
-    #[allow(dead_code)]
-    strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
