@@ -4,22 +4,11 @@
 //! A fixed-seed xorshift PRNG keeps runs reproducible without extra
 //! dependencies; the failing iteration number is printed on panic.
 
+mod common;
+
+use common::Rng;
 use infer_gguf::{parse_bytes, Gguf};
 
-/// xorshift64*: small, fast, good enough to pick offsets and bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Values that make length and count fields interesting.
 const SPECIAL: [u64; 8] = [0, 1, 3, 0x7F, 0xFFFF_FFFF, 1 << 32, i64::MAX as u64, u64::MAX];

@@ -11,6 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::Rng;
 use infer_engine::{Logits, Model, ModelOptions, SessionParams, StreamDecoder};
 use infer_gguf::QuantType;
 use serde_json::{json, Value};
@@ -477,20 +478,6 @@ fn hostile_config_tokenizer_and_tensors_are_named_errors() {
     std::fs::write(dir.join("model.safetensors"), safetensors(&t)).unwrap();
     assert_mentions(&load_error(&dir), &["model.layers.0.self_attn.k_proj.weight", "blk.0.attn_k.weight", "shape"]);
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// xorshift64*, as the GGUF mutation test.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Hundreds of safetensors files with bytes of the header (and its length)

@@ -188,3 +188,18 @@ impl Drop for F32Copy {
         std::fs::remove_file(&self.0).ok();
     }
 }
+
+/// xorshift64*: small, fast, good enough to pick offsets and bytes.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}

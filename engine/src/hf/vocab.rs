@@ -28,14 +28,14 @@ fn pre_name(pre: &Json) -> Result<&'static str> {
     let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
     let byte_level_regex = |p: &Json| p["use_regex"].as_bool().unwrap_or(true);
     match kinds.as_slice() {
-        ["ByteLevel"] if byte_level_regex(parts[0]) => Ok("gpt2"),
+        ["ByteLevel"] if byte_level_regex(parts[0]) => Ok("gpt-2"),
         ["Digits", "ByteLevel"] if parts[0]["individual_digits"] == true && byte_level_regex(parts[1]) => Ok("smollm"),
         ["Split", "ByteLevel"] if !byte_level_regex(parts[1]) => match parts[0]["pattern"]["Regex"].as_str() {
             Some(LLAMA3_SPLIT) => Ok("llama-bpe"),
             Some(QWEN2_SPLIT) => Ok("qwen2"),
             other => Err(err(format!("split regex {other:?} is not one llama.cpp names (llama-bpe, qwen2)"))),
         },
-        other => Err(err(format!("pre-tokenizer {other:?} is not one llama.cpp names (gpt2, smollm, llama-bpe, qwen2)"))),
+        other => Err(err(format!("pre-tokenizer {other:?} is not one llama.cpp names (gpt-2, smollm, llama-bpe, qwen2)"))),
     }
 }
 
