@@ -84,17 +84,6 @@ pub struct WeightTable {
     /// that live on the GPU never get one).
     packed: Vec<OnceLock<Option<PackedMatrix>>>,
     repack: bool,
-    /// F16 matrices run on the CPU as repacked Q8_0 (see [`WeightTable::set_f16_int8`]).
-    f16_int8: bool,
-    /// Those Q8_0 copies, made on first CPU use.
-    requant: Vec<OnceLock<Option<Requantized>>>,
-}
-
-/// An F16 matrix requantized to Q8_0 for the CPU's int8 kernels.
-#[derive(Debug)]
-struct Requantized {
-    bytes: Vec<infer_gguf::blocks::BlockQ8_0>,
-    packed: Option<PackedMatrix>,
 }
 
 impl WeightTable {
@@ -110,8 +99,6 @@ impl WeightTable {
             infos: Vec::new(),
             packed: Vec::new(),
             repack,
-            f16_int8: false,
-            requant: Vec::new(),
         }
     }
 
@@ -190,7 +177,6 @@ impl WeightTable {
         }
         self.infos.push(info);
         self.packed.push(OnceLock::new());
-        self.requant.push(OnceLock::new());
         Ok(Some(WeightId(self.infos.len() - 1)))
     }
 
@@ -234,7 +220,6 @@ impl WeightTable {
             n_bytes: rows * row_bytes,
         });
         self.packed.push(OnceLock::new());
-        self.requant.push(OnceLock::new());
         Ok(WeightId(self.infos.len() - 1))
     }
 
@@ -281,19 +266,6 @@ impl WeightTable {
     /// the first call).
     pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
         let m = self.matrix(id);
-        if self.f16_int8 && self.repack && m.ty == QuantType::F16 && PackedMatrix::helps(Isa::best()) {
-            let q = self.requant[id.0].get_or_init(|| {
-                let bytes = infer_kernels::cpu::requantize_q8_0(&m)?;
-                let q8 = QMatrix { ty: QuantType::Q8_0, data: bytemuck::cast_slice(&bytes), packed: None, ..m };
-                let packed = PackedMatrix::pack(&q8);
-                Some(Requantized { bytes, packed })
-            });
-            if let Some(q) = q {
-                let data = bytemuck::cast_slice(&q.bytes);
-                return QMatrix { ty: QuantType::Q8_0, data, packed: q.packed.as_ref(), ..m };
-            }
-            return m;
-        }
         if !self.repack || !PackedMatrix::packs(m.ty, m.rows) || !PackedMatrix::helps(Isa::best()) {
             return m;
         }
@@ -307,15 +279,6 @@ impl WeightTable {
         };
         let packed = self.packed[id.0].get_or_init(|| PackedMatrix::pack_releasing(&m, &release));
         QMatrix { packed: packed.as_ref(), ..m }
-    }
-
-    /// Runs F16 matrices on the CPU as Q8_0 (requantized on first use, then
-    /// repacked): 8-bit weights and activations through the int8 kernels,
-    /// several times the F16 path's speed on a GEMM-bound encoder, at an
-    /// embedding cosine above 0.9999. Off unless an architecture asks;
-    /// `INFER_CPU_REPACK=0` keeps F16 as it is.
-    pub fn set_f16_int8(&mut self, on: bool) {
-        self.f16_int8 = on;
     }
 
     /// Bytes of the repacked copies made so far.

@@ -171,11 +171,6 @@ impl Arch {
             supported: supported(),
         })?;
         let mut config = (def.config)(gguf)?;
-        if def.name == bert::ARCH.name {
-            // An encoder's batched passes are GEMM-bound: int8 kernels on
-            // requantized F16 weights keep the embeddings' cosine > 0.9999.
-            table.set_f16_int8(true);
-        }
         let weights = table::load(def.name, def.tensors, &config, table)?;
         rope_factors(&mut config, &weights, table, n_ctx)?;
         Ok(Arch { def, config, weights })

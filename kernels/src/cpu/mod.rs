@@ -42,7 +42,7 @@ use rayon::prelude::*;
 use crate::dequant;
 use crate::KernelError;
 
-pub use quantize::{quantize_q8_act, quantize_q8_k, requantize_q8_0, BlockQ8Act};
+pub use quantize::{quantize_q8_act, quantize_q8_k, BlockQ8Act};
 pub use quantize_weights::{quantize_q4_0, quantize_q8_0, quantize_row, quantizes_to};
 pub use repack::{matmul_packed_with, PackedMatrix};
 pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};

@@ -2,7 +2,7 @@
 //! the dot products with quantized weights run on integers.
 
 use bytemuck::{Pod, Zeroable};
-use infer_gguf::blocks::{BlockQ8K, BlockQ8_0};
+use infer_gguf::blocks::BlockQ8K;
 use half::f16;
 use infer_gguf::QK_K;
 
@@ -75,30 +75,4 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         b.d = 1.0 / iscale;
     }
-}
-
-/// Requantizes a weight matrix of any supported type to Q8_0 (ggml's
-/// `quantize_row_q8_0`: `q = round(w · 127/amax)` per 32 weights, scale
-/// `amax/127` as f16), row by row, so a wide type (F16, F32) can take the
-/// int8 kernels. `None` when `cols` is not a multiple of 32 or a row does
-/// not dequantize.
-pub fn requantize_q8_0(w: &super::QMatrix) -> Option<Vec<BlockQ8_0>> {
-    if w.cols % 32 != 0 {
-        return None;
-    }
-    let nb = w.cols / 32;
-    let mut out = vec![BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; w.rows * nb];
-    let mut row = vec![0.0f32; w.cols];
-    for (r, blocks) in out.chunks_exact_mut(nb).enumerate() {
-        crate::dequant::dequantize(w.ty, w.row_data(r), &mut row).ok()?;
-        for (xb, b) in row.chunks_exact(32).zip(blocks.iter_mut()) {
-            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            for (q, &v) in b.qs.iter_mut().zip(xb) {
-                *q = round_even(v * id) as i8;
-            }
-            b.d = f16::from_f32(amax / 127.0);
-        }
-    }
-    Some(out)
 }
