@@ -24,7 +24,13 @@ struct Server {
 impl Server {
     /// Starts `infer serve` on a free loopback port and waits (bounded) until it is ready.
     fn start(extra: &[&str]) -> Server {
-        let model = model_path(SMOLLM2);
+        Self::start_model(SMOLLM2, extra)
+    }
+
+    /// Starts `infer serve -m models/FILE`.
+    fn start_model(file: &str, extra: &[&str]) -> Server {
+        let model = model_path(file);
+        let ready = format!("infer serve: ready: model {}", file.trim_end_matches(".gguf"));
         let mut child = Command::new(infer_bin())
             .args(["serve", "-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", "0"])
             .args(extra)
@@ -50,7 +56,7 @@ impl Server {
             if let Some(rest) = line.strip_prefix("infer serve: listening on ") {
                 base = rest.split_whitespace().next().map(str::to_string);
             }
-            if line.starts_with("infer serve: ready: model SmolLM2-135M-Instruct.Q4_1") {
+            if line.starts_with(&ready) {
                 break;
             }
         }
@@ -138,6 +144,19 @@ fn chat_page_in_headless_chromium() {
     assert!(out.contains("chat page OK"));
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{} is not a PNG", shot.display());
+    assert!(server.terminate().success());
+}
+
+/// `/v1/embeddings` with all-MiniLM-L6-v2 through the `openai` client
+/// (tests/server/embeddings_client.py): sentence-transformers' vectors for
+/// the reference sentences, token counts, base64, the 400s.
+#[test]
+fn embeddings_through_the_openai_client() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start_model("all-MiniLM-L6-v2.f16.gguf", &["--parallel", "1"]);
+    let reference = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/embed/minilm.json");
+    let out = run_script("embeddings_client.py", &[&server.base, reference.to_str().unwrap()]);
+    assert!(out.contains("embeddings OK"));
     assert!(server.terminate().success());
 }
 

@@ -60,9 +60,6 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, body: Result<Bytes, 
     if texts.len() > MAX_INPUTS {
         return Err(ServerError::bad("input", format!("{} inputs; at most {MAX_INPUTS} per request", texts.len())));
     }
-    if let Some(i) = texts.iter().position(|t| t.is_empty()) {
-        return Err(ServerError::bad(&format!("input[{i}]"), "an input is an empty string"));
-    }
     let base64 = match f.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
