@@ -147,14 +147,22 @@ fn sb(b: &[Option<GpuBuffer>], s: Slot) -> std::result::Result<&GpuBuffer, Kerne
         .ok_or_else(|| KernelError::Shape { op: "gpu backend", detail: format!("slot {s:?} cannot be an op operand") })
 }
 
+/// Dispatches per submitted part of a step on a real GPU, so that it runs
+/// the first layers while the host records the rest (llama.cpp submits
+/// about every 100 nodes).
+const SUBMIT_EVERY_GPU: usize = 100;
+
 /// `INFER_GPU_SUBMIT_EVERY=N`: submit a forward step in parts of N
-/// dispatches without waiting (0 or unset: one submit per step).
-fn submit_every_from_env() -> Result<usize> {
+/// dispatches without waiting (0: one submit per step). Unset: parts of
+/// [`SUBMIT_EVERY_GPU`] on a real GPU, one submit on a CPU-emulated one,
+/// whose "GPU" shares the host's cores and gains nothing from overlap.
+fn submit_every_from_env(ctx: &GpuContext) -> Result<usize> {
     match std::env::var("INFER_GPU_SUBMIT_EVERY") {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
             EngineError::InvalidParam(format!("INFER_GPU_SUBMIT_EVERY=\"{v}\" is not a number of dispatches"))
         }),
-        _ => Ok(0),
+        _ if ctx.uses_cpu_device_kernels() => Ok(0),
+        _ => Ok(SUBMIT_EVERY_GPU),
     }
 }
 
@@ -219,6 +227,7 @@ impl GpuBackend {
         held: &[bool],
     ) -> Result<Self> {
         let ctx = w.context().clone();
+        let submit_every = submit_every_from_env(&ctx)?;
         let mut bufs = Vec::new();
         for s in Slot::ALL {
             bufs.push(if s == Slot::Logits { None } else { Some(ctx.buffer(widths.width(s) * n_batch).map_err(gpu_err)?) });
@@ -240,7 +249,7 @@ impl GpuBackend {
             tmp,
             ids: None,
             binds: BindCache::default(),
-            submit_every: submit_every_from_env()?,
+            submit_every,
             part: 0,
             kv,
             rope_mult: Vec::new(),
