@@ -179,3 +179,28 @@ fn threads_share_one_model() {
         }
     });
 }
+
+/// The Hugging Face folder (F32 safetensors, `tokenizer.json` through the
+/// `tokenizers` crate, pooling from `1_Pooling/config.json`): the same ids
+/// as the reference and as the GGUF's WordPiece, and vectors at cosine
+/// ≥ 0.9999 with sentence-transformers.
+#[test]
+fn folder_ids_and_vectors_match_sentence_transformers() {
+    let folder = Model::load(model_path("all-MiniLM-L6-v2"), ModelOptions::default()).expect("loading the MiniLM folder (scripts/fetch-models.sh)");
+    let gguf = minilm();
+    let s = sentences();
+    for (text, want, _, _) in &s {
+        let got = folder.tokenizer().encode(text, true, true).expect("encoding with tokenizer.json");
+        assert_eq!(&got, want, "tokenizer.json ids of {text:?}");
+        assert_eq!(got, gguf.tokenizer().encode(text, true, true).expect("encoding"), "folder and GGUF ids of {text:?}");
+    }
+    let texts: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+    let got = folder.embed(&texts).expect("embedding from the folder");
+    let mut worst = 1.0f32;
+    for ((text, _, want, _), v) in s.iter().zip(&got) {
+        let c = cosine(v, want);
+        worst = worst.min(c);
+        assert!(c >= 0.9999, "cosine {c} for {text:?} from the F32 folder");
+    }
+    eprintln!("lowest cosine with sentence-transformers (F32 folder): {worst}");
+}

@@ -93,6 +93,11 @@ impl Tokenizer {
         let bad = |e: String| EngineError::Tokenizer(format!("tokenizer.json does not parse: {e}"));
         let json: Json = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let mut hf: HfTokenizer = text.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
+        // A file's own padding and truncation (BERT folders ship `Fixed`
+        // 128 and `max_length` 128) would pad every text and cut long ones;
+        // the engine cuts to its context itself.
+        hf.with_padding(None);
+        hf.with_truncation(None).map_err(|e| bad(e.to_string()))?;
         let v = vocab(&hf, &json)?;
         let HfVocab { pieces, mut attrs, byte_level, metaspace } = v;
         let n = pieces.len();
