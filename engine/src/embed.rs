@@ -221,7 +221,10 @@ impl<'m> Runner<'m> {
     fn new(model: &'m Model, ids: &[Vec<u32>], batch_tokens: usize) -> Result<Self> {
         let c = model.config();
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
-        let batch_tokens = batch_tokens.max(longest);
+        // Sized for what this call holds: the backends' buffers are made
+        // (and zeroed) per call, so a short call must not pay for 2048 tokens.
+        let total: usize = ids.iter().map(Vec::len).sum();
+        let batch_tokens = batch_tokens.min(total).max(longest);
         let min_len = ids.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let n_seq = (batch_tokens / min_len).clamp(1, ids.len().max(1));
         let caught = Arc::new(Mutex::new(Vec::new()));

@@ -33,6 +33,8 @@ mod x86_packed;
 mod x86_packed_k;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed512;
+#[cfg(target_arch = "x86_64")]
+mod x86_float;
 
 use std::cell::RefCell;
 

@@ -196,6 +196,12 @@ pub fn matmul_multi_with(
         Q6K => go!(BlockQ6K, BlockQ8K, quantize_q8_k, q6_k, vec_dot_q6_k_q8k),
         _ => {
             for (w, out) in a.ws.iter().zip(a.outs.iter_mut()) {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512Vnni && super::x86_float::takes(w.ty) {
+                    // SAFETY: `isa` was found in `Isa::available()`.
+                    unsafe { super::x86_float::matmul_float(w, x, n_tokens, out)? };
+                    continue;
+                }
                 matmul_dequant(w, x, n_tokens, out)?;
             }
             Ok(())
