@@ -45,9 +45,18 @@ pub struct EmbedArgs {
     /// Measure texts/s and tokens/s for batches of 1, 32 and 256 sentences of 8-30 words
     #[arg(long = "bench", conflicts_with_all = ["texts", "file"])]
     pub bench: bool,
+    /// With --bench: write its 256 sentences to this file (one a line) and
+    /// stop, so another program can embed the same texts
+    #[arg(long = "bench-texts", value_name = "FILE", requires = "bench")]
+    pub bench_texts: Option<PathBuf>,
 }
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.bench_texts {
+        let mut text = bench_sentences(256).join("\n");
+        text.push('\n');
+        return std::fs::write(p, text).with_context(|| format!("writing {}", p.display()));
+    }
     crate::gen_args::init_threads(args.threads)?;
     let path = crate::common::resolve_model(&args.model)?;
     let t0 = Instant::now();
