@@ -91,15 +91,20 @@ impl Model {
     ) -> Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
         let folder = crate::hf::is_folder(&path);
-        let (gguf, mut table, tokenizer) = if folder {
-            crate::hf::Folder::open(&path)?.into_parts()?
+        let (gguf, mut table, folder_tokenizer) = if folder {
+            let (gguf, table, tokenizer) = crate::hf::Folder::open(&path)?.into_parts()?;
+            (gguf, table, Some(tokenizer))
         } else {
             let gguf = Arc::new(Gguf::open(&path)?);
-            let tokenizer = Tokenizer::from_gguf(&gguf)?;
-            (gguf.clone(), WeightTable::new(gguf), tokenizer)
+            (gguf.clone(), WeightTable::new(gguf), None)
         };
         table.set_quantize(options.quantize);
+        // The architecture first: an unknown one is the error to report.
         let mut arch = Arch::load(&gguf, &mut table, options.n_ctx)?;
+        let tokenizer = match folder_tokenizer {
+            Some(t) => t,
+            None => Tokenizer::from_gguf(&gguf)?,
+        };
         if folder && arch.def.name == "llama" {
             // HF keeps llama's q/k rows in rotate-half order (the GGUF
             // converter permutes them to adjacent pairs): rotate halves.
