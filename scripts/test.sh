@@ -39,4 +39,4 @@ if ! command -v curl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y curl
 fi
 cargo build --release --workspace
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
