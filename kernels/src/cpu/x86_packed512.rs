@@ -16,7 +16,7 @@ use super::quantize::BlockQ8Act;
 use super::repack::{BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, PACK_ROWS};
 use super::repack_k::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
 use super::x86::Vnni;
-use super::x86_packed::{tile, Nibbles};
+use super::x86_packed::{prefetch_lines, tile, Nibbles};
 use super::x86_packed_k::K4x8;
 
 /// Rows per call: two interleaved groups.
@@ -55,12 +55,8 @@ const PREFETCH_TOKENS: usize = 2;
 unsafe fn prefetch_part<B>(p: *const B, i: usize, n: usize) {
     let size = std::mem::size_of::<B>();
     let per = size.div_ceil(n).div_ceil(64) * 64;
-    let base = p as *const i8;
-    let mut off = i * per;
-    while off < ((i + 1) * per).min(size) {
-        _mm_prefetch::<_MM_HINT_T0>(base.add(off));
-        off += 64;
-    }
+    let off = (i * per).min(size);
+    prefetch_lines((p as *const u8).add(off), per.min(size - off));
 }
 
 /// Q4_K and Q5_K: `out[t * 16 + r]` = row `r` of groups `wa` (rows 0..8)
