@@ -69,7 +69,7 @@ fn check_packed(rng: &mut rand::rngs::StdRng, ty: QuantType, shapes: &[(usize, u
         // Q4_K and Q5_K keep their 6-bit scales as bytes: 32 more per 8 rows.
         let extra = if matches!(ty, QuantType::Q4K | QuantType::Q5K) { data.len() / 36 } else { 0 };
         assert!(packed.bytes() <= data.len() + extra, "{ty}: {} packed bytes for {}", packed.bytes(), data.len());
-        for n_tokens in [1usize, 2, 3, 5, 8, 13, 17] {
+        for n_tokens in [1usize, 2, 3, 5, 8, 13, 17, 33] {
             packed_agrees(rng, &plain, &packed, n_tokens, &format!("{ty} {rows}×{cols}"));
         }
     }
@@ -164,5 +164,38 @@ fn packed_real_blocks_match_row_major() {
     }
     for ty in [QuantType::Q4_1, QuantType::Q4K, QuantType::Q6K] {
         assert!(seen.contains(&ty), "{ty} not found in the test models: {seen:?}");
+    }
+}
+
+#[test]
+fn packed_rows_do_not_depend_on_the_batch() {
+    // A prompt long enough for the prefill panels (and every tile size)
+    // gives each token exactly the row values that token gets alone: the
+    // multi-sequence engine relies on it.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let (rows, cols, n_tokens) = (48, 512, 37);
+    for ty in [
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q8_0,
+        QuantType::Q4K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ] {
+        let data = random_blocks(&mut rng, ty, rows, cols);
+        let plain = QMatrix::new(ty, &data, rows, cols).unwrap();
+        let packed = PackedMatrix::pack(&plain).unwrap();
+        let w = QMatrix { packed: Some(&packed), ..plain };
+        let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+        for isa in Isa::available() {
+            let mut all = vec![0.0; rows * n_tokens];
+            matmul_with(isa, &w, &x, n_tokens, &mut all).unwrap();
+            for t in [0, 1, 8, 17, 36] {
+                let mut one = vec![0.0; rows];
+                matmul_with(isa, &w, &x[t * cols..(t + 1) * cols], 1, &mut one).unwrap();
+                assert_eq!(&all[t * rows..(t + 1) * rows], &one[..], "{ty} {isa:?} token {t} of {n_tokens}");
+            }
+        }
     }
 }

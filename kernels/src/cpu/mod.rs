@@ -17,24 +17,28 @@
 //! outputs `n_tokens × rows`.
 
 pub mod encoder;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod quantize;
 mod quantize_weights;
 pub mod repack;
 pub mod repack_k;
 mod tiled;
 pub mod vec_dot;
-#[cfg(target_arch = "aarch64")]
-mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-mod x86_packed;
+mod x86_float;
 #[cfg(target_arch = "x86_64")]
-mod x86_packed_k;
+mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed512;
 #[cfg(target_arch = "x86_64")]
-mod x86_float;
+mod x86_packed_k;
+#[cfg(target_arch = "x86_64")]
+mod x86_panel512;
+#[cfg(target_arch = "x86_64")]
+mod x86_quantize;
 
 use std::cell::RefCell;
 
@@ -44,7 +48,7 @@ use rayon::prelude::*;
 use crate::dequant;
 use crate::KernelError;
 
-pub use quantize::{quantize_q8_act, quantize_q8_k, BlockQ8Act};
+pub use quantize::{quantize_q8_act, quantize_q8_act_ref, quantize_q8_k, quantize_q8_k_ref, BlockQ8Act};
 pub use quantize_weights::{quantize_q4_0, quantize_q8_0, quantize_row, quantizes_to};
 pub use repack::{matmul_packed_with, PackedMatrix};
 pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};
@@ -72,10 +76,7 @@ impl<'a> QMatrix<'a> {
         }
         let want = (cols / bs).checked_mul(ty.block_bytes()).and_then(|rb| rb.checked_mul(rows));
         if want != Some(data.len()) {
-            return Err(shape(
-                "QMatrix::new",
-                format!("{rows}×{cols} {ty} needs {want:?} bytes, got {}", data.len()),
-            ));
+            return Err(shape("QMatrix::new", format!("{rows}×{cols} {ty} needs {want:?} bytes, got {}", data.len())));
         }
         Ok(QMatrix { ty, data, rows, cols, packed: None })
     }
@@ -97,9 +98,18 @@ fn shape(op: &'static str, detail: String) -> KernelError {
 }
 
 /// Checks the shapes of a matmul call.
-pub(crate) fn check_matmul(op: &'static str, w: &QMatrix, x: &[f32], n_tokens: usize, out: &[f32]) -> Result<(), KernelError> {
+pub(crate) fn check_matmul(
+    op: &'static str,
+    w: &QMatrix,
+    x: &[f32],
+    n_tokens: usize,
+    out: &[f32],
+) -> Result<(), KernelError> {
     if w.cols % w.ty.block_size() != 0 || Some(w.data.len()) != w.row_bytes().checked_mul(w.rows) {
-        return Err(shape(op, format!("QMatrix {}×{} {} does not match its {} bytes", w.rows, w.cols, w.ty, w.data.len())));
+        return Err(shape(
+            op,
+            format!("QMatrix {}×{} {} does not match its {} bytes", w.rows, w.cols, w.ty, w.data.len()),
+        ));
     }
     if Some(x.len()) != n_tokens.checked_mul(w.cols) {
         return Err(shape(op, format!("x has {} values, want {n_tokens} tokens × {} cols", x.len(), w.cols)));

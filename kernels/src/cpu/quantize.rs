@@ -2,8 +2,8 @@
 //! the dot products with quantized weights run on integers.
 
 use bytemuck::{Pod, Zeroable};
-use infer_gguf::blocks::BlockQ8K;
 use half::f16;
+use infer_gguf::blocks::BlockQ8K;
 use infer_gguf::QK_K;
 
 /// 32 activations as `x ≈ d * q`, with `s = d * Σq` for the weight types
@@ -33,6 +33,16 @@ fn round_even(v: f32) -> f32 {
 /// with the scale `amax/127` stored as f16 (and `s = f16(d · Σq)`), so the
 /// integer dot products see the same numbers as llama.cpp's.
 pub fn quantize_q8_act(x: &[f32], out: &mut [BlockQ8Act]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/BW/VL detected.
+        return unsafe { super::x86_quantize::quantize_q8_act(x, out) };
+    }
+    quantize_q8_act_ref(x, out)
+}
+
+/// The scalar twin of [`quantize_q8_act`] (which runs SIMD where the CPU has it).
+pub fn quantize_q8_act_ref(x: &[f32], out: &mut [BlockQ8Act]) {
     for (xb, b) in x.chunks_exact(32).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -52,6 +62,16 @@ pub fn quantize_q8_act(x: &[f32], out: &mut [BlockQ8Act]) {
 /// min and offset terms of the K-quant dot products. As ggml's
 /// `quantize_row_q8_K`: the scale is `-127/max` of the signed largest value.
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/BW/VL detected.
+        return unsafe { super::x86_quantize::quantize_q8_k(x, out) };
+    }
+    quantize_q8_k_ref(x, out)
+}
+
+/// The scalar twin of [`quantize_q8_k`] (which runs SIMD where the CPU has it).
+pub fn quantize_q8_k_ref(x: &[f32], out: &mut [BlockQ8K]) {
     for (xb, b) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
         let (mut amax, mut max) = (0.0f32, 0.0f32);
         for &v in xb {
@@ -75,4 +95,15 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         b.d = 1.0 / iscale;
     }
+}
+
+/// Whether the AVX-512 quantizers can run (checked once).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+    })
 }

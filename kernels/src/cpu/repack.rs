@@ -37,6 +37,7 @@ use rayon::prelude::*;
 use super::quantize::{quantize_q8_act, BlockQ8Act};
 use super::repack_k::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
 use super::tiled::{out_ptrs, quantize_rows, with_act_buf, Isa, TOKENS_PER_PASS};
+use super::OutPtr;
 use super::QMatrix;
 use crate::KernelError;
 
@@ -323,25 +324,46 @@ pub fn vec_dot_q4_1x8(w: &[BlockQ4_1x8], x: &[BlockQ8Act], nt: usize, out: &mut 
 
 /// The specification of the packed Q5_1 kernels, as [`vec_dot_q4_1x8`].
 pub fn vec_dot_q5_1x8(w: &[BlockQ5_1x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(w, x, nt, out, None, |wb| &wb.d, |wb| Some(&wb.m), |wb, r, i| {
-        packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i)
-    })
+    spec(
+        w,
+        x,
+        nt,
+        out,
+        None,
+        |wb| &wb.d,
+        |wb| Some(&wb.m),
+        |wb, r, i| packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i),
+    )
 }
 
 /// The specification of the packed Q5_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 16)·x − 16 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q5_0x8(w: &[BlockQ5_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(w, x, nt, out, Some(16), |wb| &wb.d, |_| None, |wb, r, i| {
-        packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i)
-    })
+    spec(
+        w,
+        x,
+        nt,
+        out,
+        Some(16),
+        |wb| &wb.d,
+        |_| None,
+        |wb, r, i| packed_nibble(&wb.qs, r, i) | packed_fifth_bit(&wb.qh, r, i),
+    )
 }
 
 /// The specification of the packed Q8_0 kernels, as [`vec_dot_q4_0x8`]:
 /// per block `Σ (q + 128)·x − 128 Σx` scaled by `d_w · d_x`.
 pub fn vec_dot_q8_0x8(w: &[BlockQ8_0x8], x: &[BlockQ8Act], nt: usize, out: &mut [f32]) {
-    spec(w, x, nt, out, Some(128), |wb| &wb.d, |_| None, |wb, r, i| {
-        wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32
-    })
+    spec(
+        w,
+        x,
+        nt,
+        out,
+        Some(128),
+        |wb| &wb.d,
+        |_| None,
+        |wb, r, i| wb.qs[(i / 4) * 4 * PACK_ROWS + r * 4 + i % 4] as i32,
+    )
 }
 
 /// The loop the packed specs share: `q(block, row, i)` is row `row`'s stored
@@ -454,44 +476,60 @@ pub fn matmul_packed_with(
             k
         }};
     }
+    // Their prefill panels.
+    macro_rules! panel_kernel {
+        ($B:ty, $vnni:ident) => {{
+            let k: Option<PairKernel<$B, _>> = match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` was found in `Isa::available()`.
+                Isa::Avx512Vnni => Some(|a, b, x, nt, o| unsafe { super::x86_panel512::$vnni(a, b, x, nt, o) }),
+                _ => None,
+            };
+            k
+        }};
+    }
     match ws[0].ty {
         QuantType::Q4_0 => {
             let kern = kernel!(BlockQ4_0x8, BlockQ8Act, avx2_q4_0x8, vnni_q4_0x8, vec_dot_q4_0x8);
-            run_packed(a, act32::<8>, kern, pair_kernel!(BlockQ4_0x8, vnni_q4_0x16))
+            run_packed(a, act32::<8>, kern, pair_kernel!(BlockQ4_0x8, vnni_q4_0x16), None)
         }
         QuantType::Q4_1 => {
             let kern = kernel!(BlockQ4_1x8, BlockQ8Act, avx2_q4_1x8, vnni_q4_1x8, vec_dot_q4_1x8);
-            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ4_1x8, vnni_q4_1x16))
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ4_1x8, vnni_q4_1x16), None)
         }
         QuantType::Q5_0 => {
             let kern = kernel!(BlockQ5_0x8, BlockQ8Act, avx2_q5_0x8, vnni_q5_0x8, vec_dot_q5_0x8);
-            run_packed(a, act32::<16>, kern, pair_kernel!(BlockQ5_0x8, vnni_q5_0x16))
+            run_packed(a, act32::<16>, kern, pair_kernel!(BlockQ5_0x8, vnni_q5_0x16), None)
         }
         QuantType::Q5_1 => {
             let kern = kernel!(BlockQ5_1x8, BlockQ8Act, avx2_q5_1x8, vnni_q5_1x8, vec_dot_q5_1x8);
-            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ5_1x8, vnni_q5_1x16))
+            run_packed(a, act32::<0>, kern, pair_kernel!(BlockQ5_1x8, vnni_q5_1x16), None)
         }
         QuantType::Q8_0 => {
             let kern = kernel!(BlockQ8_0x8, BlockQ8Act, avx2_q8_0x8, vnni_q8_0x8, vec_dot_q8_0x8);
-            run_packed(a, act32::<128>, kern, None)
+            run_packed(a, act32::<128>, kern, None, None)
         }
         QuantType::Q4K => run_packed(
             a,
             k_act,
             kernel!(BlockQ4Kx8, BlockQ8KAct, avx2_q4_kx8, vnni_q4_kx8, repack_k::vec_dot_q4_kx8),
             pair_kernel!(BlockQ4Kx8, vnni_q4_kx16),
+            // Its bits unpack in two operations: a panel does not pay.
+            None,
         ),
         QuantType::Q5K => run_packed(
             a,
             k_act,
             kernel!(BlockQ5Kx8, BlockQ8KAct, avx2_q5_kx8, vnni_q5_kx8, repack_k::vec_dot_q5_kx8),
             pair_kernel!(BlockQ5Kx8, vnni_q5_kx16),
+            panel_kernel!(BlockQ5Kx8, vnni_q5_kx16_panel),
         ),
         QuantType::Q6K => run_packed(
             a,
             k_act,
             kernel!(BlockQ6Kx8, BlockQ8KAct, avx2_q6_kx8, vnni_q6_kx8, repack_k::vec_dot_q6_kx8),
             pair_kernel!(BlockQ6Kx8, vnni_q6_kx16),
+            panel_kernel!(BlockQ6Kx8, vnni_q6_kx16_panel),
         ),
         ty => Err(KernelError::Unsupported(ty, "matmul_packed")),
     }
@@ -500,6 +538,11 @@ pub fn matmul_packed_with(
 /// A kernel over two row groups at once: `out[t * 16 + r]`, rows 0..8 from
 /// the first group, 8..16 from the second.
 type PairKernel<B, A> = fn(&[B], &[B], &[A], usize, &mut [f32]);
+
+/// Prompts of this many tokens or more go through a type's panel kernel
+/// (two groups unpacked once, then every token), where it has one: below,
+/// unpacking costs more than the direct kernel's per-tile assembly.
+const PANEL_TOKENS: usize = 24;
 
 struct PackedArgs<'a, 'w, 'o> {
     ws: &'a [&'w PackedMatrix],
@@ -517,8 +560,10 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
     quant: fn(&[f32], &mut [A]),
     kern: fn(&[B], &[A], usize, &mut [f32]),
     pair: Option<PairKernel<B, A>>,
+    panel: Option<PairKernel<B, A>>,
 ) -> Result<(), KernelError> {
     let PackedArgs { ws, x, n_tokens, outs } = a;
+    let panel = panel.filter(|_| n_tokens >= PANEL_TOKENS);
     let cols = ws[0].cols;
     let nb = cols / ws[0].ty.block_size();
     let group_bytes = nb * std::mem::size_of::<B>();
@@ -544,6 +589,10 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
             let local = task - first_task[i];
             let groups = w.rows / PACK_ROWS;
             let (g_lo, g_hi) = (local * per_task, ((local + 1) * per_task).min(groups));
+            if let Some(pk) = panel {
+                run_panel_task(w, ptr, acts, n_tokens, (g_lo, g_hi), kern, pk);
+                return;
+            }
             let mut tmp = [0.0f32; TOKENS_PER_PASS * 2 * PACK_ROWS];
             for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
                 let nt = TOKENS_PER_PASS.min(n_tokens - t0);
@@ -576,4 +625,45 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
         });
     });
     Ok(())
+}
+
+/// One task of [`run_packed`] through a panel kernel: each pair of groups
+/// with every token at once (an odd last group through `kern`, in passes).
+fn run_panel_task<B: PackedBlocks, A>(
+    w: &PackedMatrix,
+    ptr: OutPtr,
+    acts: &[A],
+    n_tokens: usize,
+    (g_lo, g_hi): (usize, usize),
+    kern: fn(&[B], &[A], usize, &mut [f32]),
+    panel: PairKernel<B, A>,
+) {
+    let nb = w.cols / w.ty.block_size();
+    let mut buf = vec![0.0f32; n_tokens * 2 * PACK_ROWS];
+    let mut g = g_lo;
+    while g < g_hi {
+        let n = match (w.group::<B>(g), w.group::<B>(g + 1)) {
+            (Some(a), Some(b)) if g + 1 < g_hi => {
+                panel(a, b, acts, n_tokens, &mut buf);
+                2 * PACK_ROWS
+            }
+            (Some(a), _) => {
+                for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
+                    let nt = TOKENS_PER_PASS.min(n_tokens - t0);
+                    kern(a, &acts[t0 * nb..(t0 + nt) * nb], nt, &mut buf[t0 * PACK_ROWS..]);
+                }
+                PACK_ROWS
+            }
+            _ => break,
+        };
+        for t in 0..n_tokens {
+            for r in 0..n {
+                // SAFETY: t < n_tokens and g * 8 + r < rows (the groups
+                // exist), in bounds of the output (checked by the caller);
+                // the groups' rows belong to this task alone.
+                unsafe { ptr.write(t * w.rows + g * PACK_ROWS + r, buf[t * n + r]) };
+            }
+        }
+        g += n / PACK_ROWS;
+    }
 }

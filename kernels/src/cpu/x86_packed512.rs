@@ -20,23 +20,23 @@ use super::x86_packed::{prefetch_lines, tile, Nibbles};
 use super::x86_packed_k::K4x8;
 
 /// Rows per call: two interleaved groups.
-const ROWS: usize = 2 * PACK_ROWS;
+pub(super) const ROWS: usize = 2 * PACK_ROWS;
 
 /// Bytes `[a; 32]` in the low half, `[b; 32]` in the high half.
 #[inline(always)]
-unsafe fn halves(a: *const u8, b: *const u8) -> __m512i {
+pub(super) unsafe fn halves(a: *const u8, b: *const u8) -> __m512i {
     let lo = _mm512_castsi256_si512(_mm256_loadu_si256(a as *const __m256i));
     _mm512_inserti64x4(lo, _mm256_loadu_si256(b as *const __m256i), 1)
 }
 
 /// 16 bytes of `a` then 16 of `b`.
 #[inline(always)]
-unsafe fn halves16(a: *const u8, b: *const u8) -> __m256i {
+pub(super) unsafe fn halves16(a: *const u8, b: *const u8) -> __m256i {
     _mm256_set_m128i(_mm_loadu_si128(b as *const __m128i), _mm_loadu_si128(a as *const __m128i))
 }
 
 #[inline(always)]
-unsafe fn f16x16(a: &[f16; PACK_ROWS], b: &[f16; PACK_ROWS]) -> __m512 {
+pub(super) unsafe fn f16x16(a: &[f16; PACK_ROWS], b: &[f16; PACK_ROWS]) -> __m512 {
     _mm512_cvtph_ps(halves16(a.as_ptr() as *const u8, b.as_ptr() as *const u8))
 }
 
@@ -125,29 +125,26 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
 }
 
 /// Q6_K: per group of 16 the chunk sums are exact `u8 × i8` sums of the
-/// stored `q + 32` (≤ 63), scaled by the rows' signed scales in i32; the −32
-/// offset comes from the activations' sums of 16. The scales are widened
-/// once per super-block into a small table the multiplies read from L1
-/// (kept in registers they spilled, with the accumulators of eight tokens),
-/// and the chunk rows `s` are compile-time so the bit assembly has no branch.
+/// stored `q + 32` (≤ 63); each group's sum is converted and multiplied by
+/// the rows' `d · scale` in f32 (one convert and one FMA: the i32 multiply
+/// it replaces is two µops on the busiest port and cost a third of the
+/// tile). The −32 offset comes from the activations' sums of 16, exact in
+/// i32, and starts the sum. The float scales are built once per super-block
+/// into a table the FMAs read from L1, and the chunk rows `s` are
+/// compile-time so the bit assembly has no branch. Every tile size, and the
+/// prefill panel (`x86_panel512`), adds the same terms in the same
+/// order, so a row's result does not depend on its batch.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // t indexes both x and the accumulators
 unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[BlockQ8KAct], out: &mut [f32]) {
     let nb = wa.len();
     let mut acc = [_mm512_setzero_ps(); T];
-    // sc[g]: i32 lane r = row r's scale of group g; pairs[q]: i16 lane 2r + e = group 2q + e's.
-    let mut sc = [[0i32; 16]; 16];
+    let mut fsc = [[0f32; 16]; 16];
     let mut pairs = [[0i16; 32]; 8];
     for b in 0..nb {
         let (ba, bb) = (wa.get_unchecked(b), wb.get_unchecked(b));
         let xs: [&BlockQ8KAct; T] = std::array::from_fn(|t| x.get_unchecked(t * nb + b));
-        let (sa, sb) = (ba.scales.as_ptr() as *const u8, bb.scales.as_ptr() as *const u8);
-        for q in 0..8 {
-            let v = _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q)));
-            _mm512_storeu_si512(pairs[q].as_mut_ptr() as *mut __m512i, v);
-            _mm512_storeu_si512(sc[2 * q].as_mut_ptr() as *mut __m512i, _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16));
-            _mm512_storeu_si512(sc[2 * q + 1].as_mut_ptr() as *mut __m512i, _mm512_srai_epi32(v, 16));
-        }
+        let d = q6k_scales(ba, bb, &mut fsc, &mut pairs);
         let ahead = (b + AHEAD).min(nb - 1);
         if T <= PREFETCH_TOKENS {
             for i in 0..16 {
@@ -155,21 +152,13 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
                 prefetch_part(wb.as_ptr().add(ahead), i, 16);
             }
         }
-        let mut isum = [_mm512_setzero_si512(); T];
-        q6k_row::<0, T>(ba, bb, &xs, &sc, &mut isum);
-        q6k_row::<1, T>(ba, bb, &xs, &sc, &mut isum);
-        q6k_row::<2, T>(ba, bb, &xs, &sc, &mut isum);
-        q6k_row::<3, T>(ba, bb, &xs, &sc, &mut isum);
-        let d = f16x16(&ba.d, &bb.d);
+        let mut sum = [_mm512_setzero_ps(); T];
         for t in 0..T {
-            let bs = xs[t].bsums.as_ptr() as *const i32;
-            let mut off = _mm512_setzero_si512();
-            for q in 0..8 {
-                let pv = _mm512_loadu_si512(pairs[q].as_ptr() as *const __m512i);
-                off = _mm512_dpwssd_epi32(off, pv, _mm512_set1_epi32(bs.add(q).read_unaligned()));
-            }
-            let si = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(off, 5));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(d, _mm512_set1_ps(xs[t].d)), acc[t]);
+            sum[t] = q6k_offset(&pairs, xs[t], d);
+        }
+        q6k_superblock::<T>(ba, bb, &xs, &fsc, &mut sum);
+        for t in 0..T {
+            acc[t] = _mm512_fmadd_ps(sum[t], _mm512_set1_ps(xs[t].d), acc[t]);
         }
     }
     for (t, a) in acc.iter().enumerate() {
@@ -177,49 +166,124 @@ unsafe fn tile_q6k<const T: usize>(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], x: &[Bl
     }
 }
 
-/// Groups `h + 4S` (h < 4) of one Q6_K super-block pair: chunks `v + 16S`,
-/// `v = 4h + k`, whose low bits are the low (`S < 2`) or high nibbles of
-/// `ql` chunk `v + 16 (S % 2)` and top bits `qh` chunk `v` shifted by `2S`.
+/// The rows' `d` of a Q6_K super-block pair; fills `fsc[g]` (f32 lane `r` =
+/// row `r`'s `d · scale` of group `g`) and `pairs[q]` (i16 lane `2r + e` =
+/// group `2q + e`'s scale).
+#[inline(always)]
+pub(super) unsafe fn q6k_scales(
+    ba: &BlockQ6Kx8,
+    bb: &BlockQ6Kx8,
+    fsc: &mut [[f32; 16]; 16],
+    pairs: &mut [[i16; 32]; 8],
+) -> __m512 {
+    let (sa, sb) = (ba.scales.as_ptr() as *const u8, bb.scales.as_ptr() as *const u8);
+    let d = f16x16(&ba.d, &bb.d);
+    for q in 0..8 {
+        let v = _mm512_cvtepi8_epi16(halves16(sa.add(16 * q), sb.add(16 * q)));
+        _mm512_storeu_si512(pairs[q].as_mut_ptr() as *mut __m512i, v);
+        let even = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16));
+        let odd = _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 16));
+        _mm512_storeu_ps(fsc[2 * q].as_mut_ptr(), _mm512_mul_ps(even, d));
+        _mm512_storeu_ps(fsc[2 * q + 1].as_mut_ptr(), _mm512_mul_ps(odd, d));
+    }
+    d
+}
+
+/// `−32 · d · Σ_g scale_g · bsum_g` for one token: the offset of the stored
+/// `q + 32`, exact in i32 until the one conversion.
+#[inline(always)]
+pub(super) unsafe fn q6k_offset(pairs: &[[i16; 32]; 8], x: &BlockQ8KAct, d: __m512) -> __m512 {
+    let bs = x.bsums.as_ptr() as *const i32;
+    let mut off = _mm512_setzero_si512();
+    for q in 0..8 {
+        let pv = _mm512_loadu_si512(pairs[q].as_ptr() as *const __m512i);
+        off = _mm512_dpwssd_epi32(off, pv, _mm512_set1_epi32(bs.add(q).read_unaligned()));
+    }
+    _mm512_mul_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(d, _mm512_set1_ps(-32.0)))
+}
+
+/// The group sums of one Q6_K super-block pair, added to `sum`. Not
+/// inlined: on its own the register allocator keeps the chunk sums and
+/// float sums of eight tokens in registers, where inside the tile loop
+/// (with the accumulators live) it spilled them.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline(never)]
+unsafe fn q6k_superblock<const T: usize>(
+    ba: &BlockQ6Kx8,
+    bb: &BlockQ6Kx8,
+    xs: &[&BlockQ8KAct; T],
+    fsc: &[[f32; 16]; 16],
+    sum: &mut [__m512; T],
+) {
+    q6k_row::<0, T>(ba, bb, xs, fsc, sum);
+    q6k_row::<1, T>(ba, bb, xs, fsc, sum);
+    q6k_row::<2, T>(ba, bb, xs, fsc, sum);
+    q6k_row::<3, T>(ba, bb, xs, fsc, sum);
+}
+
+/// Chunk `v + 16S` (weights `4 (v + 16S)..+4` of the 16 rows) of a Q6_K
+/// super-block pair as bytes `q + 32`: the low (`S < 2`) or high nibbles of
+/// `ql` chunk `v + 16 (S % 2)`, top bits from `qh` chunk `v` shifted by `2S`.
+#[inline(always)]
+pub(super) unsafe fn q6k_chunk<const S: usize>(ba: &BlockQ6Kx8, bb: &BlockQ6Kx8, v: usize) -> __m512i {
+    let (m4, m30) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(0x30));
+    let l = halves(ba.ql.as_ptr().add(32 * (v + 16 * (S % 2))), bb.ql.as_ptr().add(32 * (v + 16 * (S % 2))));
+    let hv = halves(ba.qh.as_ptr().add(32 * v), bb.qh.as_ptr().add(32 * v));
+    let lo = if S < 2 { _mm512_and_si512(l, m4) } else { _mm512_and_si512(_mm512_srli_epi16(l, 4), m4) };
+    let hi = match S {
+        0 => _mm512_slli_epi16(hv, 4),
+        1 => _mm512_slli_epi16(hv, 2),
+        2 => hv,
+        _ => _mm512_srli_epi16(hv, 2),
+    };
+    _mm512_or_si512(lo, _mm512_and_si512(hi, m30))
+}
+
+/// Adds group `g`'s sums to `sum`: chunks `q[k]` (`4g + k`) dotted with each
+/// token's activations, two chains for few tokens so the sum does not wait
+/// on one, then scaled by `scale`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn q6k_group<const T: usize>(
+    q: &[__m512i; 4],
+    g: usize,
+    scale: __m512,
+    xs: &[&BlockQ8KAct; T],
+    sum: &mut [__m512; T],
+) {
+    let split = T <= 2;
+    let mut sumi = [[_mm512_setzero_si512(); T]; 2];
+    for k in 0..4 {
+        let c = if split { k % 2 } else { 0 };
+        for t in 0..T {
+            let xq = xs[t].qs.as_ptr() as *const i32;
+            let xv = _mm512_set1_epi32(xq.add(4 * g + k).read_unaligned());
+            sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q[k], xv);
+        }
+    }
+    for t in 0..T {
+        let si = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
+        sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), scale, sum[t]);
+    }
+}
+
+/// Groups `h + 4S` (h < 4) of one Q6_K super-block pair, assembled from the
+/// packed bits.
+#[inline(always)]
 unsafe fn q6k_row<const S: usize, const T: usize>(
     ba: &BlockQ6Kx8,
     bb: &BlockQ6Kx8,
     xs: &[&BlockQ8KAct; T],
-    sc: &[[i32; 16]; 16],
-    isum: &mut [__m512i; T],
+    fsc: &[[f32; 16]; 16],
+    sum: &mut [__m512; T],
 ) {
-    let m4 = _mm512_set1_epi8(0xF);
-    let m30 = _mm512_set1_epi8(0x30);
-    let (la, lb) = (ba.ql.as_ptr(), bb.ql.as_ptr());
-    let (ha, hb) = (ba.qh.as_ptr(), bb.qh.as_ptr());
-    let split = T <= 2;
     for h in 0..4 {
-        let mut sumi = [[_mm512_setzero_si512(); T]; 2];
+        let mut q = [_mm512_setzero_si512(); 4];
         for k in 0..4 {
-            let v = 4 * h + k;
-            let l = halves(la.add(32 * (v + 16 * (S % 2))), lb.add(32 * (v + 16 * (S % 2))));
-            let hv = halves(ha.add(32 * v), hb.add(32 * v));
-            let lo = if S < 2 { _mm512_and_si512(l, m4) } else { _mm512_and_si512(_mm512_srli_epi16(l, 4), m4) };
-            let hi = match S {
-                0 => _mm512_slli_epi16(hv, 4),
-                1 => _mm512_slli_epi16(hv, 2),
-                2 => hv,
-                _ => _mm512_srli_epi16(hv, 2),
-            };
-            let q = _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
-            let c = if split { k % 2 } else { 0 };
-            for t in 0..T {
-                let xq = xs[t].qs.as_ptr() as *const i32;
-                let xv = _mm512_set1_epi32(xq.add(v + 16 * S).read_unaligned());
-                sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, xv);
-            }
+            q[k] = q6k_chunk::<S>(ba, bb, 4 * h + k);
         }
-        let scale = _mm512_loadu_si512(sc[h + 4 * S].as_ptr() as *const __m512i);
-        for t in 0..T {
-            let si = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(si, scale));
-        }
+        let scale = _mm512_loadu_ps(fsc[h + 4 * S].as_ptr());
+        q6k_group::<T>(&q, h + 4 * S, scale, xs, sum);
     }
 }
 
