@@ -305,10 +305,9 @@ impl Backend for CpuBackend {
         let mut g = self.take(gate);
         let u = &self.bufs[up.index()][..n];
         let f = activation(act);
-        g[..n].par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| {
-            for (gv, &uv) in gc.iter_mut().zip(uc) {
-                *gv = f(*gv) * uv;
-            }
+        g[..n].par_chunks_mut(4096).zip(u.par_chunks(4096)).for_each(|(gc, uc)| match act {
+            Activation::SwiGlu => infer_kernels::cpu::swiglu_inplace(gc, uc),
+            Activation::GeGlu => gc.iter_mut().zip(uc).for_each(|(gv, &uv)| *gv = f(*gv) * uv),
         });
         self.put(gate, g);
         Ok(())

@@ -28,6 +28,8 @@ pub mod vec_dot;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+mod x86_activation;
+#[cfg(target_arch = "x86_64")]
 mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed;
@@ -228,4 +230,24 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// SwiGLU gating in place: `gate[i] = silu(gate[i]) · up[i]`, SIMD where the
+/// CPU has AVX-512 (equal to [`crate::ops::swiglu_ref`], whose `exp` is
+/// libm's, but for rare last-bit cases), scalar otherwise.
+///
+/// ```
+/// let mut gate = vec![1.0f32, -2.0, 0.5];
+/// infer_kernels::cpu::swiglu_inplace(&mut gate, &[2.0, 1.0, 4.0]);
+/// assert!((gate[0] - 2.0 * 0.731_058_6).abs() < 1e-5);
+/// ```
+pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: AVX-512 F and DQ detected (the macro caches the answer).
+        return unsafe { x86_activation::swiglu(gate, up) };
+    }
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = crate::ops::silu(*g) * u;
+    }
 }
