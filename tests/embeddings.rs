@@ -204,3 +204,22 @@ fn folder_ids_and_vectors_match_sentence_transformers() {
     }
     eprintln!("lowest cosine with sentence-transformers (F32 folder): {worst}");
 }
+
+/// A folder truncates at sentence-transformers' `max_seq_length` (256 in
+/// `sentence_bert_config.json`), not at the 512 positions of `config.json`:
+/// the cut text is exactly its first 254 words between `[CLS]` and `[SEP]`.
+#[test]
+fn a_folder_cuts_at_sentence_transformers_max_seq_length() {
+    let folder = Model::load(model_path("all-MiniLM-L6-v2"), ModelOptions::default()).expect("loading the MiniLM folder");
+    let long = "word ".repeat(600);
+    let e = folder.embed_with(&[long.as_str(), "short"], &EmbedOptions::default()).expect("embedding");
+    assert_eq!((e.truncated.clone(), e.n_ctx, e.n_tokens), (vec![0], 256, 256 + 3));
+    let kept = folder.embed(&["word ".repeat(254)]).expect("embedding 254 words");
+    let diff = e.vectors[0].iter().zip(&kept[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "the cut text and its first 254 words differ by {diff}");
+    let refuse = EmbedOptions { truncate: false, ..Default::default() };
+    match folder.embed_with(&[long.as_str()], &refuse) {
+        Err(EngineError::PromptTooLong { n_tokens: 602, n_ctx: 256 }) => {}
+        other => panic!("expected PromptTooLong at 256, got {other:?}"),
+    }
+}

@@ -64,7 +64,8 @@ pub struct EmbedOptions {
     /// Pool this way instead of the model's own `pooling_type` (needed for
     /// a model whose file names none).
     pub pooling: Option<Pooling>,
-    /// A text longer than the model's context: cut it (keeping the final
+    /// A text longer than the model's context (or sentence-transformers'
+    /// `max_seq_length` where the model has one): cut it (keeping the final
     /// `[SEP]`/EOS) and list it in [`Embeddings::truncated`] (true, the
     /// default), or fail with [`EngineError::PromptTooLong`] (false).
     pub truncate: bool,
@@ -96,6 +97,15 @@ pub fn model_pooling(model: &Model) -> Result<Option<Pooling>> {
     Ok(model.gguf().arch_u32_opt("pooling_type")?.and_then(Pooling::from_gguf))
 }
 
+/// The most tokens a text keeps: sentence-transformers' `max_seq_length`
+/// when the model carries it (a folder's `sentence_bert_config.json`), else
+/// the trained context.
+pub fn max_tokens(model: &Model) -> Result<usize> {
+    let n_ctx = model.config().n_ctx_train;
+    let st = model.gguf().arch_u32_opt(crate::hf::config::MAX_SEQ_LENGTH_KEY)?;
+    Ok(st.map_or(n_ctx, |m| (m as usize).min(n_ctx)).max(2))
+}
+
 /// Embeds `texts` with `model`; see [`Model::embed_with`].
 pub fn embed<S: AsRef<str>>(model: &Model, texts: &[S], opts: &EmbedOptions) -> Result<Embeddings> {
     let c = model.config();
@@ -109,7 +119,7 @@ pub fn embed<S: AsRef<str>>(model: &Model, texts: &[S], opts: &EmbedOptions) -> 
             ),
         })?,
     };
-    let n_ctx = c.n_ctx_train.max(2);
+    let n_ctx = max_tokens(model)?;
     let mut out = Embeddings { n_ctx, ..Default::default() };
     let mut ids = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
