@@ -223,3 +223,29 @@ fn a_folder_cuts_at_sentence_transformers_max_seq_length() {
         other => panic!("expected PromptTooLong at 256, got {other:?}"),
     }
 }
+
+/// `infer convert` of the MiniLM folder: the F16 GGUF gives the folder's
+/// ids and vectors (cosine ≥ 0.9999), Q8_0 stays close (≥ 0.997; 0.998 measured), and
+/// both keep the folder's 256-token cut.
+#[test]
+fn a_converted_folder_embeds_as_the_folder() {
+    let dir = model_path("all-MiniLM-L6-v2");
+    let folder = Model::load(&dir, ModelOptions::default()).expect("loading the MiniLM folder");
+    let s = sentences();
+    let texts: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+    let want = folder.embed(&texts).expect("embedding from the folder");
+    for (ty, bound) in [(infer_gguf::QuantType::F16, 0.9999f32), (infer_gguf::QuantType::Q8_0, 0.997)] {
+        let out = std::env::temp_dir().join(format!("infer-embed-convert-{}-{ty}.gguf", std::process::id()));
+        infer_engine::hf::convert::convert(&dir, &out, ty).expect("converting the folder");
+        let m = Model::load(&out, ModelOptions::default()).expect("loading the converted GGUF");
+        for (text, ids, _, _) in &s {
+            assert_eq!(&m.tokenizer().encode(text, true, true).expect("encoding"), ids, "{ty} ids of {text:?}");
+        }
+        let e = m.embed_with(&texts, &EmbedOptions::default()).expect("embedding from the converted GGUF");
+        let worst = e.vectors.iter().zip(&want).map(|(a, b)| cosine(a, b)).fold(1.0f32, f32::min);
+        eprintln!("{ty} GGUF vs folder: lowest cosine {worst}");
+        assert!(worst >= bound, "{ty}: cosine {worst} with the folder's vectors (want ≥ {bound})");
+        assert_eq!(infer_engine::embed::max_tokens(&m).expect("max tokens"), 256);
+        std::fs::remove_file(&out).ok();
+    }
+}
