@@ -125,18 +125,20 @@ fn texts_past_the_context_are_cut_or_refused() {
 }
 
 #[test]
-fn a_decoder_embeds_with_last_token_pooling() {
+fn a_decoder_embeds_with_last_token_and_mean_pooling() {
     // The tiny qwen3 names no pooling, so it is asked for (as a
     // Qwen3-Embedding file would say pooling_type 3).
     let m = Model::load(model_path("archs/qwen3.gguf"), ModelOptions::default()).expect("loading qwen3");
     let opts = EmbedOptions { pooling: Some(Pooling::Last), normalize: false, ..Default::default() };
     let texts = ["hello world", "a somewhat longer text than the first one", "x"];
     let got = m.embed_with(&texts, &opts).expect("embedding").vectors;
+    let mean_opts = EmbedOptions { pooling: Some(Pooling::Mean), ..opts.clone() };
+    let means = m.embed_with(&texts, &mean_opts).expect("mean embedding").vectors;
     // The plain reference: one session per text, the last layer's output
     // caught by the hook, its last row RMS-normed by hand.
     let c = m.config().clone();
     let norm = m.weights().f32s(m.arch().weights.output_norm).expect("output_norm");
-    for (t, v) in texts.iter().zip(&got) {
+    for ((t, v), mean) in texts.iter().zip(&got).zip(&means) {
         let ids = m.tokenizer().encode(t, true, true).expect("ids");
         let mut s = m.session_on_cpu(SessionParams::default()).expect("session");
         let caught = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -154,6 +156,14 @@ fn a_decoder_embeds_with_last_token_pooling() {
         infer_kernels::ops::rmsnorm_ref(last, &norm, c.rms_eps, &mut r);
         let diff = v.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-3 * r.iter().fold(1.0f32, |a, b| a.max(b.abs())), "{t:?}: differs by {diff}");
+        // Mean pooling: every row normed, then averaged.
+        let mut want = vec![0.0f32; c.dim];
+        for row in rows.chunks_exact(c.dim) {
+            infer_kernels::ops::rmsnorm_ref(row, &norm, c.rms_eps, &mut r);
+            want.iter_mut().zip(&r).for_each(|(w, x)| *w += x / ids.len() as f32);
+        }
+        let diff = mean.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-3 * want.iter().fold(1.0f32, |a, b| a.max(b.abs())), "{t:?}: mean differs by {diff}");
     }
 }
 

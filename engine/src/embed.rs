@@ -9,8 +9,6 @@
 //! crosses segments and pooling reads only a text's own rows, so there is
 //! no padding at all.
 
-use std::sync::{Arc, Mutex};
-
 use crate::arch::{bert, HeadOutput, OutRows, Step};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backends, Segment};
@@ -161,17 +159,17 @@ fn run_passes(model: &Model, ids: &[Vec<u32>], pooling: Pooling, opts: &EmbedOpt
             end += 1;
         }
         let batch = &ids[at..end];
-        let hidden = runner.run(batch)?;
+        let (hidden, one_row) = runner.run(batch, pooling)?;
         let dim = c.dim;
         let mut row = 0;
         for t in batch {
-            let rows = &hidden[row * dim..(row + t.len()) * dim];
-            let mut v = pool(rows, dim, pooling);
+            let n = if one_row { 1 } else { t.len() };
+            let mut v = pool(&hidden[row * dim..(row + n) * dim], dim, pooling);
             if opts.normalize {
                 l2_normalize(&mut v);
             }
             vectors.push(v);
-            row += t.len();
+            row += n;
         }
         at = end;
     }
@@ -220,9 +218,10 @@ struct Runner<'m> {
     model: &'m Model,
     bk: Backends,
     batch_tokens: usize,
-    /// Decoders: the last layer's output, caught by the hook.
-    caught: Arc<Mutex<Vec<f32>>>,
+    /// Encoders: the last hidden states of a pass.
     hidden: Vec<f32>,
+    /// Decoders: the head's output (the normed rows asked for).
+    head: HeadOutput,
 }
 
 impl<'m> Runner<'m> {
@@ -237,7 +236,6 @@ impl<'m> Runner<'m> {
         let batch_tokens = batch_tokens.min(total).max(longest);
         let min_len = ids.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let n_seq = (batch_tokens / min_len).clamp(1, ids.len().max(1));
-        let caught = Arc::new(Mutex::new(Vec::new()));
         let bk = if model.arch().def.name == bert::ARCH.name {
             // No KV cache: the encoder holds no layer's cache.
             let kv = KvCache::new(n_seq, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
@@ -245,24 +243,15 @@ impl<'m> Runner<'m> {
             Backends::new(vec![Box::new(cpu)], vec![0; c.n_layers + 1])
         } else {
             let p = ExecParams { n_seq, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
-            let mut bk = build_backends(model.exec(true), p)?;
-            let want = format!("{}.ffn_residual", c.n_layers - 1);
-            let sink = caught.clone();
-            bk.hook = Some(Box::new(move |name: &str, rows: &[f32]| {
-                if name == want {
-                    if let Ok(mut s) = sink.lock() {
-                        s.clear();
-                        s.extend_from_slice(rows);
-                    }
-                }
-            }));
-            bk
+            build_backends(model.exec(true), p)?
         };
-        Ok(Runner { model, bk, batch_tokens, caught, hidden: Vec::new() })
+        Ok(Runner { model, bk, batch_tokens, hidden: Vec::new(), head: HeadOutput::default() })
     }
 
-    /// The last hidden states of the texts of one pass, row after row.
-    fn run(&mut self, batch: &[Vec<u32>]) -> Result<&[f32]> {
+    /// The last hidden states of the texts of one pass, row after row, and
+    /// whether they are one row per text (a decoder's first or last token,
+    /// picked before the head) rather than every token's.
+    fn run(&mut self, batch: &[Vec<u32>], pooling: Pooling) -> Result<(&[f32], bool)> {
         let tokens: Vec<u32> = batch.iter().flatten().copied().collect();
         let mut segs = Vec::with_capacity(batch.len());
         let mut start = 0;
@@ -273,27 +262,19 @@ impl<'m> Runner<'m> {
         let (arch, table) = (self.model.arch(), self.model.weights());
         if arch.def.name == bert::ARCH.name {
             bert::encode(arch, &mut self.bk, table, &tokens, &segs, &mut self.hidden)?;
-            return Ok(&self.hidden);
+            return Ok((&self.hidden, false));
         }
-        // A decoder: its usual step with no logits row (the head is
-        // skipped), then the final RMSNorm of what the last layer left.
-        let step = Step { tokens: &tokens, segments: &segs, rows: OutRows::These(&[]), greedy: false };
-        arch.forward_step(&mut self.bk, table, &step, &mut HeadOutput::default())?;
-        let c = &arch.config;
-        let norm = table.f32s(arch.weights.output_norm)?;
-        let caught = self.caught.lock().map_err(|_| EngineError::InvalidParam("embedding hook poisoned".into()))?;
-        if caught.len() != tokens.len() * c.dim {
-            return Err(EngineError::InvalidParam(format!(
-                "the {} forward pass showed no final hidden state to pool (layer {} ffn_residual)",
-                c.arch,
-                c.n_layers - 1
-            )));
-        }
-        self.hidden.resize(caught.len(), 0.0);
-        for (o, x) in self.hidden.chunks_mut(c.dim).zip(caught.chunks(c.dim)) {
-            infer_kernels::ops::rmsnorm_ref(x, &norm, c.rms_eps, o);
-        }
-        Ok(&self.hidden)
+        // A decoder: its usual step, the head stopping after the final norm
+        // (no vocabulary matmul), over only the rows pooling reads.
+        let picked: Vec<usize> = match pooling {
+            Pooling::Last => segs.iter().map(|s| s.start + s.len - 1).collect(),
+            Pooling::Cls => segs.iter().map(|s| s.start).collect(),
+            Pooling::Mean => Vec::new(),
+        };
+        let rows = if pooling == Pooling::Mean { OutRows::All } else { OutRows::These(&picked) };
+        let step = Step { tokens: &tokens, segments: &segs, rows, greedy: false, hidden: true };
+        arch.forward_step(&mut self.bk, table, &step, &mut self.head)?;
+        Ok((&self.head.hidden, pooling != Pooling::Mean))
     }
 }
 
