@@ -259,3 +259,23 @@ fn a_converted_folder_embeds_as_the_folder() {
         std::fs::remove_file(&out).ok();
     }
 }
+
+/// The MiniLM folder with every layer on the GPU (lavapipe in CI): the
+/// encoder kernels and the float matmuls give the CPU's vectors.
+#[test]
+fn gpu_offload_embeds_as_the_cpu() {
+    let dir = model_path("all-MiniLM-L6-v2");
+    let cpu = Model::load(&dir, ModelOptions::default()).expect("loading the MiniLM folder");
+    let opts = ModelOptions { gpu_layers: infer_engine::GpuLayers::All, ..Default::default() };
+    let gpu = Model::load(&dir, opts).expect("loading the MiniLM folder onto the GPU");
+    let plan = &gpu.offload().expect("an offload").plan;
+    assert!((0..6).all(|l| plan.on_gpu(l)), "every block on the GPU: {plan:?}");
+    let s = sentences();
+    let texts: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+    let (want, got) = (cpu.embed(&texts).expect("CPU"), gpu.embed(&texts).expect("GPU"));
+    let worst = got.iter().zip(&want).map(|(a, b)| cosine(a, b)).fold(1.0f32, f32::min);
+    let diff = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("GPU vs CPU: lowest cosine {worst}, largest |difference| {diff:e}");
+    assert!(diff > 0.0, "the GPU vectors are the CPU's bit for bit: did the GPU run?");
+    assert!(worst >= 0.9999, "GPU vectors at cosine {worst} with the CPU's");
+}

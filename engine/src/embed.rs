@@ -236,11 +236,17 @@ impl<'m> Runner<'m> {
         let batch_tokens = batch_tokens.min(total).max(longest);
         let min_len = ids.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let n_seq = (batch_tokens / min_len).clamp(1, ids.len().max(1));
-        let bk = if model.arch().def.name == bert::ARCH.name {
+        let encoder = model.arch().def.name == bert::ARCH.name;
+        let bk = if encoder && model.offload().is_none() {
             // No KV cache: the encoder holds no layer's cache.
-            let kv = KvCache::new(n_seq, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
+            let kv = KvCache::new(1, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
             let cpu = CpuBackend::new(model.weights().clone(), c.widths(), batch_tokens, kv);
             Backends::new(vec![Box::new(cpu)], vec![0; c.n_layers + 1])
+        } else if encoder {
+            // The offloaded layers on the GPU; every text is "sequence 0"
+            // (see `run`), so the unused caches stay one text long.
+            let p = ExecParams { n_seq: 1, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
+            build_backends(model.exec(false), p)?
         } else {
             let p = ExecParams { n_seq, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
             build_backends(model.exec(true), p)?
@@ -261,6 +267,8 @@ impl<'m> Runner<'m> {
         }
         let (arch, table) = (self.model.arch(), self.model.weights());
         if arch.def.name == bert::ARCH.name {
+            // The encoder keeps no cache: texts differ by their rows alone.
+            segs.iter_mut().for_each(|s| s.seq = 0);
             bert::encode(arch, &mut self.bk, table, &tokens, &segs, &mut self.hidden)?;
             return Ok((&self.hidden, false));
         }
