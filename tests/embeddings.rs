@@ -125,18 +125,20 @@ fn texts_past_the_context_are_cut_or_refused() {
 }
 
 #[test]
-fn a_decoder_embeds_with_last_token_pooling() {
+fn a_decoder_embeds_with_last_token_and_mean_pooling() {
     // The tiny qwen3 names no pooling, so it is asked for (as a
     // Qwen3-Embedding file would say pooling_type 3).
     let m = Model::load(model_path("archs/qwen3.gguf"), ModelOptions::default()).expect("loading qwen3");
     let opts = EmbedOptions { pooling: Some(Pooling::Last), normalize: false, ..Default::default() };
     let texts = ["hello world", "a somewhat longer text than the first one", "x"];
     let got = m.embed_with(&texts, &opts).expect("embedding").vectors;
+    let mean_opts = EmbedOptions { pooling: Some(Pooling::Mean), ..opts.clone() };
+    let means = m.embed_with(&texts, &mean_opts).expect("mean embedding").vectors;
     // The plain reference: one session per text, the last layer's output
     // caught by the hook, its last row RMS-normed by hand.
     let c = m.config().clone();
     let norm = m.weights().f32s(m.arch().weights.output_norm).expect("output_norm");
-    for (t, v) in texts.iter().zip(&got) {
+    for ((t, v), mean) in texts.iter().zip(&got).zip(&means) {
         let ids = m.tokenizer().encode(t, true, true).expect("ids");
         let mut s = m.session_on_cpu(SessionParams::default()).expect("session");
         let caught = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -154,6 +156,14 @@ fn a_decoder_embeds_with_last_token_pooling() {
         infer_kernels::ops::rmsnorm_ref(last, &norm, c.rms_eps, &mut r);
         let diff = v.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(diff < 1e-3 * r.iter().fold(1.0f32, |a, b| a.max(b.abs())), "{t:?}: differs by {diff}");
+        // Mean pooling: every row normed, then averaged.
+        let mut want = vec![0.0f32; c.dim];
+        for row in rows.chunks_exact(c.dim) {
+            infer_kernels::ops::rmsnorm_ref(row, &norm, c.rms_eps, &mut r);
+            want.iter_mut().zip(&r).for_each(|(w, x)| *w += x / ids.len() as f32);
+        }
+        let diff = mean.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-3 * want.iter().fold(1.0f32, |a, b| a.max(b.abs())), "{t:?}: mean differs by {diff}");
     }
 }
 
@@ -203,4 +213,69 @@ fn folder_ids_and_vectors_match_sentence_transformers() {
         assert!(c >= 0.9999, "cosine {c} for {text:?} from the F32 folder");
     }
     eprintln!("lowest cosine with sentence-transformers (F32 folder): {worst}");
+}
+
+/// A folder truncates at sentence-transformers' `max_seq_length` (256 in
+/// `sentence_bert_config.json`), not at the 512 positions of `config.json`:
+/// the cut text is exactly its first 254 words between `[CLS]` and `[SEP]`.
+#[test]
+fn a_folder_cuts_at_sentence_transformers_max_seq_length() {
+    let folder = Model::load(model_path("all-MiniLM-L6-v2"), ModelOptions::default()).expect("loading the MiniLM folder");
+    let long = "word ".repeat(600);
+    let e = folder.embed_with(&[long.as_str(), "short"], &EmbedOptions::default()).expect("embedding");
+    assert_eq!((e.truncated.clone(), e.n_ctx, e.n_tokens), (vec![0], 256, 256 + 3));
+    let kept = folder.embed(&["word ".repeat(254)]).expect("embedding 254 words");
+    let diff = e.vectors[0].iter().zip(&kept[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff < 1e-5, "the cut text and its first 254 words differ by {diff}");
+    let refuse = EmbedOptions { truncate: false, ..Default::default() };
+    match folder.embed_with(&[long.as_str()], &refuse) {
+        Err(EngineError::PromptTooLong { n_tokens: 602, n_ctx: 256 }) => {}
+        other => panic!("expected PromptTooLong at 256, got {other:?}"),
+    }
+}
+
+/// `infer convert` of the MiniLM folder: the F16 GGUF gives the folder's
+/// ids and vectors (cosine ≥ 0.9999), Q8_0 stays close (≥ 0.997; 0.998 measured), and
+/// both keep the folder's 256-token cut.
+#[test]
+fn a_converted_folder_embeds_as_the_folder() {
+    let dir = model_path("all-MiniLM-L6-v2");
+    let folder = Model::load(&dir, ModelOptions::default()).expect("loading the MiniLM folder");
+    let s = sentences();
+    let texts: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+    let want = folder.embed(&texts).expect("embedding from the folder");
+    for (ty, bound) in [(infer_gguf::QuantType::F16, 0.9999f32), (infer_gguf::QuantType::Q8_0, 0.997)] {
+        let out = std::env::temp_dir().join(format!("infer-embed-convert-{}-{ty}.gguf", std::process::id()));
+        infer_engine::hf::convert::convert(&dir, &out, ty).expect("converting the folder");
+        let m = Model::load(&out, ModelOptions::default()).expect("loading the converted GGUF");
+        for (text, ids, _, _) in &s {
+            assert_eq!(&m.tokenizer().encode(text, true, true).expect("encoding"), ids, "{ty} ids of {text:?}");
+        }
+        let e = m.embed_with(&texts, &EmbedOptions::default()).expect("embedding from the converted GGUF");
+        let worst = e.vectors.iter().zip(&want).map(|(a, b)| cosine(a, b)).fold(1.0f32, f32::min);
+        eprintln!("{ty} GGUF vs folder: lowest cosine {worst}");
+        assert!(worst >= bound, "{ty}: cosine {worst} with the folder's vectors (want ≥ {bound})");
+        assert_eq!(infer_engine::embed::max_tokens(&m).expect("max tokens"), 256);
+        std::fs::remove_file(&out).ok();
+    }
+}
+
+/// The MiniLM folder with every layer on the GPU (lavapipe in CI): the
+/// encoder kernels and the float matmuls give the CPU's vectors.
+#[test]
+fn gpu_offload_embeds_as_the_cpu() {
+    let dir = model_path("all-MiniLM-L6-v2");
+    let cpu = Model::load(&dir, ModelOptions::default()).expect("loading the MiniLM folder");
+    let opts = ModelOptions { gpu_layers: infer_engine::GpuLayers::All, ..Default::default() };
+    let gpu = Model::load(&dir, opts).expect("loading the MiniLM folder onto the GPU");
+    let plan = &gpu.offload().expect("an offload").plan;
+    assert!((0..6).all(|l| plan.on_gpu(l)), "every block on the GPU: {plan:?}");
+    let s = sentences();
+    let texts: Vec<&str> = s.iter().map(|x| x.0.as_str()).collect();
+    let (want, got) = (cpu.embed(&texts).expect("CPU"), gpu.embed(&texts).expect("GPU"));
+    let worst = got.iter().zip(&want).map(|(a, b)| cosine(a, b)).fold(1.0f32, f32::min);
+    let diff = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("GPU vs CPU: lowest cosine {worst}, largest |difference| {diff:e}");
+    assert!(diff > 0.0, "the GPU vectors are the CPU's bit for bit: did the GPU run?");
+    assert!(worst >= 0.9999, "GPU vectors at cosine {worst} with the CPU's");
 }

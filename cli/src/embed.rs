@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use infer_engine::embed::cosine;
-use infer_engine::{EmbedOptions, Model, ModelOptions, Pooling};
+use infer_engine::{EmbedOptions, GpuLayers, Model, ModelOptions, Pooling};
 
 /// The embedding model used when `-m` and `INFER_EMBED_MODEL` are both absent.
 pub const DEFAULT_EMBED_MODEL: &str = "models/all-MiniLM-L6-v2.f16.gguf";
@@ -21,6 +21,10 @@ pub struct EmbedArgs {
     /// Threads for the CPU path (default: physical cores)
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Layers to run on the GPU: a count (the output head counts as one),
+    /// "all" or "auto". Also -ngl
+    #[arg(long = "gpu-layers", visible_alias = "ngl", value_name = "N|all|auto")]
+    pub gpu_layers: Option<GpuLayers>,
     /// Texts to embed, one vector each
     #[arg(value_name = "TEXT", required_unless_present_any = ["file", "bench"])]
     pub texts: Vec<String>,
@@ -60,7 +64,8 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     crate::gen_args::init_threads(args.threads)?;
     let path = crate::common::resolve_model(&args.model)?;
     let t0 = Instant::now();
-    let model = Model::load(&path, ModelOptions::default()).with_context(|| format!("loading {}", path.display()))?;
+    let options = ModelOptions { gpu_layers: args.gpu_layers.unwrap_or(GpuLayers::None), ..Default::default() };
+    let model = Model::load(&path, options).with_context(|| format!("loading {}", path.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     for w in model.warnings() {
         eprintln!("warning: {w}");

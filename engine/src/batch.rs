@@ -191,7 +191,7 @@ impl MultiSession {
     fn run(&mut self, batch: &[BatchToken], greedy: bool) -> Result<()> {
         self.plan(batch)?;
         let tokens: Vec<u32> = batch.iter().map(|t| t.token).collect();
-        let step = Step { tokens: &tokens, segments: &self.segs, rows: OutRows::These(&self.rows), greedy };
+        let step = Step { tokens: &tokens, segments: &self.segs, rows: OutRows::These(&self.rows), greedy, hidden: false };
         let (model, bk, out) = (&self.model, &mut self.backends, &mut self.out);
         crate::threads::install(|| model.arch().forward_step(bk, model.weights(), &step, out))?;
         for t in batch {

@@ -9,8 +9,6 @@
 //! crosses segments and pooling reads only a text's own rows, so there is
 //! no padding at all.
 
-use std::sync::{Arc, Mutex};
-
 use crate::arch::{bert, HeadOutput, OutRows, Step};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backends, Segment};
@@ -64,7 +62,8 @@ pub struct EmbedOptions {
     /// Pool this way instead of the model's own `pooling_type` (needed for
     /// a model whose file names none).
     pub pooling: Option<Pooling>,
-    /// A text longer than the model's context: cut it (keeping the final
+    /// A text longer than the model's context (or sentence-transformers'
+    /// `max_seq_length` where the model has one): cut it (keeping the final
     /// `[SEP]`/EOS) and list it in [`Embeddings::truncated`] (true, the
     /// default), or fail with [`EngineError::PromptTooLong`] (false).
     pub truncate: bool,
@@ -96,6 +95,15 @@ pub fn model_pooling(model: &Model) -> Result<Option<Pooling>> {
     Ok(model.gguf().arch_u32_opt("pooling_type")?.and_then(Pooling::from_gguf))
 }
 
+/// The most tokens a text keeps: sentence-transformers' `max_seq_length`
+/// when the model carries it (a folder's `sentence_bert_config.json`), else
+/// the trained context.
+pub fn max_tokens(model: &Model) -> Result<usize> {
+    let n_ctx = model.config().n_ctx_train;
+    let st = model.gguf().arch_u32_opt(crate::hf::config::MAX_SEQ_LENGTH_KEY)?;
+    Ok(st.map_or(n_ctx, |m| (m as usize).min(n_ctx)).max(2))
+}
+
 /// Embeds `texts` with `model`; see [`Model::embed_with`].
 pub fn embed<S: AsRef<str>>(model: &Model, texts: &[S], opts: &EmbedOptions) -> Result<Embeddings> {
     let c = model.config();
@@ -109,7 +117,7 @@ pub fn embed<S: AsRef<str>>(model: &Model, texts: &[S], opts: &EmbedOptions) -> 
             ),
         })?,
     };
-    let n_ctx = c.n_ctx_train.max(2);
+    let n_ctx = max_tokens(model)?;
     let mut out = Embeddings { n_ctx, ..Default::default() };
     let mut ids = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
@@ -151,17 +159,17 @@ fn run_passes(model: &Model, ids: &[Vec<u32>], pooling: Pooling, opts: &EmbedOpt
             end += 1;
         }
         let batch = &ids[at..end];
-        let hidden = runner.run(batch)?;
+        let (hidden, one_row) = runner.run(batch, pooling)?;
         let dim = c.dim;
         let mut row = 0;
         for t in batch {
-            let rows = &hidden[row * dim..(row + t.len()) * dim];
-            let mut v = pool(rows, dim, pooling);
+            let n = if one_row { 1 } else { t.len() };
+            let mut v = pool(&hidden[row * dim..(row + n) * dim], dim, pooling);
             if opts.normalize {
                 l2_normalize(&mut v);
             }
             vectors.push(v);
-            row += t.len();
+            row += n;
         }
         at = end;
     }
@@ -210,9 +218,10 @@ struct Runner<'m> {
     model: &'m Model,
     bk: Backends,
     batch_tokens: usize,
-    /// Decoders: the last layer's output, caught by the hook.
-    caught: Arc<Mutex<Vec<f32>>>,
+    /// Encoders: the last hidden states of a pass.
     hidden: Vec<f32>,
+    /// Decoders: the head's output (the normed rows asked for).
+    head: HeadOutput,
 }
 
 impl<'m> Runner<'m> {
@@ -227,32 +236,28 @@ impl<'m> Runner<'m> {
         let batch_tokens = batch_tokens.min(total).max(longest);
         let min_len = ids.iter().map(Vec::len).min().unwrap_or(1).max(1);
         let n_seq = (batch_tokens / min_len).clamp(1, ids.len().max(1));
-        let caught = Arc::new(Mutex::new(Vec::new()));
-        let bk = if model.arch().def.name == bert::ARCH.name {
+        let encoder = model.arch().def.name == bert::ARCH.name;
+        let bk = if encoder && model.offload().is_none() {
             // No KV cache: the encoder holds no layer's cache.
-            let kv = KvCache::new(n_seq, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
+            let kv = KvCache::new(1, longest, c.kv_dim(), &vec![false; c.n_layers], CacheType::F32);
             let cpu = CpuBackend::new(model.weights().clone(), c.widths(), batch_tokens, kv);
             Backends::new(vec![Box::new(cpu)], vec![0; c.n_layers + 1])
+        } else if encoder {
+            // The offloaded layers on the GPU; every text is "sequence 0"
+            // (see `run`), so the unused caches stay one text long.
+            let p = ExecParams { n_seq: 1, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
+            build_backends(model.exec(false), p)?
         } else {
             let p = ExecParams { n_seq, n_ctx: longest, n_batch: batch_tokens, cache_type: CacheType::F32 };
-            let mut bk = build_backends(model.exec(true), p)?;
-            let want = format!("{}.ffn_residual", c.n_layers - 1);
-            let sink = caught.clone();
-            bk.hook = Some(Box::new(move |name: &str, rows: &[f32]| {
-                if name == want {
-                    if let Ok(mut s) = sink.lock() {
-                        s.clear();
-                        s.extend_from_slice(rows);
-                    }
-                }
-            }));
-            bk
+            build_backends(model.exec(true), p)?
         };
-        Ok(Runner { model, bk, batch_tokens, caught, hidden: Vec::new() })
+        Ok(Runner { model, bk, batch_tokens, hidden: Vec::new(), head: HeadOutput::default() })
     }
 
-    /// The last hidden states of the texts of one pass, row after row.
-    fn run(&mut self, batch: &[Vec<u32>]) -> Result<&[f32]> {
+    /// The last hidden states of the texts of one pass, row after row, and
+    /// whether they are one row per text (a decoder's first or last token,
+    /// picked before the head) rather than every token's.
+    fn run(&mut self, batch: &[Vec<u32>], pooling: Pooling) -> Result<(&[f32], bool)> {
         let tokens: Vec<u32> = batch.iter().flatten().copied().collect();
         let mut segs = Vec::with_capacity(batch.len());
         let mut start = 0;
@@ -262,28 +267,22 @@ impl<'m> Runner<'m> {
         }
         let (arch, table) = (self.model.arch(), self.model.weights());
         if arch.def.name == bert::ARCH.name {
+            // The encoder keeps no cache: texts differ by their rows alone.
+            segs.iter_mut().for_each(|s| s.seq = 0);
             bert::encode(arch, &mut self.bk, table, &tokens, &segs, &mut self.hidden)?;
-            return Ok(&self.hidden);
+            return Ok((&self.hidden, false));
         }
-        // A decoder: its usual step with no logits row (the head is
-        // skipped), then the final RMSNorm of what the last layer left.
-        let step = Step { tokens: &tokens, segments: &segs, rows: OutRows::These(&[]), greedy: false };
-        arch.forward_step(&mut self.bk, table, &step, &mut HeadOutput::default())?;
-        let c = &arch.config;
-        let norm = table.f32s(arch.weights.output_norm)?;
-        let caught = self.caught.lock().map_err(|_| EngineError::InvalidParam("embedding hook poisoned".into()))?;
-        if caught.len() != tokens.len() * c.dim {
-            return Err(EngineError::InvalidParam(format!(
-                "the {} forward pass showed no final hidden state to pool (layer {} ffn_residual)",
-                c.arch,
-                c.n_layers - 1
-            )));
-        }
-        self.hidden.resize(caught.len(), 0.0);
-        for (o, x) in self.hidden.chunks_mut(c.dim).zip(caught.chunks(c.dim)) {
-            infer_kernels::ops::rmsnorm_ref(x, &norm, c.rms_eps, o);
-        }
-        Ok(&self.hidden)
+        // A decoder: its usual step, the head stopping after the final norm
+        // (no vocabulary matmul), over only the rows pooling reads.
+        let picked: Vec<usize> = match pooling {
+            Pooling::Last => segs.iter().map(|s| s.start + s.len - 1).collect(),
+            Pooling::Cls => segs.iter().map(|s| s.start).collect(),
+            Pooling::Mean => Vec::new(),
+        };
+        let rows = if pooling == Pooling::Mean { OutRows::All } else { OutRows::These(&picked) };
+        let step = Step { tokens: &tokens, segments: &segs, rows, greedy: false, hidden: true };
+        arch.forward_step(&mut self.bk, table, &step, &mut self.head)?;
+        Ok((&self.head.hidden, pooling != Pooling::Mean))
     }
 }
 

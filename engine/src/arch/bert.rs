@@ -94,10 +94,12 @@ pub fn encode(a: &Arch, bk: &mut Backends, t: &WeightTable, tokens: &[u32], segm
             }
         }
     }
+    // x = LN(x), on the host with the embeddings (no backend holds the
+    // embedding norm; an offloaded encoder starts from its output).
+    let (nw, nb) = (t.f32s(g.req(TokenEmbdNorm)?)?, t.f32s(g.req(TokenEmbdNormB)?)?);
+    infer_kernels::cpu::encoder::layernorm_rows(&mut x, &nw, &nb, eps)?;
     bk.begin_embedded(&x, tokens.len(), segments)?;
     let mut b = bk.for_layer(0, dim)?;
-    // x = LN(x)
-    b.layernorm(Slot::X, g.req(TokenEmbdNorm)?, g.req(TokenEmbdNormB)?, dim, eps)?;
     b.record(0, "embd_norm", Slot::X, dim)?;
     let attn = AttnParams { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, scale: c.attn_scale, window: 0 };
     drop(b);

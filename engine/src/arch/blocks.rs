@@ -119,7 +119,7 @@ pub fn moe(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -> Resu
 
 /// The output head shared by every architecture: final RMSNorm, then
 /// `logits = x · outputᵀ` for the rows the step asks (the last, all, or
-/// some), or only their most likely tokens.
+/// some), or only their most likely tokens, or (an embedder) the normed rows.
 pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOutput) -> Result<()> {
     let (c, w) = (&arch.config, &arch.weights);
     if step.rows == OutRows::These(&[]) {
@@ -137,6 +137,15 @@ pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOu
         OutRows::These(rows) => b.keep_rows(Slot::X, c.dim, rows)?,
     }
     b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
+    if step.hidden {
+        // An embedder reads the normed rows themselves.
+        out.hidden.resize(b.n_tokens() * c.dim, 0.0);
+        b.read(Slot::Xn, &mut out.hidden)?;
+        out.logits.clear();
+        out.tokens.clear();
+        out.token = None;
+        return Ok(());
+    }
     b.matmul(w.output, Slot::Xn, Slot::Logits)?;
     b.record(c.n_layers, "logits", Slot::Logits, c.vocab)?;
     if step.greedy {

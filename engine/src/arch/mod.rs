@@ -46,6 +46,9 @@ pub struct Step<'a> {
     pub rows: OutRows<'a>,
     /// Return only each returned row's most likely token (see [`Logits::Greedy`]).
     pub greedy: bool,
+    /// Return the rows' final-normed hidden states ([`HeadOutput::hidden`])
+    /// instead of logits: a decoder as an embedder, without the head's matmul.
+    pub hidden: bool,
 }
 
 /// One supported architecture.
@@ -150,6 +153,8 @@ pub struct HeadOutput {
     pub token: Option<u32>,
     /// With a greedy step over several rows: each returned row's token.
     pub tokens: Vec<u32>,
+    /// With [`Step::hidden`]: `dim` values per returned row, after the final norm.
+    pub hidden: Vec<f32>,
 }
 
 /// A loaded architecture: its definition, config and weights.
@@ -189,7 +194,7 @@ impl Arch {
     ) -> Result<()> {
         let seg = [Segment { seq: 0, pos0, start: 0, len: tokens.len() }];
         let rows = if which == Logits::All { OutRows::All } else { OutRows::Last };
-        let step = Step { tokens, segments: &seg, rows, greedy: which == Logits::Greedy };
+        let step = Step { tokens, segments: &seg, rows, greedy: which == Logits::Greedy, hidden: false };
         self.forward_step(bk, table, &step, out)
     }
 

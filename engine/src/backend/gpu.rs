@@ -11,6 +11,7 @@ use std::sync::Arc;
 use infer_kernels::gpu::{
     AttnShape, BindCache, GateAct, GpuBuffer, GpuContext, GpuKvCache, GpuStep, GpuWeight, MatOut, Readback, RopeShape,
 };
+use infer_kernels::gpu::SegmentAttn;
 use infer_kernels::KernelError;
 
 mod moe;
@@ -753,6 +754,37 @@ impl Backend for GpuBackend {
     fn scale(&mut self, x: Slot, s: f32, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
         self.rec(|st, b, _, _| st.scale(sb(b, x)?, s, n))
+    }
+
+    fn layernorm(&mut self, x: Slot, w: WeightId, b: WeightId, dim: usize, eps: f32) -> Result<()> {
+        let weights = self.w.clone();
+        let (wv, bv) = (weights.norm(w)?, weights.norm(b)?);
+        let rows = self.n_tokens;
+        self.rec(|st, bufs, _, _| st.layernorm(sb(bufs, x)?, wv, bv, (rows, dim), eps))
+    }
+
+    fn attention_full(&mut self, q: Slot, k: Slot, v: Slot, out: Slot, p: &AttnParams) -> Result<()> {
+        let segs = std::mem::take(&mut self.segs);
+        let r = self.rec(|st, b, _, _| {
+            segs.iter().try_for_each(|s| {
+                let shape = SegmentAttn {
+                    tok0: s.start,
+                    n: s.len,
+                    n_heads: p.n_heads,
+                    n_kv_heads: p.n_kv_heads,
+                    head_dim: p.head_dim,
+                    scale: p.scale,
+                };
+                st.segment_attention(sb(b, q)?, sb(b, k)?, sb(b, v)?, sb(b, out)?, shape)
+            })
+        });
+        self.segs = segs;
+        r
+    }
+
+    fn gelu(&mut self, x: Slot, width: usize) -> Result<()> {
+        let n = self.n_tokens * width;
+        self.rec(|st, b, _, _| st.gelu(sb(b, x)?, n))
     }
 
     fn truncate_cache(&mut self, _from: usize) {

@@ -294,3 +294,26 @@ pub fn pooling_type(dir: &Path) -> Result<Option<u32>> {
         Err(p.err("no supported pooling mode is set (mean_tokens, cls_token, lasttoken)".into()))
     }
 }
+
+/// infer's own metadata key (`{arch}.embedding.max_seq_length`) for the
+/// length sentence-transformers truncates at, which can be shorter than
+/// the position table (`context_length`); llama.cpp ignores it.
+pub const MAX_SEQ_LENGTH_KEY: &str = "embedding.max_seq_length";
+
+/// sentence-transformers' `max_seq_length` from `sentence_bert_config.json`
+/// (256 for all-MiniLM-L6-v2, whose positions go to 512); `None` without one.
+pub fn max_seq_length(dir: &Path) -> Result<Option<u32>> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let f = JsonFile::read(&path)?;
+    match f.opt_u64("max_seq_length")? {
+        None => Ok(None),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|&n| n >= 2)
+            .map(Some)
+            .ok_or_else(|| f.err(format!("field \"max_seq_length\" is {n}; expected 2..2^32"))),
+    }
+}

@@ -20,6 +20,11 @@ pub struct ConvertReport {
     pub n_metadata: usize,
 }
 
+/// Matrices llama.cpp's converter keeps in F32 whatever the type asked:
+/// its CPU backend adds position and token-type rows only as F32, and the
+/// MoE router stays exact.
+const KEPT_F32: &[&str] = &["position_embd.weight", "token_types.weight", "ffn_gate_inp.weight"];
+
 /// llama.cpp's `general.file_type` for a conversion to `ty`.
 fn file_type(ty: QuantType) -> u32 {
     match ty {
@@ -75,7 +80,7 @@ pub fn convert(dir: &Path, out: &Path, ty: QuantType) -> Result<ConvertReport> {
         let t = folder.tensors[name].clone();
         let matrix = t.dims.len() >= 2;
         let target = match () {
-            _ if !matrix => QuantType::F32,
+            _ if !matrix || KEPT_F32.iter().any(|k| name.ends_with(k)) => QuantType::F32,
             _ if t.dims[0].is_multiple_of(ty.block_size() as u64) => ty,
             _ => QuantType::F16,
         };

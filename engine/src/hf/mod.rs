@@ -70,10 +70,13 @@ impl Folder {
         let mut metadata = mapped.metadata;
         let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
         metadata.insert(1, ("general.name".into(), Value::String(name)));
-        if mapped.arch == "bert" {
-            if let Some(p) = config::pooling_type(&dir)? {
-                metadata.push(("bert.pooling_type".into(), Value::U32(p)));
-            }
+        // sentence-transformers' pooling and truncation, for any family
+        // (a decoder embedder's folder has them too).
+        if let Some(p) = config::pooling_type(&dir)? {
+            metadata.push((format!("{}.pooling_type", mapped.arch), Value::U32(p)));
+        }
+        if let Some(n) = config::max_seq_length(&dir)? {
+            metadata.push((format!("{}.{}", mapped.arch, config::MAX_SEQ_LENGTH_KEY), Value::U32(n)));
         }
         let mut t = tensors::open(&dir, mapped.arch)?;
         if let Some(div) = mapped.rope_freqs {

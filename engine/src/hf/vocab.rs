@@ -13,6 +13,9 @@ use crate::tokenizer::Tokenizer;
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// `tokenizer.ggml.token_type` of a control token (`[CLS]`, `<s>`, …).
+const CONTROL_TOKEN: i32 = 3;
+
 fn err(detail: String) -> EngineError {
     EngineError::Tokenizer(format!("tokenizer.json: {detail}"))
 }
@@ -65,12 +68,14 @@ pub fn tokenizer_metadata(json_text: &str, tok: &Tokenizer, special: &[(&str, Op
             m.push(("tokenizer.ggml.merges".into(), Value::str_array(&merges)));
         }
         Some("WordPiece") => {
-            // llama.cpp's BERT vocabulary: `##` continuations lose the mark,
-            // word starts get a phantom space, `[X]` specials stay.
+            // llama.cpp's BERT vocabulary (`phantom` in its converter):
+            // control tokens stay, `##` continuations lose the mark, every
+            // other piece (`[unused0]` included) gets a phantom space.
             let phantom: Vec<String> = pieces
                 .iter()
-                .map(|p| {
-                    if p.starts_with('[') && p.ends_with(']') {
+                .zip(&types)
+                .map(|(p, &ty)| {
+                    if ty == CONTROL_TOKEN {
                         p.clone()
                     } else if let Some(rest) = p.strip_prefix("##") {
                         rest.to_string()
@@ -82,6 +87,9 @@ pub fn tokenizer_metadata(json_text: &str, tok: &Tokenizer, special: &[(&str, Op
             m.push(("tokenizer.ggml.model".into(), Value::String("bert".into())));
             m.push(("tokenizer.ggml.pre".into(), Value::String("default".into())));
             m.push(("tokenizer.ggml.tokens".into(), Value::str_array(&phantom)));
+            let normalizer = &json["normalizer"];
+            let lowercase = normalizer["type"] != "BertNormalizer" || normalizer["lowercase"].as_bool().unwrap_or(true);
+            m.push(("tokenizer.ggml.normalizer.lowercase".into(), Value::Bool(lowercase)));
         }
         other => return Err(err(format!("model type {other:?} cannot be converted (BPE, WordPiece)"))),
     }

@@ -19,16 +19,51 @@ pub fn layernorm_rows(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) -> 
             detail: format!("{} values in rows of {dim} (weight), bias of {}", x.len(), bias.len()),
         });
     }
-    let n = dim as f32;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     x.par_chunks_mut(dim).for_each(|row| {
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((v, &w), &b) in row.iter_mut().zip(weight).zip(bias) {
-            *v = (*v - mean) * inv * w + b;
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            unsafe { layernorm_row_avx2(row, weight, bias, eps) };
+            return;
         }
+        layernorm_row(row, weight, bias, eps)
     });
     Ok(())
+}
+
+/// Σ f(v) over `xs` in eight interleaved partial sums (which vectorize,
+/// where one running sum cannot), then those in order, then the tail.
+#[inline(always)]
+fn sum_lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn layernorm_row(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = sum_lanes(row, |v| v) / n;
+    let var = sum_lanes(row, |v| (v - mean) * (v - mean)) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, &w), &b) in row.iter_mut().zip(weight).zip(bias) {
+        *v = (*v - mean) * inv * w + b;
+    }
+}
+
+/// The same row compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn layernorm_row_avx2(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    layernorm_row(row, weight, bias, eps)
 }
 
 /// erf as a rational function on [-4, 4] (±1 beyond, to f32 precision):
@@ -120,12 +155,40 @@ pub fn attention_segments(
     }
     // Each row's segment, so a task finds its keys.
     let seg_of: Vec<(usize, usize)> = segments.iter().flat_map(|&s| std::iter::repeat_n(s, s.1)).collect();
-    let group = p.n_heads / p.n_kv_heads;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     out[..n * q_dim].par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
         let (t, h) = (i / p.n_heads, i % p.n_heads);
-        let (start, len) = seg_of[t];
-        let kvh = h / group;
         let qh = &q[t * q_dim + h * hd..][..hd];
+        let one = OneQuery { k, v, seg: seg_of[t], kv_off: h / (p.n_heads / p.n_kv_heads) * hd, kv_dim, scale: p.scale };
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            unsafe { one.attend_avx2(qh, o) };
+            return;
+        }
+        one.attend(qh, o)
+    });
+    Ok(())
+}
+
+/// One query head's view of its segment's keys and values.
+struct OneQuery<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    /// `(start, len)` rows of the segment.
+    seg: (usize, usize),
+    /// Where the query's KV head starts in a row of `kv_dim`.
+    kv_off: usize,
+    kv_dim: usize,
+    scale: f32,
+}
+
+impl OneQuery<'_> {
+    /// `o = softmax(qh · k_j * scale) · v_j` over the segment's rows j.
+    #[inline(always)]
+    fn attend(&self, qh: &[f32], o: &mut [f32]) {
+        let (hd, (start, len)) = (qh.len(), self.seg);
         let mut scores = [0.0f32; 64];
         let mut heap = Vec::new();
         let s: &mut [f32] = if len <= scores.len() {
@@ -135,17 +198,23 @@ pub fn attention_segments(
             &mut heap
         };
         for (j, sj) in s.iter_mut().enumerate() {
-            *sj = super::dot_f32(qh, &k[(start + j) * kv_dim + kvh * hd..][..hd]) * p.scale;
+            *sj = super::dot_f32(qh, &self.k[(start + j) * self.kv_dim + self.kv_off..][..hd]) * self.scale;
         }
         ops::softmax_ref(s);
         o.fill(0.0);
         for (j, &w) in s.iter().enumerate() {
-            for (ov, &x) in o.iter_mut().zip(&v[(start + j) * kv_dim + kvh * hd..][..hd]) {
+            for (ov, &x) in o.iter_mut().zip(&self.v[(start + j) * self.kv_dim + self.kv_off..][..hd]) {
                 *ov += w * x;
             }
         }
-    });
-    Ok(())
+    }
+
+    /// The same compiled for AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn attend_avx2(&self, qh: &[f32], o: &mut [f32]) {
+        self.attend(qh, o)
+    }
 }
 
 #[cfg(test)]

@@ -220,6 +220,7 @@ pub fn matmul_dequant(w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32]) 
 }
 
 /// f32 dot product with 8 independent accumulators so it vectorizes.
+#[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));

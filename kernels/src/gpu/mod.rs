@@ -51,6 +51,7 @@
 //! ```
 
 mod context;
+mod encoder;
 mod mat;
 mod ops;
 mod profile;
@@ -59,6 +60,7 @@ mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext};
+pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
 pub use ops::{AttnShape, GpuKvCache, RopeShape};
 pub use shaders::GateAct;

@@ -124,6 +124,11 @@ pub(crate) enum Kernel {
     /// Attention in one split, writing the normalized output (no reduce pass).
     AttentionDirect,
     AttentionReduce,
+    /// Encoders (`encoder_*.wgsl`): LayerNorm with bias in place, exact
+    /// GELU in place, bidirectional attention within one segment.
+    LayerNorm,
+    Gelu,
+    SegmentAttention,
 }
 
 /// Which optional device features a pipeline is built with.
@@ -164,6 +169,9 @@ const ARGMAX: &str = include_str!("../wgsl/argmax.wgsl");
 const KV_WRITE: &str = include_str!("../wgsl/kv_write.wgsl");
 const ATTENTION: &str = include_str!("../wgsl/attention.wgsl");
 const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
+const ENCODER_LAYERNORM: &str = include_str!("../wgsl/encoder_layernorm.wgsl");
+const ENCODER_GELU: &str = include_str!("../wgsl/encoder_gelu.wgsl");
+const ENCODER_ATTENTION: &str = include_str!("../wgsl/encoder_attention.wgsl");
 
 use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
@@ -187,6 +195,7 @@ const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
 const B_NORM_ADD: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_NORM_INPLACE: &[(u32, Bind)] = &[(0, U), (2, R), (3, W)];
+const B_LAYERNORM: &[(u32, Bind)] = &[(0, U), (1, W), (2, R), (3, R)];
 
 /// The `block_dot` snippet of `matvec_rows.wgsl` for a weight type: a
 /// whole-block version where one is written, else the generic one over
@@ -330,6 +339,11 @@ impl Kernel {
                 false,
                 false,
             ),
+            Kernel::LayerNorm => spec("layernorm", vec![ENCODER_LAYERNORM, REDUCE], "main", B_LAYERNORM, true, false),
+            Kernel::Gelu => spec("gelu", vec![ENCODER_GELU], "main", B_ONE, false, false),
+            Kernel::SegmentAttention => {
+                spec("segment_attention", vec![ENCODER_ATTENTION, REDUCE], "main", B_ATTN, true, false)
+            }
         })
     }
 }
