@@ -93,7 +93,10 @@ pub(crate) enum Kernel {
     Matvec(QuantType, Epilogue),
     /// Matvec with one row per thread, for CPU-emulated devices.
     MatvecRows(QuantType, Epilogue),
+    /// Tiled matmul, 64 x 64 tiles (f16 tiles with shader-f16), for prefill.
     Matmul(QuantType, Epilogue),
+    /// Tiled matmul, 64 x 16 f32 tiles, for batches of a few tokens.
+    MatmulNarrow(QuantType, Epilogue),
     /// Matmul with one row x 4 tokens per thread, for CPU-emulated devices.
     MatmulRows(QuantType, Epilogue),
     GetRows(QuantType),
@@ -154,6 +157,7 @@ const MAT_OUT: &str = include_str!("../wgsl/mat_out.wgsl");
 const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
 const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
+const MATMUL_LOAD: &str = include_str!("../wgsl/matmul_load.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
@@ -200,6 +204,23 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
         // Rows of F32/F16 are only multiples of 4 long.
         QuantType::F32 | QuantType::F16 => vec!["const QB: u32 = 1u;\n", GENERIC],
         _ => vec!["const QB: u32 = 8u;\n", GENERIC],
+    }
+}
+
+/// The `matmul_load.wgsl` define of the weight-tile loader of `ty`.
+fn tile_loader(ty: QuantType) -> &'static str {
+    match ty {
+        QuantType::F32 => "W_F32",
+        QuantType::F16 => "W_F16",
+        QuantType::Q4_0 => "W_Q4_0",
+        QuantType::Q4_1 => "W_Q4_1",
+        QuantType::Q5_0 => "W_Q5_0",
+        QuantType::Q5_1 => "W_Q5_1",
+        QuantType::Q8_0 => "W_Q8_0",
+        QuantType::Q4K => "W_Q4_K",
+        QuantType::Q5K => "W_Q5_K",
+        QuantType::Q6K => "W_Q6_K",
+        _ => "W_GENERIC",
     }
 }
 
@@ -257,7 +278,18 @@ impl Kernel {
             Kernel::MatmulRows(ty, e) => {
                 mat("matmul_rows", vec![MATMUL_ROWS, MAT_OUT, QUANT, quant(ty)?], true, false, not_gated(e)?)
             }
-            Kernel::Matmul(ty, e) => mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?], false, false, not_gated(e)?),
+            Kernel::Matmul(ty, e) | Kernel::MatmulNarrow(ty, e) => {
+                let narrow = matches!(self, Kernel::MatmulNarrow(..));
+                let mut k = mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?, MATMUL_LOAD], false, false, not_gated(e)?);
+                k.defines.push(tile_loader(ty));
+                if narrow {
+                    k.label = "matmul_narrow";
+                    k.defines.push("NARROW");
+                } else {
+                    k.uses_f16 = true;
+                }
+                k
+            }
             Kernel::GetRows(ty) => spec(
                 "get_rows",
                 vec![GET_ROWS, QUANT, quant(ty)?],
