@@ -3,7 +3,7 @@
 
 mod gpu_util;
 
-use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng, TYPES};
+use gpu_util::{all, assert_close, fast, gpu_kernels, rand_f32, rand_tensor, rng, TYPES};
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight};
 use infer_kernels::QuantType;
@@ -72,16 +72,6 @@ fn tiled_f32() -> &'static GpuContext {
     })
 }
 
-/// The tiled kernels with their f16 tiles where the adapter has shader-f16.
-fn tiled_fast() -> &'static GpuContext {
-    static C: std::sync::OnceLock<GpuContext> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        let ctx = GpuContext::new().unwrap();
-        ctx.set_cpu_device_kernels(false);
-        ctx
-    })
-}
-
 #[test]
 fn gpu_tiled_matmul_matches_reference_at_tile_edges() {
     // 130 rows: two full 64-row tiles and a partial one; 70 tokens: a full
@@ -91,7 +81,7 @@ fn gpu_tiled_matmul_matches_reference_at_tile_edges() {
     for (i, ty) in TYPES.into_iter().enumerate() {
         let cols = if matches!(ty, QuantType::F32 | QuantType::F16) { 260 } else { 512 };
         let data = rand_tensor(&mut rng(400 + i as u64), ty, rows, cols);
-        for ctx in [tiled_f32(), tiled_fast()] {
+        for ctx in [tiled_f32(), gpu_kernels()] {
             for n_tokens in [5, 16, 70] {
                 check_matmul(ctx, ty, &data, rows, cols, n_tokens, 11);
             }
@@ -106,7 +96,7 @@ fn gpu_tiled_matmul_rows_do_not_depend_on_the_batch() {
     let (rows, cols) = (70, 256);
     for ty in [QuantType::Q4_0, QuantType::Q4K, QuantType::F16] {
         let data = rand_tensor(&mut rng(500), ty, rows, cols);
-        for (ctx, small) in [(tiled_f32(), 3), (tiled_fast(), NARROW_MAX_TOKENS + 1)] {
+        for (ctx, small) in [(tiled_f32(), 3), (gpu_kernels(), NARROW_MAX_TOKENS + 1)] {
             // The first tokens of a seeded x are the same for any length.
             let run = |n: usize| gpu_matmul(ctx, ty, &data, (rows, cols), n, 12);
             let (few, many) = (run(small), run(70));

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::shaders::Kernel;
+use super::shaders::{AttnTile, Kernel};
 use super::{GpuBuffer, GpuContext, GpuStep, GpuWeight};
 use crate::KernelError;
 
@@ -119,7 +119,13 @@ struct AttnParams {
     scale: f32,
     tok0: u32,
     kv_base: u32,
-    _pad2: u32,
+    /// `attention_tiled.wgsl`: heads of a group per workgroup, chunks of a
+    /// group, query tokens per workgroup.
+    hg: u32,
+    head_chunks: u32,
+    qt: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 /// Largest head_dim the attention kernel holds (64 threads x 8 dims each).
@@ -127,6 +133,13 @@ const MAX_HEAD_DIM: usize = 512;
 /// Keys per split in decode: enough work per workgroup, enough workgroups.
 const KEYS_PER_SPLIT: usize = 256;
 const MAX_SPLITS: usize = 32;
+/// Query rows (token x head of a group) one tiled-attention workgroup serves.
+const TILED_ROWS: usize = 16;
+/// Tiled attention: workgroups to aim for when splitting the keys (enough
+/// to fill a large GPU), fewest keys per split, most splits.
+const TILED_TARGET_GROUPS: usize = 256;
+const TILED_MIN_SPLIT_KEYS: usize = 64;
+const TILED_MAX_SPLITS: usize = 64;
 
 /// One layer's keys and values on the GPU, `max_ctx` rows of `kv_dim`
 /// (= n_kv_heads * head_dim) values each, stored as f16.
@@ -774,27 +787,16 @@ impl GpuStep {
         let n = (s.tok0 + s.n_q) * s.n_heads * s.head_dim;
         need(OP, "q", q, n)?;
         need(OP, "out", out, n)?;
+        if let Some(tile) = self.tiled_attention(&s) {
+            return self.attention_tiled(q, cache, s, out, tile);
+        }
         // Few query workgroups (decode): split the keys for parallelism.
         let n_splits = if s.n_q * s.n_heads >= 64 {
             1
         } else {
             end.div_ceil(KEYS_PER_SPLIT).clamp(1, MAX_SPLITS)
         };
-        let span = end.div_ceil(n_splits);
-        let p = AttnParams {
-            n_q: u32_of(OP, s.n_q)?,
-            n_heads: u32_of(OP, s.n_heads)?,
-            n_kv_heads: u32_of(OP, s.n_kv_heads)?,
-            head_dim: u32_of(OP, s.head_dim)?,
-            pos0: u32_of(OP, s.pos0)?,
-            window: u32_of(OP, s.window)?,
-            n_splits: n_splits as u32,
-            span: u32_of(OP, span)?,
-            scale: s.scale,
-            tok0: u32_of(OP, s.tok0)?,
-            kv_base: u32_of(OP, s.kv_base)?,
-            _pad2: 0,
-        };
+        let p = attn_params(OP, &s, n_splits, [0, 0, 0])?;
         let heads = u32_of(OP, s.n_heads)?;
         let nq = u32_of(OP, s.n_q)?;
         if n_splits == 1 {
@@ -805,9 +807,7 @@ impl GpuStep {
                 [heads, nq, 1],
             );
         }
-        let part = self
-            .ctx
-            .buffer(s.n_q * s.n_heads * n_splits * (s.head_dim + 2))?;
+        let part = self.attention_partials(&s, n_splits)?;
         self.dispatch(
             Kernel::Attention,
             &p,
@@ -823,4 +823,93 @@ impl GpuStep {
         self.scratch.push(part);
         Ok(())
     }
+
+    /// The partials buffer of a split attention: (m, l, acc[head_dim]) per
+    /// query, head and split.
+    fn attention_partials(&self, s: &AttnShape, n_splits: usize) -> Result<GpuBuffer, KernelError> {
+        self.ctx.buffer(s.n_q * s.n_heads * n_splits * (s.head_dim + 2))
+    }
+
+    /// The variant of the tiled attention kernel for `s`, if it takes the
+    /// shape (head_dim a multiple of 8, at most 256) and the device has its
+    /// workgroup memory; CPU-device kernels keep the per-head kernel.
+    fn tiled_attention(&self, s: &AttnShape) -> Option<AttnTile> {
+        let hd256 = s.head_dim > 128;
+        // Words of q_sh, kv_sh, s_sh and p_sh in attention_tiled.wgsl.
+        let (hd_max, bkt) = if hd256 { (256, 16) } else { (128, 32) };
+        let words = TILED_ROWS * (hd_max + 2) + bkt * (hd_max / 2 + 1) + 2 * TILED_ROWS * (bkt + 1);
+        let fits = s.head_dim % 8 == 0
+            && s.head_dim <= 256
+            && (words * 4) as u64 <= self.ctx.inner.limits.max_compute_workgroup_storage_size as u64;
+        (fits && !self.ctx.uses_cpu_device_kernels()).then_some(AttnTile { hd256, direct: false })
+    }
+
+    /// [`GpuStep::attention`] by `attention_tiled.wgsl`, shape checked.
+    fn attention_tiled(
+        &mut self,
+        q: &GpuBuffer,
+        cache: &GpuKvCache,
+        s: AttnShape,
+        out: &GpuBuffer,
+        tile: AttnTile,
+    ) -> Result<(), KernelError> {
+        const OP: &str = "gpu attention";
+        let group = s.n_heads / s.n_kv_heads;
+        let hg = group.min(TILED_ROWS);
+        let head_chunks = group.div_ceil(hg);
+        let qt = (TILED_ROWS / hg).max(1);
+        let q_blocks = s.n_q.div_ceil(qt);
+        let groups = s.n_kv_heads * head_chunks * q_blocks;
+        let end = s.pos0 + s.n_q;
+        // Split the keys until the device has enough workgroups.
+        let n_splits = TILED_TARGET_GROUPS
+            .div_ceil(groups)
+            .min(end.div_ceil(TILED_MIN_SPLIT_KEYS))
+            .clamp(1, TILED_MAX_SPLITS);
+        let p = attn_params(OP, &s, n_splits, [hg, head_chunks, qt])?;
+        let grid = [u32_of(OP, s.n_kv_heads * head_chunks)?, u32_of(OP, q_blocks)?, n_splits as u32];
+        if n_splits == 1 {
+            let kernel = Kernel::AttentionTiled(AttnTile { direct: true, ..tile });
+            return self.dispatch(kernel, &p, &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, out.raw())], grid);
+        }
+        let part = self.attention_partials(&s, n_splits)?;
+        self.dispatch(
+            Kernel::AttentionTiled(tile),
+            &p,
+            &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, part.raw())],
+            grid,
+        )?;
+        self.dispatch(
+            Kernel::AttentionReduce,
+            &p,
+            &[(1, part.raw()), (2, out.raw())],
+            [u32_of(OP, s.n_heads)?, u32_of(OP, s.n_q)?, 1],
+        )?;
+        self.scratch.push(part);
+        Ok(())
+    }
+}
+
+/// The params of an attention dispatch over `n_splits` splits of the keys;
+/// `[hg, head_chunks, qt]` for the tiled kernel.
+fn attn_params(op: &'static str, s: &AttnShape, n_splits: usize, tiled: [usize; 3]) -> Result<AttnParams, KernelError> {
+    let end = s.pos0 + s.n_q;
+    Ok(AttnParams {
+        n_q: u32_of(op, s.n_q)?,
+        n_heads: u32_of(op, s.n_heads)?,
+        n_kv_heads: u32_of(op, s.n_kv_heads)?,
+        head_dim: u32_of(op, s.head_dim)?,
+        pos0: u32_of(op, s.pos0)?,
+        window: u32_of(op, s.window)?,
+        n_splits: u32_of(op, n_splits)?,
+        span: u32_of(op, end.div_ceil(n_splits))?,
+        scale: s.scale,
+        tok0: u32_of(op, s.tok0)?,
+        kv_base: u32_of(op, s.kv_base)?,
+        hg: u32_of(op, tiled[0])?,
+        head_chunks: u32_of(op, tiled[1])?,
+        qt: u32_of(op, tiled[2])?,
+        _pad0: 0,
+        _pad1: 0,
+    })
 }

@@ -127,6 +127,18 @@ pub(crate) enum Kernel {
     /// Attention in one split, writing the normalized output (no reduce pass).
     AttentionDirect,
     AttentionReduce,
+    /// Attention with a KV head's query group per workgroup and K/V tiles
+    /// in workgroup memory (`attention_tiled.wgsl`).
+    AttentionTiled(AttnTile),
+}
+
+/// The variant of `attention_tiled.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct AttnTile {
+    /// head_dim up to 256 with 16-key tiles (else up to 128, 32-key tiles).
+    pub hd256: bool,
+    /// One split: the normalized output, no reduce pass.
+    pub direct: bool,
 }
 
 /// Which optional device features a pipeline is built with.
@@ -168,6 +180,7 @@ const ARGMAX: &str = include_str!("../wgsl/argmax.wgsl");
 const KV_WRITE: &str = include_str!("../wgsl/kv_write.wgsl");
 const ATTENTION: &str = include_str!("../wgsl/attention.wgsl");
 const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
+const ATTENTION_TILED: &str = include_str!("../wgsl/attention_tiled.wgsl");
 
 use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
@@ -354,6 +367,16 @@ impl Kernel {
                 defines: vec!["DIRECT"],
                 ..spec("attention_direct", vec![ATTENTION, REDUCE], "main", B_ATTN, true, true)
             },
+            Kernel::AttentionTiled(t) => {
+                let mut defines = Vec::new();
+                if t.hd256 {
+                    defines.push("HD256");
+                }
+                if t.direct {
+                    defines.push("DIRECT");
+                }
+                KernelSpec { defines, ..spec("attention_tiled", vec![ATTENTION_TILED], "main", B_ATTN, false, false) }
+            }
             Kernel::AttentionReduce => spec(
                 "attention_reduce",
                 vec![ATTENTION_REDUCE],

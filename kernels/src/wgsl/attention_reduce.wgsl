@@ -14,7 +14,12 @@ struct AttnParams {
     scale: f32,
     tok0: u32,
     kv_base: u32,
-    _pad2: u32,
+    // Used by attention_tiled.wgsl only.
+    hg: u32,
+    head_chunks: u32,
+    qt: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
