@@ -5,7 +5,8 @@ mod gpu_util;
 
 use gpu_util::{assert_close, both, fast, gpu_kernels, rand_f32, rng};
 use half::f16;
-use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, RopeShape};
+use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, GpuWeight, RopeShape};
+use infer_kernels::QuantType;
 use infer_kernels::ops;
 
 /// Reductions in a different order: a few ulps of the largest value.
@@ -467,6 +468,34 @@ fn gpu_tiled_attention_matches_reference_for_query_groups() {
     check_attention_gqa(ctx, (4, 1), (300, 1, 0, 256, 52), 0, 0);
     check_attention_gqa(ctx, (8, 2), (1, 1, 0, 64, 53), 0, 0);
     check_attention_gqa(ctx, (8, 2), (40, 3, 0, 128, 54), 0, 0);
+}
+
+#[test]
+fn gpu_buffers_over_the_binding_limit_are_named_errors() {
+    // A context of its own: the cap is per context.
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_max_storage_binding(64 << 10);
+    assert_eq!(ctx.max_storage_binding(), 64 << 10);
+    let err = ctx.buffer(20_000).unwrap_err().to_string();
+    assert!(err.contains("an activation buffer needs 80000 bytes") && err.contains("binding of 65536 bytes"), "{err}");
+    let err = ctx.buffer_for("slot Up", 20_000).unwrap_err().to_string();
+    assert!(err.contains("slot Up needs 80000 bytes"), "{err}");
+    let err = GpuKvCache::new(&ctx, 1000, 64).unwrap_err().to_string();
+    assert!(err.contains("KV cache of 1000 rows x 64") && err.contains("128000 bytes") && err.contains("at most 512 rows fit"), "{err}");
+    // Weights over the cap are split into parts of rows.
+    let w = GpuWeight::upload(&ctx, QuantType::F32, &vec![0u8; 100 * 256 * 4], 100, 256).unwrap();
+    assert!(w.n_parts() >= 2, "{} parts", w.n_parts());
+    // Sized to the limit: the largest cache that fits works.
+    let (n_ctx, n_q) = (512, 4);
+    let cache = GpuKvCache::new(&ctx, n_ctx, 64).unwrap();
+    let kv = ctx.upload_f32(&rand_f32(&mut rng(60), n_q * 64, 1.0)).unwrap();
+    let (qb, ob) = (ctx.upload_f32(&rand_f32(&mut rng(61), n_q * 2 * 32, 1.0)).unwrap(), ctx.buffer(n_q * 2 * 32).unwrap());
+    let mut s = ctx.step();
+    s.kv_write(&cache, &kv, &kv, n_q, n_ctx - n_q).unwrap();
+    let sh = AttnShape { n_q, n_heads: 2, n_kv_heads: 2, head_dim: 32, pos0: n_ctx - n_q, scale: 0.2, ..Default::default() };
+    s.attention(&qb, &cache, sh, &ob).unwrap();
+    s.read(&ob);
+    assert!(s.submit().unwrap()[0].f32().iter().all(|v| v.is_finite()));
 }
 
 /// `rope_kv` against `rope_pair` then `kv_write_rows`: the same rotated q

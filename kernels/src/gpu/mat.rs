@@ -186,7 +186,7 @@ impl GpuStep {
     /// Whether the CPU-device kernels are chosen and can read `x` through
     /// uniform windows: a token's row fits one window, windows start at
     /// aligned offsets, and the buffer has the window's slack past its end
-    /// (see `GpuContext::raw_buffer`). Otherwise the real-GPU kernels run.
+    /// (see `GpuContext::raw_buffer_for`). Otherwise the real-GPU kernels run.
     fn rows_kernels_fit(&self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize) -> bool {
         let lim = &self.ctx.inner.limits;
         let row_bytes = w.cols as u64 * 4;

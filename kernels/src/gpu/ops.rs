@@ -161,10 +161,13 @@ impl GpuKvCache {
             });
         }
         let bytes = max_ctx as u64 * kv_dim as u64 * 2;
-        if bytes > ctx.limits().max_storage_buffer_binding_size {
-            return Err(KernelError::Gpu(format!(
-                "KV cache of {max_ctx} x {kv_dim} f16 ({bytes} bytes) exceeds the max storage binding"
-            )));
+        let max = ctx.max_storage_binding();
+        if bytes > max {
+            let what = format!(
+                "the KV cache of {max_ctx} rows x {kv_dim} f16 (K and V each; at most {} rows fit)",
+                max / (kv_dim as u64 * 2)
+            );
+            return Err(super::context::over_binding(&what, bytes, max));
         }
         let make = |label| {
             ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
