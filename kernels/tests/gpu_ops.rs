@@ -468,6 +468,8 @@ fn gpu_tiled_attention_matches_reference_for_query_groups() {
     check_attention_gqa(ctx, (4, 1), (300, 1, 0, 256, 52), 0, 0);
     check_attention_gqa(ctx, (8, 2), (1, 1, 0, 64, 53), 0, 0);
     check_attention_gqa(ctx, (8, 2), (40, 3, 0, 128, 54), 0, 0);
+    // A prompt chunk late in a long context: split keys for several query blocks.
+    check_attention_gqa(ctx, (8, 2), (600, 20, 0, 64, 55), 0, 0);
 }
 
 #[test]

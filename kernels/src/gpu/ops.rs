@@ -136,9 +136,10 @@ const MAX_SPLITS: usize = 32;
 /// Query rows (token x head of a group) one tiled-attention workgroup serves.
 const TILED_ROWS: usize = 16;
 /// Tiled attention: workgroups to aim for when splitting the keys (enough
-/// to fill a large GPU), fewest keys per split, most splits.
+/// to fill a large GPU), fewest keys per split (shorter contexts keep one
+/// split and no reduce dispatch), most splits.
 const TILED_TARGET_GROUPS: usize = 256;
-const TILED_MIN_SPLIT_KEYS: usize = 64;
+const TILED_MIN_SPLIT_KEYS: usize = 256;
 const TILED_MAX_SPLITS: usize = 64;
 
 /// One layer's keys and values on the GPU, `max_ctx` rows of `kv_dim`
