@@ -181,6 +181,7 @@ const KV_WRITE: &str = include_str!("../wgsl/kv_write.wgsl");
 const ATTENTION: &str = include_str!("../wgsl/attention.wgsl");
 const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
 const ATTENTION_TILED: &str = include_str!("../wgsl/attention_tiled.wgsl");
+const ATTENTION_PARAMS: &str = include_str!("../wgsl/attention_params.wgsl");
 
 use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
@@ -220,20 +221,20 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
     }
 }
 
-/// The `matmul_load.wgsl` define of the weight-tile loader of `ty`.
-fn tile_loader(ty: QuantType) -> &'static str {
+/// The `matmul_load.wgsl` defines of the weight-tile loader of `ty`.
+fn tile_loader(ty: QuantType) -> &'static [&'static str] {
     match ty {
-        QuantType::F32 => "W_F32",
-        QuantType::F16 => "W_F16",
-        QuantType::Q4_0 => "W_Q4_0",
-        QuantType::Q4_1 => "W_Q4_1",
-        QuantType::Q5_0 => "W_Q5_0",
-        QuantType::Q5_1 => "W_Q5_1",
-        QuantType::Q8_0 => "W_Q8_0",
-        QuantType::Q4K => "W_Q4_K",
-        QuantType::Q5K => "W_Q5_K",
-        QuantType::Q6K => "W_Q6_K",
-        _ => "W_GENERIC",
+        QuantType::F32 => &["W_F32"],
+        QuantType::F16 => &["W_F16"],
+        QuantType::Q4_0 => &["W_Q4_0"],
+        QuantType::Q4_1 => &["W_Q4_1"],
+        QuantType::Q5_0 => &["W_Q5_0"],
+        QuantType::Q5_1 => &["W_Q5_1"],
+        QuantType::Q8_0 => &["W_Q8_0"],
+        QuantType::Q4K => &["W_Q4_K", "W_KMIN"],
+        QuantType::Q5K => &["W_Q5_K", "W_KMIN"],
+        QuantType::Q6K => &["W_Q6_K"],
+        _ => &["W_GENERIC"],
     }
 }
 
@@ -294,7 +295,7 @@ impl Kernel {
             Kernel::Matmul(ty, e) | Kernel::MatmulNarrow(ty, e) => {
                 let narrow = matches!(self, Kernel::MatmulNarrow(..));
                 let mut k = mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?, MATMUL_LOAD], false, false, not_gated(e)?);
-                k.defines.push(tile_loader(ty));
+                k.defines.extend_from_slice(tile_loader(ty));
                 if narrow {
                     k.label = "matmul_narrow";
                     k.defines.push("NARROW");
@@ -357,7 +358,7 @@ impl Kernel {
             Kernel::KvWrite => spec("kv_write", vec![KV_WRITE], "main", B_KV, false, true),
             Kernel::Attention => spec(
                 "attention",
-                vec![ATTENTION, REDUCE],
+                vec![ATTENTION_PARAMS, ATTENTION, REDUCE],
                 "main",
                 B_ATTN,
                 true,
@@ -365,7 +366,7 @@ impl Kernel {
             ),
             Kernel::AttentionDirect => KernelSpec {
                 defines: vec!["DIRECT"],
-                ..spec("attention_direct", vec![ATTENTION, REDUCE], "main", B_ATTN, true, true)
+                ..spec("attention_direct", vec![ATTENTION_PARAMS, ATTENTION, REDUCE], "main", B_ATTN, true, true)
             },
             Kernel::AttentionTiled(t) => {
                 let mut defines = Vec::new();
@@ -375,11 +376,11 @@ impl Kernel {
                 if t.direct {
                     defines.push("DIRECT");
                 }
-                KernelSpec { defines, ..spec("attention_tiled", vec![ATTENTION_TILED], "main", B_ATTN, false, false) }
+                KernelSpec { defines, ..spec("attention_tiled", vec![ATTENTION_PARAMS, ATTENTION_TILED], "main", B_ATTN, false, false) }
             }
             Kernel::AttentionReduce => spec(
                 "attention_reduce",
-                vec![ATTENTION_REDUCE],
+                vec![ATTENTION_PARAMS, ATTENTION_REDUCE],
                 "main",
                 B_TWO,
                 false,

@@ -30,27 +30,6 @@ const HD_MAX: u32 = 128u;
 const BKT: u32 = 32u;
 #endif
 
-struct AttnParams {
-    n_q: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos0: u32,
-    window: u32,
-    n_splits: u32,
-    span: u32,
-    scale: f32,
-    tok0: u32,
-    kv_base: u32,
-    /// Heads of a group per workgroup, chunks of a group, tokens per workgroup.
-    hg: u32,
-    head_chunks: u32,
-    qt: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> vc: array<vec4<u32>>;

@@ -97,16 +97,24 @@ fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
 }
 #endif
 
+#ifdef W_KMIN
+// Q4_K/Q5_K: (d * scale, dmin * min) of group g of the super-block at word base.
+fn group_scale_min(base: u32, g: u32) -> vec2<f32> {
+    let dm = unpack2x16float(w[base]);
+    let sm = scale_min_k4(base, g);
+    return vec2<f32>(dm.x * sm.x, dm.y * sm.y);
+}
+#endif
+
 #ifdef W_Q4_K
 // The step is group g = kb % 8 of a super-block: quads 2s, 2s+1 are nibble
 // (g & 1) of qs words 8*(g/2) + 2s, +1; scale and min decoded once.
 fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
     let base = (r * (p.cols / 256u) + kb / 8u) * 36u;
     let g = kb % 8u;
-    let dm = unpack2x16float(w[base]);
-    let sm = scale_min_k4(base, g);
-    let d = dm.x * sm.x;
-    let m = dm.y * sm.y;
+    let dm = group_scale_min(base, g);
+    let d = dm.x;
+    let m = dm.y;
     let qw = base + 4u + 8u * (g / 2u) + 2u * s;
     let sh = (g & 1u) * 4u;
     put_w(lr, 2u * s, nibbles(w[qw], sh) * d - m);
@@ -119,10 +127,9 @@ fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
 fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
     let base = (r * (p.cols / 256u) + kb / 8u) * 44u;
     let g = kb % 8u;
-    let dm = unpack2x16float(w[base]);
-    let sm = scale_min_k4(base, g);
-    let d = dm.x * sm.x;
-    let m = dm.y * sm.y;
+    let dm = group_scale_min(base, g);
+    let d = dm.x;
+    let m = dm.y;
     let qw = base + 12u + 8u * (g / 2u) + 2u * s;
     let sh = (g & 1u) * 4u;
     for (var i = 0u; i < 2u; i++) {
