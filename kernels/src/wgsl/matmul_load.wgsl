@@ -113,12 +113,10 @@ fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
     let base = (r * (p.cols / 256u) + kb / 8u) * 36u;
     let g = kb % 8u;
     let dm = group_scale_min(base, g);
-    let d = dm.x;
-    let m = dm.y;
     let qw = base + 4u + 8u * (g / 2u) + 2u * s;
     let sh = (g & 1u) * 4u;
-    put_w(lr, 2u * s, nibbles(w[qw], sh) * d - m);
-    put_w(lr, 2u * s + 1u, nibbles(w[qw + 1u], sh) * d - m);
+    put_w(lr, 2u * s, nibbles(w[qw], sh) * dm.x - dm.y);
+    put_w(lr, 2u * s + 1u, nibbles(w[qw + 1u], sh) * dm.x - dm.y);
 }
 #endif
 
@@ -128,14 +126,12 @@ fn load_w(lr: u32, r: u32, kb: u32, s: u32) {
     let base = (r * (p.cols / 256u) + kb / 8u) * 44u;
     let g = kb % 8u;
     let dm = group_scale_min(base, g);
-    let d = dm.x;
-    let m = dm.y;
     let qw = base + 12u + 8u * (g / 2u) + 2u * s;
     let sh = (g & 1u) * 4u;
     for (var i = 0u; i < 2u; i++) {
         let lo = (w[qw + i] >> sh) & 0x0F0F0F0Fu;
         let hi = ((w[base + 4u + 2u * s + i] >> g) & 0x01010101u) << 4u;
-        put_w(lr, 2u * s + i, vec4<f32>(unpack4xU8(lo | hi)) * d - m);
+        put_w(lr, 2u * s + i, vec4<f32>(unpack4xU8(lo | hi)) * dm.x - dm.y);
     }
 }
 #endif
