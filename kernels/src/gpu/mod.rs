@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attention;
 mod context;
 mod mat;
 mod ops;
@@ -60,7 +61,8 @@ mod weights;
 
 pub use context::{AdapterSummary, GpuContext, MIN_BINDING};
 pub use mat::MatOut;
-pub use ops::{AttnShape, GpuKvCache, RopeShape};
+pub use attention::{AttnShape, GpuKvCache};
+pub use ops::RopeShape;
 pub use shaders::GateAct;
 pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
