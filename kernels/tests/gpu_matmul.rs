@@ -3,13 +3,19 @@
 
 mod gpu_util;
 
-use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng, TYPES};
+use gpu_util::{all, assert_close, fast, gpu_kernels, rand_f32, rand_tensor, rng, TYPES};
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight};
 use infer_kernels::QuantType;
 
 /// Max |gpu - cpu| relative to the largest output: summation order only.
 const MATMUL_REL_TOL: f32 = 1e-4;
+/// The prefill tiles in f16 (shader-f16 adapters): weights and activations
+/// rounded to 11-bit mantissas, f32 sums.
+const MATMUL_F16_TILE_REL_TOL: f32 = 3e-3;
+/// Batches up to this many tokens take the f32 tiles even with shader-f16
+/// (`NARROW_MAX_TOKENS` of gpu/mat.rs).
+const NARROW_MAX_TOKENS: usize = 16;
 /// Dequantization is exact in f32 except the order of d*q + m.
 const GET_ROWS_REL_TOL: f32 = 1e-6;
 
@@ -22,6 +28,7 @@ fn check_matmul(
     n_tokens: usize,
     seed: u64,
 ) {
+    let got = gpu_matmul(ctx, ty, data, (rows, cols), n_tokens, seed);
     let x = rand_f32(&mut rng(seed), n_tokens * cols, 1.0);
     let mut want = vec![0.0; n_tokens * rows];
     matmul_ref(
@@ -31,21 +38,71 @@ fn check_matmul(
         &mut want,
     )
     .unwrap();
+    let what = format!(
+        "{ty} {rows}x{cols} n_tokens={n_tokens} f16/sg/cpu-kernels={}/{}/{}",
+        ctx.uses_f16(),
+        ctx.uses_subgroups(),
+        ctx.uses_cpu_device_kernels()
+    );
+    let f16_tiles = ctx.uses_f16() && !ctx.uses_cpu_device_kernels() && n_tokens > NARROW_MAX_TOKENS;
+    let tol = if f16_tiles { MATMUL_F16_TILE_REL_TOL } else { MATMUL_REL_TOL };
+    assert_close(&what, &got, &want, tol);
+}
+
+/// `W·x` on the GPU for `n_tokens` random tokens (seeded by `seed`).
+fn gpu_matmul(ctx: &GpuContext, ty: QuantType, data: &[u8], (rows, cols): (usize, usize), n_tokens: usize, seed: u64) -> Vec<f32> {
+    let x = rand_f32(&mut rng(seed), n_tokens * cols, 1.0);
     let w = GpuWeight::upload(ctx, ty, data, rows, cols).unwrap();
     let xb = ctx.upload_f32(&x).unwrap();
     let out = ctx.buffer(n_tokens * rows).unwrap();
     let mut step = ctx.step();
     step.matmul(&w, &xb, n_tokens, &out).unwrap();
     step.read(&out);
-    let got = step.submit().unwrap()[0].f32();
-    let what = format!(
-        "{ty} {rows}x{cols} n_tokens={n_tokens} parts={} f16/sg/cpu-kernels={}/{}/{}",
-        w.n_parts(),
-        ctx.uses_f16(),
-        ctx.uses_subgroups(),
-        ctx.uses_cpu_device_kernels()
-    );
-    assert_close(&what, &got, &want, MATMUL_REL_TOL);
+    step.submit().unwrap()[0].f32()
+}
+
+/// The tiled kernels (real-GPU set) in f32 whatever the adapter offers.
+fn tiled_f32() -> &'static GpuContext {
+    static C: std::sync::OnceLock<GpuContext> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let ctx = GpuContext::new().unwrap();
+        ctx.set_portable(true);
+        ctx.set_cpu_device_kernels(false);
+        ctx
+    })
+}
+
+#[test]
+fn gpu_tiled_matmul_matches_reference_at_tile_edges() {
+    // 130 rows: two full 64-row tiles and a partial one; 70 tokens: a full
+    // 64-token tile and a partial one; 16 and 5 tokens: the narrow tiles.
+    // F32/F16 rows of 260 values end inside a 32-column K-step.
+    let rows = 130;
+    for (i, ty) in TYPES.into_iter().enumerate() {
+        let cols = if matches!(ty, QuantType::F32 | QuantType::F16) { 260 } else { 512 };
+        let data = rand_tensor(&mut rng(400 + i as u64), ty, rows, cols);
+        for ctx in [tiled_f32(), gpu_kernels()] {
+            for n_tokens in [5, 16, 70] {
+                check_matmul(ctx, ty, &data, rows, cols, n_tokens, 11);
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_tiled_matmul_rows_do_not_depend_on_the_batch() {
+    // A token's outputs are the same bits alone in a narrow tile or among
+    // others in a wide one (f32 tiles), and in any wide f16 tile.
+    let (rows, cols) = (70, 256);
+    for ty in [QuantType::Q4_0, QuantType::Q4K, QuantType::F16] {
+        let data = rand_tensor(&mut rng(500), ty, rows, cols);
+        for (ctx, small) in [(tiled_f32(), 3), (gpu_kernels(), NARROW_MAX_TOKENS + 1)] {
+            // The first tokens of a seeded x are the same for any length.
+            let run = |n: usize| gpu_matmul(ctx, ty, &data, (rows, cols), n, 12);
+            let (few, many) = (run(small), run(70));
+            assert!(few == many[..small * rows], "{ty} f16={}: {small} tokens alone differ from the same among 70", ctx.uses_f16());
+        }
+    }
 }
 
 #[test]

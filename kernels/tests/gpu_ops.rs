@@ -3,9 +3,10 @@
 
 mod gpu_util;
 
-use gpu_util::{assert_close, both, fast, rand_f32, rng};
+use gpu_util::{assert_close, both, fast, gpu_kernels, rand_f32, rng};
 use half::f16;
-use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, RopeShape};
+use infer_kernels::gpu::{AttnShape, GpuContext, GpuKvCache, GpuWeight, RopeShape};
+use infer_kernels::QuantType;
 use infer_kernels::ops;
 
 /// Reductions in a different order: a few ulps of the largest value.
@@ -347,11 +348,21 @@ fn check_attention(ctx: &GpuContext, n_ctx: usize, n_q: usize, window: usize, he
 /// buffers and the sequence's cache rows from `kv_base` (a batch segment).
 fn check_attention_at(
     ctx: &GpuContext,
+    shape: (usize, usize, usize, usize, u64),
+    tok0: usize,
+    kv_base: usize,
+) {
+    check_attention_gqa(ctx, (4, 2), shape, tok0, kv_base)
+}
+
+/// As `check_attention_at` with `n_heads` query heads over `n_kv_heads`.
+fn check_attention_gqa(
+    ctx: &GpuContext,
+    (n_heads, n_kv_heads): (usize, usize),
     (n_ctx, n_q, window, head_dim, seed): (usize, usize, usize, usize, u64),
     tok0: usize,
     kv_base: usize,
 ) {
-    let (n_heads, n_kv_heads) = (4, 2);
     let kv_dim = n_kv_heads * head_dim;
     let mut r = rng(seed);
     let k = rand_f32(&mut r, n_ctx * kv_dim, 1.0);
@@ -400,9 +411,10 @@ fn check_attention_at(
     s.attention(&qb, &cache, AttnShape { tok0, kv_base, ..sh }, &ob).unwrap();
     s.read(&ob);
     let what = format!(
-        "attention n_ctx={n_ctx} n_q={n_q} window={window} f16/sg={}/{}",
+        "attention {n_heads}/{n_kv_heads} heads of {head_dim} n_ctx={n_ctx} n_q={n_q} window={window} f16/sg/cpu-kernels={}/{}/{}",
         ctx.uses_f16(),
-        ctx.uses_subgroups()
+        ctx.uses_subgroups(),
+        ctx.uses_cpu_device_kernels()
     );
     assert_close(&what, &s.submit().unwrap()[0].f32()[tok0 * qd..], &want, ATTN_REL_TOL);
 }
@@ -434,6 +446,58 @@ fn gpu_attention_prefill_causal_and_sliding_match_reference() {
         check_attention(ctx, 90, 80, 17, 64, 9);
     }
     check_attention(fast(), 40, 40, 0, 256, 10);
+}
+
+#[test]
+fn gpu_tiled_attention_matches_reference_for_query_groups() {
+    let ctx = gpu_kernels();
+    // GQA ratios 1, 4 and 8 (and 3, 7: query blocks of 5 and 2 tokens; 20:
+    // a group over two workgroups), prefill over several 32-key tiles and
+    // decode over split keys, causal and sliding (Gemma 3's local layers).
+    for (heads, i) in [((4, 4), 0), ((8, 2), 1), ((8, 1), 2), ((6, 2), 3), ((14, 2), 4), ((20, 1), 5)] {
+        let seed = 20 + 4 * i as u64;
+        check_attention_gqa(ctx, heads, (100, 70, 0, 64, seed), 0, 0);
+        check_attention_gqa(ctx, heads, (100, 70, 23, 64, seed + 1), 2, 40);
+        check_attention_gqa(ctx, heads, (700, 1, 0, 64, seed + 2), 0, 0);
+        check_attention_gqa(ctx, heads, (700, 1, 100, 64, seed + 3), 1, 30);
+    }
+    // head_dim 96 (a multiple of 8) and Gemma 3's 256 (16-key tiles),
+    // a first token alone, and a batch of decode queries.
+    check_attention_gqa(ctx, (8, 2), (60, 60, 0, 96, 50), 0, 0);
+    check_attention_gqa(ctx, (4, 1), (90, 40, 17, 256, 51), 3, 8);
+    check_attention_gqa(ctx, (4, 1), (300, 1, 0, 256, 52), 0, 0);
+    check_attention_gqa(ctx, (8, 2), (1, 1, 0, 64, 53), 0, 0);
+    check_attention_gqa(ctx, (8, 2), (40, 3, 0, 128, 54), 0, 0);
+    // A prompt chunk late in a long context: split keys for several query blocks.
+    check_attention_gqa(ctx, (8, 2), (600, 20, 0, 64, 55), 0, 0);
+}
+
+#[test]
+fn gpu_buffers_over_the_binding_limit_are_named_errors() {
+    // A context of its own: the cap is per context.
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_max_storage_binding(64 << 10);
+    assert_eq!(ctx.max_storage_binding(), 64 << 10);
+    let err = ctx.buffer(20_000).unwrap_err().to_string();
+    assert!(err.contains("an activation buffer needs 80000 bytes") && err.contains("binding of 65536 bytes"), "{err}");
+    let err = ctx.buffer_for("slot Up", 20_000).unwrap_err().to_string();
+    assert!(err.contains("slot Up needs 80000 bytes"), "{err}");
+    let err = GpuKvCache::new(&ctx, 1000, 64).unwrap_err().to_string();
+    assert!(err.contains("KV cache of 1000 rows x 64") && err.contains("128000 bytes") && err.contains("at most 512 rows fit"), "{err}");
+    // Weights over the cap are split into parts of rows.
+    let w = GpuWeight::upload(&ctx, QuantType::F32, &vec![0u8; 100 * 256 * 4], 100, 256).unwrap();
+    assert!(w.n_parts() >= 2, "{} parts", w.n_parts());
+    // Sized to the limit: the largest cache that fits works.
+    let (n_ctx, n_q) = (512, 4);
+    let cache = GpuKvCache::new(&ctx, n_ctx, 64).unwrap();
+    let kv = ctx.upload_f32(&rand_f32(&mut rng(60), n_q * 64, 1.0)).unwrap();
+    let (qb, ob) = (ctx.upload_f32(&rand_f32(&mut rng(61), n_q * 2 * 32, 1.0)).unwrap(), ctx.buffer(n_q * 2 * 32).unwrap());
+    let mut s = ctx.step();
+    s.kv_write(&cache, &kv, &kv, n_q, n_ctx - n_q).unwrap();
+    let sh = AttnShape { n_q, n_heads: 2, n_kv_heads: 2, head_dim: 32, pos0: n_ctx - n_q, scale: 0.2, ..Default::default() };
+    s.attention(&qb, &cache, sh, &ob).unwrap();
+    s.read(&ob);
+    assert!(s.submit().unwrap()[0].f32().iter().all(|v| v.is_finite()));
 }
 
 /// `rope_kv` against `rope_pair` then `kv_write_rows`: the same rotated q

@@ -230,14 +230,22 @@ impl GpuBackend {
         let ctx = w.context().clone();
         let submit_every = submit_every_from_env(&ctx)?;
         let mut bufs = Vec::new();
+        // Each error names the buffer and what to lower.
+        let slot = |name: String, width: usize| {
+            ctx.buffer_for(&format!("{name} ({n_batch} tokens x {width}; lower the batch size)"), width * n_batch).map_err(gpu_err)
+        };
         for s in Slot::ALL {
-            bufs.push(if s == Slot::Logits { None } else { Some(ctx.buffer(widths.width(s) * n_batch).map_err(gpu_err)?) });
+            bufs.push(if s == Slot::Logits { None } else { Some(slot(format!("activation slot {s:?}"), widths.width(s))?) });
         }
         let tmp_w = widths.dim.max(widths.q_dim).max(widths.kv_dim);
-        let tmp = ctx.buffer(tmp_w * n_batch).map_err(gpu_err)?;
+        let tmp = slot("the scratch activation".into(), tmp_w)?;
         let mut kv = Vec::with_capacity(held.len());
-        for &h in held {
-            kv.push(if h { Some(GpuKvCache::new(&ctx, n_seq * n_ctx, widths.kv_dim).map_err(gpu_err)?) } else { None });
+        for (l, &h) in held.iter().enumerate() {
+            let cache = |e| match gpu_err(e) {
+                EngineError::Gpu(m) => EngineError::Gpu(format!("layer {l}: {m}: {n_seq} sequences x {n_ctx} context; lower the context size or the sequences")),
+                other => other,
+            };
+            kv.push(if h { Some(GpuKvCache::new(&ctx, n_seq * n_ctx, widths.kv_dim).map_err(cache)?) } else { None });
         }
         Ok(GpuBackend {
             w,
@@ -325,7 +333,7 @@ impl GpuBackend {
     }
 
     fn full_logit_rows(&self) -> usize {
-        let max_bind = self.ctx.limits().max_storage_buffer_binding_size;
+        let max_bind = self.ctx.max_storage_binding();
         ((max_bind / 4) as usize / self.widths.vocab.max(1)).clamp(1, self.n_batch.max(1))
     }
 

@@ -14,6 +14,29 @@ use crate::KernelError;
 /// with vector gathers or broadcasts, storage buffers one lane at a time.
 pub(crate) const UNIFORM_WINDOW: u64 = 65536;
 
+/// The lowest storage binding limit a context takes (WebGPU guarantees 128 MiB;
+/// tests go far lower, but a kernel's params and small tables must fit).
+pub const MIN_BINDING: u64 = 4096;
+
+/// The error for a buffer of `bytes` over the binding limit `max`.
+pub(crate) fn over_binding(what: &str, bytes: u64, max: u64) -> KernelError {
+    KernelError::Gpu(format!(
+        "{what} needs {bytes} bytes ({}), over the device's max storage binding of {max} bytes ({})",
+        human_bytes(bytes),
+        human_bytes(max)
+    ))
+}
+
+/// `bytes` in KiB, MiB or GiB, one decimal.
+fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=0xF_FFFF => format!("{:.1} KiB", b / 1024.0),
+        0x10_0000..=0x3FFF_FFFF => format!("{:.1} MiB", b / (1u64 << 20) as f64),
+        _ => format!("{:.1} GiB", b / (1u64 << 30) as f64),
+    }
+}
+
 /// How long a submission may run before we report the device as stuck.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -42,6 +65,9 @@ pub(crate) struct Inner {
     pub portable: std::sync::atomic::AtomicBool,
     /// Weight parts are split so that none exceeds this many bytes.
     pub max_part_bytes: std::sync::atomic::AtomicU64,
+    /// Largest buffer bound as one storage binding: the device's limit, or
+    /// lower (`INFER_GPU_MAX_BINDING`, [`GpuContext::set_max_storage_binding`]).
+    pub max_binding: std::sync::atomic::AtomicU64,
     pipelines: Mutex<PipelineCache>,
     layouts: Mutex<HashMap<&'static [(u32, Bind)], wgpu::BindGroupLayout>>,
     /// Free activation buffers by byte size.
@@ -262,7 +288,16 @@ impl GpuContext {
             wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = offered & wanted;
         // The adapter's own limits: big storage bindings and buffers matter for weights.
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        // `INFER_GPU_MAX_BINDING=BYTES` asks the device for a lower storage
+        // binding limit (tests of the over-the-limit paths on any adapter).
+        if let Ok(v) = std::env::var("INFER_GPU_MAX_BINDING") {
+            let cap: u64 = v.trim().parse().map_err(|_| {
+                KernelError::Gpu(format!("INFER_GPU_MAX_BINDING=\"{v}\" is not a number of bytes"))
+            })?;
+            let cap = (cap / 16 * 16).max(MIN_BINDING);
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("infer"),
             required_features: features,
@@ -285,6 +320,7 @@ impl GpuContext {
         let max_part = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let max_binding = limits.max_storage_buffer_binding_size;
         Ok(Self {
             inner: Arc::new(Inner {
                 dummy: device.create_buffer(&wgpu::BufferDescriptor {
@@ -302,6 +338,7 @@ impl GpuContext {
                 limits,
                 portable: false.into(),
                 max_part_bytes: max_part.into(),
+                max_binding: max_binding.into(),
                 pipelines: Mutex::new(HashMap::new()),
                 layouts: Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
@@ -319,7 +356,7 @@ impl GpuContext {
     pub fn info(&self) -> String {
         let i = &self.inner.info;
         format!(
-            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {}, max storage binding {} MiB",
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {}, max storage binding {}",
             i.name,
             i.backend,
             i.device_type,
@@ -327,7 +364,7 @@ impl GpuContext {
             i.driver_info,
             self.uses_f16(),
             self.uses_subgroups(),
-            self.inner.limits.max_storage_buffer_binding_size >> 20
+            human_bytes(self.max_storage_binding())
         )
     }
 
@@ -383,11 +420,27 @@ impl GpuContext {
     /// Caps the bytes of one weight buffer below the device's storage binding
     /// limit (tests use it to exercise row splitting on small tensors).
     pub fn set_max_weight_part_bytes(&self, bytes: u64) {
-        let lim = &self.inner.limits;
-        let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        let cap = self.max_storage_binding().min(self.inner.limits.max_buffer_size);
         self.inner
             .max_part_bytes
             .store(bytes.clamp(4, cap), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lowers the largest storage binding this context allocates below the
+    /// device's limit (at least [`MIN_BINDING`] bytes), weight parts
+    /// included: tests use it to reach the over-the-limit paths with small
+    /// models.
+    pub fn set_max_storage_binding(&self, bytes: u64) {
+        let cap = (bytes / 16 * 16).clamp(MIN_BINDING, self.inner.limits.max_storage_buffer_binding_size);
+        self.inner.max_binding.store(cap, std::sync::atomic::Ordering::Relaxed);
+        let part = self.max_part_bytes().min(cap);
+        self.inner.max_part_bytes.store(part, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The largest buffer, in bytes, this context binds as one storage
+    /// binding (the device's limit unless lowered).
+    pub fn max_storage_binding(&self) -> u64 {
+        self.inner.max_binding.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn max_part_bytes(&self) -> u64 {
@@ -505,18 +558,15 @@ impl GpuContext {
     /// pool. With the CPU-device kernels every buffer also has a uniform
     /// window's worth of slack ([`UNIFORM_WINDOW`] bytes) past its end, so
     /// that any offset into it can be bound as the kernels' uniform `x`.
-    pub(crate) fn raw_buffer(&self, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
+    /// Errors, naming the buffer as `what`, past the max storage binding.
+    fn raw_buffer_for(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer, KernelError> {
+        let max = self.max_storage_binding();
         let mut size = bytes.max(16).div_ceil(16) * 16;
-        if self.uses_cpu_device_kernels()
-            && size + UNIFORM_WINDOW <= self.inner.limits.max_storage_buffer_binding_size
-        {
-            size += UNIFORM_WINDOW;
+        if size > max {
+            return Err(over_binding(what, bytes, max));
         }
-        if size > self.inner.limits.max_storage_buffer_binding_size {
-            return Err(KernelError::Gpu(format!(
-                "buffer of {size} bytes exceeds the device's max storage binding of {} bytes",
-                self.inner.limits.max_storage_buffer_binding_size
-            )));
+        if self.uses_cpu_device_kernels() && size + UNIFORM_WINDOW <= max {
+            size += UNIFORM_WINDOW;
         }
         if let Some(b) = self
             .inner
@@ -540,7 +590,13 @@ impl GpuContext {
 
     /// A pooled buffer of `len` 32-bit elements (contents undefined).
     pub fn buffer(&self, len: usize) -> Result<GpuBuffer, KernelError> {
-        let raw = self.raw_buffer(len as u64 * 4)?;
+        self.buffer_for("an activation buffer", len)
+    }
+
+    /// [`GpuContext::buffer`] whose error, when `len` values exceed the
+    /// max storage binding, names the buffer as `what` (e.g. `"slot Up of 512 tokens"`).
+    pub fn buffer_for(&self, what: &str, len: usize) -> Result<GpuBuffer, KernelError> {
+        let raw = self.raw_buffer_for(what, len as u64 * 4)?;
         Ok(GpuBuffer::new(raw, len, self.clone()))
     }
 

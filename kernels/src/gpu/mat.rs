@@ -11,6 +11,11 @@ use super::shaders::{Epilogue, GateAct, Kernel, Store};
 use super::{GpuBuffer, GpuStep, GpuWeight};
 use crate::KernelError;
 
+/// Batches up to this many tokens take the 64 x 16 f32 tiles
+/// (`Kernel::MatmulNarrow`): a 64-token tile would waste most of its work
+/// on them, and they stay in f32 like the matvec a lone token takes.
+const NARROW_MAX_TOKENS: usize = 16;
+
 /// The twin of `MatParams` in `mat_out.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -154,7 +159,10 @@ impl GpuStep {
                     (true, true) => (Kernel::MatvecRows(w.ty, epi), self.groups_2d((rows as usize).div_ceil(64))?),
                     (true, false) => (Kernel::MatmulRows(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1]),
                     (false, true) => (Kernel::Matvec(w.ty, epi), self.groups_2d(rows as usize)?),
-                    (false, false) => (Kernel::Matmul(w.ty, epi), [rows.div_ceil(32), u32_of(OP, nt.div_ceil(32))?, 1]),
+                    (false, false) if nt <= NARROW_MAX_TOKENS => {
+                        (Kernel::MatmulNarrow(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(16))?, 1])
+                    }
+                    (false, false) => (Kernel::Matmul(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(64))?, 1]),
                 };
                 // Bindings 1..=3, then the split outputs and the bias where used.
                 let mut bound = [(1, &part.buffer, 0, None), x_bind, (3, raw(0), 0, None), (0, &dummy, 0, None), (0, &dummy, 0, None), (0, &dummy, 0, None)];
@@ -178,7 +186,7 @@ impl GpuStep {
     /// Whether the CPU-device kernels are chosen and can read `x` through
     /// uniform windows: a token's row fits one window, windows start at
     /// aligned offsets, and the buffer has the window's slack past its end
-    /// (see `GpuContext::raw_buffer`). Otherwise the real-GPU kernels run.
+    /// (see `GpuContext::raw_buffer_for`). Otherwise the real-GPU kernels run.
     fn rows_kernels_fit(&self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize) -> bool {
         let lim = &self.ctx.inner.limits;
         let row_bytes = w.cols as u64 * 4;

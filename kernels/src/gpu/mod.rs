@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attention;
 mod context;
 mod encoder;
 mod mat;
@@ -59,10 +60,11 @@ mod shaders;
 mod submit;
 mod weights;
 
-pub use context::{AdapterSummary, GpuContext};
+pub use context::{AdapterSummary, GpuContext, MIN_BINDING};
 pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
-pub use ops::{AttnShape, GpuKvCache, RopeShape};
+pub use attention::{AttnShape, GpuKvCache};
+pub use ops::RopeShape;
 pub use shaders::GateAct;
 pub use profile::{GpuStats, KernelTime};
 pub use weights::{supports, GpuWeight};
@@ -240,7 +242,7 @@ const MAX_TIMED_DISPATCHES: usize = 2048;
 /// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
 fn weight_bytes(kernel: Kernel, buffers: &Bounds) -> u64 {
     match kernel {
-        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulRows(..) => {
+        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulNarrow(..) | Kernel::MatmulRows(..) => {
             buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
                 b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
             })

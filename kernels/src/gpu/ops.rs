@@ -3,8 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::attention::GpuKvCache;
 use super::shaders::Kernel;
-use super::{GpuBuffer, GpuContext, GpuStep, GpuWeight};
+use super::{GpuBuffer, GpuStep, GpuWeight};
 use crate::KernelError;
 
 #[repr(C)]
@@ -103,102 +104,6 @@ struct KvParams {
     kv_dim: u32,
     pos0: u32,
     tok0: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AttnParams {
-    n_q: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos0: u32,
-    window: u32,
-    n_splits: u32,
-    span: u32,
-    scale: f32,
-    tok0: u32,
-    kv_base: u32,
-    _pad2: u32,
-}
-
-/// Largest head_dim the attention kernel holds (64 threads x 8 dims each).
-const MAX_HEAD_DIM: usize = 512;
-/// Keys per split in decode: enough work per workgroup, enough workgroups.
-const KEYS_PER_SPLIT: usize = 256;
-const MAX_SPLITS: usize = 32;
-
-/// One layer's keys and values on the GPU, `max_ctx` rows of `kv_dim`
-/// (= n_kv_heads * head_dim) values each, stored as f16.
-#[derive(Debug)]
-pub struct GpuKvCache {
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    max_ctx: usize,
-    kv_dim: usize,
-}
-
-impl GpuKvCache {
-    /// Allocates a zeroed cache (`kv_dim` must be even).
-    pub fn new(ctx: &GpuContext, max_ctx: usize, kv_dim: usize) -> Result<Self, KernelError> {
-        if kv_dim == 0 || kv_dim % 2 != 0 {
-            return Err(KernelError::Shape {
-                op: "gpu kv cache",
-                detail: format!("kv_dim {kv_dim} must be even"),
-            });
-        }
-        let bytes = max_ctx as u64 * kv_dim as u64 * 2;
-        if bytes > ctx.limits().max_storage_buffer_binding_size {
-            return Err(KernelError::Gpu(format!(
-                "KV cache of {max_ctx} x {kv_dim} f16 ({bytes} bytes) exceeds the max storage binding"
-            )));
-        }
-        let make = |label| {
-            ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(4),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        };
-        Ok(Self {
-            k: make("k cache"),
-            v: make("v cache"),
-            max_ctx,
-            kv_dim,
-        })
-    }
-
-    /// Rows the cache can hold.
-    pub fn max_ctx(&self) -> usize {
-        self.max_ctx
-    }
-
-    /// Values per row.
-    pub fn kv_dim(&self) -> usize {
-        self.kv_dim
-    }
-}
-
-/// The shape of an attention call: `n_q` queries at positions
-/// `pos0..pos0 + n_q`, each seeing cached keys at positions
-/// `max(0, p - window + 1)..=p` (`window` 0 = unlimited).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AttnShape {
-    pub n_q: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub pos0: usize,
-    pub window: usize,
-    /// Usually `1 / sqrt(head_dim)`.
-    pub scale: f32,
-    /// First row of `q` and `out` (one sequence's segment of a batch).
-    pub tok0: usize,
-    /// Cache row of the sequence's position 0.
-    pub kv_base: usize,
 }
 
 pub(super) fn shape_err(op: &'static str, detail: String) -> KernelError {
@@ -731,96 +636,6 @@ impl GpuStep {
                 bytes,
             });
         }
-        Ok(())
-    }
-
-    /// Causal attention of `q` (`[n_q][n_heads][head_dim]`) over `cache`,
-    /// which must already hold the keys/values of positions up to
-    /// `pos0 + n_q - 1` (see [`GpuStep::kv_write`]); `out` has q's shape.
-    /// Keys are split over workgroups with an online softmax, then reduced.
-    pub fn attention(
-        &mut self,
-        q: &GpuBuffer,
-        cache: &GpuKvCache,
-        s: AttnShape,
-        out: &GpuBuffer,
-    ) -> Result<(), KernelError> {
-        const OP: &str = "gpu attention";
-        if s.n_kv_heads == 0
-            || s.n_heads % s.n_kv_heads != 0
-            || s.n_kv_heads * s.head_dim != cache.kv_dim
-        {
-            return Err(shape_err(
-                OP,
-                format!(
-                    "{} heads over {} kv heads of {} (cache rows of {})",
-                    s.n_heads, s.n_kv_heads, s.head_dim, cache.kv_dim
-                ),
-            ));
-        }
-        if s.head_dim > MAX_HEAD_DIM || s.head_dim % 2 != 0 {
-            return Err(shape_err(
-                OP,
-                format!("head_dim {} (even, at most {MAX_HEAD_DIM})", s.head_dim),
-            ));
-        }
-        let end = s.pos0 + s.n_q;
-        if s.kv_base + end > cache.max_ctx {
-            return Err(shape_err(
-                OP,
-                format!("positions up to {end} past the cache's {}", cache.max_ctx),
-            ));
-        }
-        let n = (s.tok0 + s.n_q) * s.n_heads * s.head_dim;
-        need(OP, "q", q, n)?;
-        need(OP, "out", out, n)?;
-        // Few query workgroups (decode): split the keys for parallelism.
-        let n_splits = if s.n_q * s.n_heads >= 64 {
-            1
-        } else {
-            end.div_ceil(KEYS_PER_SPLIT).clamp(1, MAX_SPLITS)
-        };
-        let span = end.div_ceil(n_splits);
-        let p = AttnParams {
-            n_q: u32_of(OP, s.n_q)?,
-            n_heads: u32_of(OP, s.n_heads)?,
-            n_kv_heads: u32_of(OP, s.n_kv_heads)?,
-            head_dim: u32_of(OP, s.head_dim)?,
-            pos0: u32_of(OP, s.pos0)?,
-            window: u32_of(OP, s.window)?,
-            n_splits: n_splits as u32,
-            span: u32_of(OP, span)?,
-            scale: s.scale,
-            tok0: u32_of(OP, s.tok0)?,
-            kv_base: u32_of(OP, s.kv_base)?,
-            _pad2: 0,
-        };
-        let heads = u32_of(OP, s.n_heads)?;
-        let nq = u32_of(OP, s.n_q)?;
-        if n_splits == 1 {
-            return self.dispatch(
-                Kernel::AttentionDirect,
-                &p,
-                &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, out.raw())],
-                [heads, nq, 1],
-            );
-        }
-        let part = self
-            .ctx
-            .buffer(s.n_q * s.n_heads * n_splits * (s.head_dim + 2))?;
-        self.dispatch(
-            Kernel::Attention,
-            &p,
-            &[(1, q.raw()), (2, &cache.k), (3, &cache.v), (4, part.raw())],
-            [heads, nq, n_splits as u32],
-        )?;
-        self.dispatch(
-            Kernel::AttentionReduce,
-            &p,
-            &[(1, part.raw()), (2, out.raw())],
-            [heads, nq, 1],
-        )?;
-        self.scratch.push(part);
         Ok(())
     }
 }

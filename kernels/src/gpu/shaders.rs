@@ -93,7 +93,10 @@ pub(crate) enum Kernel {
     Matvec(QuantType, Epilogue),
     /// Matvec with one row per thread, for CPU-emulated devices.
     MatvecRows(QuantType, Epilogue),
+    /// Tiled matmul, 64 x 64 tiles (f16 tiles with shader-f16), for prefill.
     Matmul(QuantType, Epilogue),
+    /// Tiled matmul, 64 x 16 f32 tiles, for batches of a few tokens.
+    MatmulNarrow(QuantType, Epilogue),
     /// Matmul with one row x 4 tokens per thread, for CPU-emulated devices.
     MatmulRows(QuantType, Epilogue),
     GetRows(QuantType),
@@ -129,6 +132,18 @@ pub(crate) enum Kernel {
     LayerNorm,
     Gelu,
     SegmentAttention,
+    /// Attention with a KV head's query group per workgroup and K/V tiles
+    /// in workgroup memory (`attention_tiled.wgsl`).
+    AttentionTiled(AttnTile),
+}
+
+/// The variant of `attention_tiled.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct AttnTile {
+    /// head_dim up to 256 with 16-key tiles (else up to 128, 32-key tiles).
+    pub hd256: bool,
+    /// One split: the normalized output, no reduce pass.
+    pub direct: bool,
 }
 
 /// Which optional device features a pipeline is built with.
@@ -159,6 +174,7 @@ const MAT_OUT: &str = include_str!("../wgsl/mat_out.wgsl");
 const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
 const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
+const MATMUL_LOAD: &str = include_str!("../wgsl/matmul_load.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
@@ -172,6 +188,8 @@ const ATTENTION_REDUCE: &str = include_str!("../wgsl/attention_reduce.wgsl");
 const ENCODER_LAYERNORM: &str = include_str!("../wgsl/encoder_layernorm.wgsl");
 const ENCODER_GELU: &str = include_str!("../wgsl/encoder_gelu.wgsl");
 const ENCODER_ATTENTION: &str = include_str!("../wgsl/encoder_attention.wgsl");
+const ATTENTION_TILED: &str = include_str!("../wgsl/attention_tiled.wgsl");
+const ATTENTION_PARAMS: &str = include_str!("../wgsl/attention_params.wgsl");
 
 use Bind::{Read as R, ReadWrite as W, Uniform as U};
 const B_MAT: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W)];
@@ -209,6 +227,23 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
         // Rows of F32/F16 are only multiples of 4 long.
         QuantType::F32 | QuantType::F16 => vec!["const QB: u32 = 1u;\n", GENERIC],
         _ => vec!["const QB: u32 = 8u;\n", GENERIC],
+    }
+}
+
+/// The `matmul_load.wgsl` defines of the weight-tile loader of `ty`.
+fn tile_loader(ty: QuantType) -> &'static [&'static str] {
+    match ty {
+        QuantType::F32 => &["W_F32"],
+        QuantType::F16 => &["W_F16"],
+        QuantType::Q4_0 => &["W_Q4_0"],
+        QuantType::Q4_1 => &["W_Q4_1"],
+        QuantType::Q5_0 => &["W_Q5_0"],
+        QuantType::Q5_1 => &["W_Q5_1"],
+        QuantType::Q8_0 => &["W_Q8_0"],
+        QuantType::Q4K => &["W_Q4_K", "W_KMIN"],
+        QuantType::Q5K => &["W_Q5_K", "W_KMIN"],
+        QuantType::Q6K => &["W_Q6_K"],
+        _ => &["W_GENERIC"],
     }
 }
 
@@ -266,7 +301,18 @@ impl Kernel {
             Kernel::MatmulRows(ty, e) => {
                 mat("matmul_rows", vec![MATMUL_ROWS, MAT_OUT, QUANT, quant(ty)?], true, false, not_gated(e)?)
             }
-            Kernel::Matmul(ty, e) => mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?], false, false, not_gated(e)?),
+            Kernel::Matmul(ty, e) | Kernel::MatmulNarrow(ty, e) => {
+                let narrow = matches!(self, Kernel::MatmulNarrow(..));
+                let mut k = mat("matmul", vec![MATMUL, MAT_OUT, QUANT, quant(ty)?, MATMUL_LOAD], false, false, not_gated(e)?);
+                k.defines.extend_from_slice(tile_loader(ty));
+                if narrow {
+                    k.label = "matmul_narrow";
+                    k.defines.push("NARROW");
+                } else {
+                    k.uses_f16 = true;
+                }
+                k
+            }
             Kernel::GetRows(ty) => spec(
                 "get_rows",
                 vec![GET_ROWS, QUANT, quant(ty)?],
@@ -321,7 +367,7 @@ impl Kernel {
             Kernel::KvWrite => spec("kv_write", vec![KV_WRITE], "main", B_KV, false, true),
             Kernel::Attention => spec(
                 "attention",
-                vec![ATTENTION, REDUCE],
+                vec![ATTENTION_PARAMS, ATTENTION, REDUCE],
                 "main",
                 B_ATTN,
                 true,
@@ -329,11 +375,21 @@ impl Kernel {
             ),
             Kernel::AttentionDirect => KernelSpec {
                 defines: vec!["DIRECT"],
-                ..spec("attention_direct", vec![ATTENTION, REDUCE], "main", B_ATTN, true, true)
+                ..spec("attention_direct", vec![ATTENTION_PARAMS, ATTENTION, REDUCE], "main", B_ATTN, true, true)
             },
+            Kernel::AttentionTiled(t) => {
+                let mut defines = Vec::new();
+                if t.hd256 {
+                    defines.push("HD256");
+                }
+                if t.direct {
+                    defines.push("DIRECT");
+                }
+                KernelSpec { defines, ..spec("attention_tiled", vec![ATTENTION_PARAMS, ATTENTION_TILED], "main", B_ATTN, false, false) }
+            }
             Kernel::AttentionReduce => spec(
                 "attention_reduce",
-                vec![ATTENTION_REDUCE],
+                vec![ATTENTION_PARAMS, ATTENTION_REDUCE],
                 "main",
                 B_TWO,
                 false,

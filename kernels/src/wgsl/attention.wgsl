@@ -14,22 +14,6 @@
 // an online softmax update; thread i accumulates output dims i, i+64, ... (head_dim <= 512).
 const WG: u32 = 64u;
 
-struct AttnParams {
-    n_q: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos0: u32,
-    window: u32,
-    n_splits: u32,
-    span: u32,
-    scale: f32,
-    tok0: u32,
-    kv_base: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 #ifdef F16
 @group(0) @binding(2) var<storage, read> kc: array<vec2<f16>>;

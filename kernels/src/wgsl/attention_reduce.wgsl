@@ -2,22 +2,6 @@
 // M = max m_s, out[d] = sum_s acc_s[d] e^(m_s - M) / sum_s l_s e^(m_s - M).
 // Bindings: 0 uniform AttnParams (as attention.wgsl), 1 partials (f32),
 // 2 out (f32, n_q x n_heads x head_dim). Workgroup: 64 threads over the dims.
-struct AttnParams {
-    n_q: u32,
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    pos0: u32,
-    window: u32,
-    n_splits: u32,
-    span: u32,
-    scale: f32,
-    tok0: u32,
-    kv_base: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttnParams;
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

@@ -47,6 +47,17 @@ pub fn other_kernels() -> &'static GpuContext {
     })
 }
 
+/// The real-GPU kernel set (tiled matmul and attention) with every feature
+/// the adapter offers, whatever the adapter's type.
+pub fn gpu_kernels() -> &'static GpuContext {
+    static C: OnceLock<GpuContext> = OnceLock::new();
+    C.get_or_init(|| {
+        let ctx = open(false);
+        ctx.set_cpu_device_kernels(false);
+        ctx
+    })
+}
+
 /// Every kernel path: fast, portable and the other kernel set.
 pub fn all() -> [&'static GpuContext; 3] {
     [fast(), portable(), other_kernels()]
