@@ -198,7 +198,7 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
         QuantType::Q4_1 => vec![include_str!("../wgsl/block_dot_q4_1.wgsl")],
         QuantType::Q8_0 => vec![include_str!("../wgsl/block_dot_q8_0.wgsl")],
         // Rows of F32/F16 are only multiples of 4 long.
-        QuantType::F32 | QuantType::F16 => vec!["const QB: u32 = 1u;\n", GENERIC],
+        QuantType::F32 | QuantType::F16 | QuantType::BF16 => vec!["const QB: u32 = 1u;\n", GENERIC],
         _ => vec!["const QB: u32 = 8u;\n", GENERIC],
     }
 }
@@ -209,11 +209,16 @@ pub(crate) fn quant_source(ty: QuantType) -> Option<&'static str> {
     Some(match ty {
         QuantType::F32 => include_str!("../wgsl/quant_f32.wgsl"),
         QuantType::F16 => include_str!("../wgsl/quant_f16.wgsl"),
+        QuantType::BF16 => include_str!("../wgsl/quant_bf16.wgsl"),
         QuantType::Q4_0 => include_str!("../wgsl/quant_q4_0.wgsl"),
         QuantType::Q4_1 => include_str!("../wgsl/quant_q4_1.wgsl"),
         QuantType::Q5_0 => include_str!("../wgsl/quant_q5_0.wgsl"),
         QuantType::Q5_1 => include_str!("../wgsl/quant_q5_1.wgsl"),
         QuantType::Q8_0 => include_str!("../wgsl/quant_q8_0.wgsl"),
+        QuantType::IQ4_NL => concat!(include_str!("../wgsl/quant_iq4_table.wgsl"), include_str!("../wgsl/quant_iq4_nl.wgsl")),
+        QuantType::IQ4_XS => concat!(include_str!("../wgsl/quant_iq4_table.wgsl"), include_str!("../wgsl/quant_iq4_xs.wgsl")),
+        QuantType::Q2K => include_str!("../wgsl/quant_q2_k.wgsl"),
+        QuantType::Q3K => include_str!("../wgsl/quant_q3_k.wgsl"),
         QuantType::Q4K => include_str!("../wgsl/quant_q4_k.wgsl"),
         QuantType::Q5K => include_str!("../wgsl/quant_q5_k.wgsl"),
         QuantType::Q6K => include_str!("../wgsl/quant_q6_k.wgsl"),
