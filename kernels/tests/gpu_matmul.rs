@@ -5,7 +5,7 @@ mod gpu_util;
 
 use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng, TYPES};
 use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
-use infer_kernels::gpu::{GpuContext, GpuWeight};
+use infer_kernels::gpu::{GpuContext, GpuWeight, MatvecShape};
 use infer_kernels::QuantType;
 
 /// Max |gpu - cpu| relative to the largest output: summation order only.
@@ -65,6 +65,34 @@ fn gpu_matvec_and_matmul_match_reference_for_every_type() {
             }
         }
     }
+}
+
+#[test]
+fn gpu_matvec_shapes_match_reference_with_and_without_subgroups() {
+    // A context of its own on the real-GPU kernels: the shape is per context.
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_cpu_device_kernels(false);
+    // 70 rows: a last workgroup with fewer rows than NR = 3 or 4.
+    let (rows, cols) = (70, 512);
+    // A workgroup of one subgroup where the adapter's size is fixed (else 32
+    // lanes), then the workgroup-memory reduction; the default shape (64
+    // lanes, several subgroups on lavapipe) runs in the test above.
+    let one_subgroup = ctx.fixed_subgroup_size().unwrap_or(32);
+    for (lanes, nr, portable) in [(one_subgroup, 3, false), (16, 4, true)] {
+        ctx.set_matvec_shape(MatvecShape { lanes, rows: nr }).unwrap();
+        ctx.set_portable(portable);
+        for (i, ty) in TYPES.into_iter().enumerate() {
+            let data = rand_tensor(&mut rng(400 + i as u64), ty, rows, cols);
+            check_matmul(&ctx, ty, &data, rows, cols, 1, 11);
+        }
+    }
+    // Float rows of 36 values: two whole units of 16 and a last quad.
+    for ty in [QuantType::F32, QuantType::F16, QuantType::BF16] {
+        let data = rand_tensor(&mut rng(500), ty, 5, 36);
+        check_matmul(&ctx, ty, &data, 5, 36, 1, 12);
+    }
+    assert!(ctx.set_matvec_shape(MatvecShape { lanes: 48, rows: 2 }).is_err());
+    assert!(ctx.set_matvec_shape(MatvecShape { lanes: 64, rows: 5 }).is_err());
 }
 
 #[test]

@@ -57,6 +57,31 @@ pub(crate) struct Inner {
     pub profile: Mutex<super::profile::Profile>,
     /// A small read-only buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
+    /// The shape of the real-GPU matvec kernels (`matvec.wgsl`).
+    pub matvec: Mutex<MatvecShape>,
+}
+
+/// Lanes per workgroup and rows per workgroup of the real-GPU matvec
+/// kernels, set as pipeline constants (`WG`, `NR` of `matvec.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatvecShape {
+    /// Lanes per workgroup: a power of two in 4..=256.
+    pub lanes: u32,
+    /// Rows per workgroup: 1..=4.
+    pub rows: u32,
+}
+
+impl MatvecShape {
+    /// The default for an adapter: one subgroup per workgroup where the
+    /// subgroup size is fixed and 16..=128 lanes (32 on NVIDIA, 64 on older
+    /// AMD), else 64 lanes; 2 rows, as ggml-vulkan's mul_mat_vec uses on
+    /// most devices (more rows per workgroup reuse each activation more but
+    /// leave fewer workgroups for small matrices).
+    fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        let (lo, hi) = (info.subgroup_min_size, info.subgroup_max_size);
+        let lanes = if lo == hi && (16..=128).contains(&lo) && lo.is_power_of_two() { lo } else { 64 };
+        Self { lanes, rows: 2 }
+    }
 }
 
 /// A GPU device with its queue, compiled kernels and buffer pool.
@@ -250,9 +275,10 @@ impl GpuContext {
     fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
         let info = adapter.get_info();
         // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type.
+        // (`rows` and `subgroup` name the same two sets by their matvec kernels.)
         let cpu_device = match std::env::var("INFER_GPU_KERNELS").as_deref() {
-            Ok("cpu") => true,
-            Ok("gpu") => false,
+            Ok("cpu" | "rows") => true,
+            Ok("gpu" | "subgroup") => false,
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
         // `INFER_GPU_CHECKED=1` keeps wgpu's runtime bounds checks in the shaders.
@@ -285,8 +311,10 @@ impl GpuContext {
         let max_part = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let matvec = Mutex::new(MatvecShape::for_adapter(&info));
         Ok(Self {
             inner: Arc::new(Inner {
+                matvec,
                 dummy: device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("dummy"),
                     size: 16,
@@ -390,6 +418,31 @@ impl GpuContext {
             .store(bytes.clamp(4, cap), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The adapter's subgroup size when it is fixed (one size for every
+    /// kernel) and subgroups are in use.
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let i = &self.inner.info;
+        (self.uses_subgroups() && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
+    }
+
+    /// The shape of the real-GPU matvec kernels in use.
+    pub fn matvec_shape(&self) -> MatvecShape {
+        self.inner.matvec.lock().map(|s| *s).unwrap_or(MatvecShape { lanes: 64, rows: 2 })
+    }
+
+    /// Sets the shape of the real-GPU matvec kernels (tests and tuning);
+    /// compiled matvec kernels are dropped so the next use rebuilds them.
+    pub fn set_matvec_shape(&self, shape: MatvecShape) -> Result<(), KernelError> {
+        if !(4..=256).contains(&shape.lanes) || !shape.lanes.is_power_of_two() || !(1..=4).contains(&shape.rows) {
+            return Err(KernelError::Gpu(format!(
+                "matvec shape {shape:?}: lanes must be a power of two in 4..=256, rows in 1..=4"
+            )));
+        }
+        *self.inner.matvec.lock().map_err(|_| KernelError::Gpu("matvec shape lock poisoned".into()))? = shape;
+        self.lock_pipelines()?.retain(|(k, _), _| !matches!(k, Kernel::Matvec(..)));
+        Ok(())
+    }
+
     pub(crate) fn max_part_bytes(&self) -> u64 {
         self.inner
             .max_part_bytes
@@ -431,6 +484,17 @@ impl GpuContext {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let shape = self.matvec_shape();
+        let info = &self.inner.info;
+        let one_subgroup = variant.subgroup
+            && info.subgroup_min_size == info.subgroup_max_size
+            && info.subgroup_min_size == shape.lanes;
+        let shape_constants = [
+            ("WG", shape.lanes as f64),
+            ("NR", shape.rows as f64),
+            ("ONE_SUBGROUP", if one_subgroup { 1.0 } else { 0.0 }),
+        ];
+        let constants: &[(&str, f64)] = if spec.matvec_shape { &shape_constants } else { &[] };
         let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(spec.label),
             layout: Some(&pl),
@@ -439,6 +503,7 @@ impl GpuContext {
             // Every kernel writes its workgroup memory before reading it.
             compilation_options: wgpu::PipelineCompilationOptions {
                 zero_initialize_workgroup_memory: false,
+                constants,
                 ..Default::default()
             },
             cache: None,

@@ -130,6 +130,7 @@ impl GpuStep {
         let row_bytes = w.cols as u64 * 4;
         // The CPU-device kernels read x in uniform windows of whole tokens.
         let per_window = if ux { (UNIFORM_WINDOW / row_bytes) as usize } else { n_tokens.max(1) };
+        let matvec_rows = self.ctx.matvec_shape().rows as usize;
         let mut t0 = 0;
         while t0 < n_tokens {
             let nt = per_window.min(n_tokens - t0);
@@ -153,7 +154,7 @@ impl GpuStep {
                 let (kernel, groups) = match (ux, n_tokens == 1) {
                     (true, true) => (Kernel::MatvecRows(w.ty, epi), self.groups_2d((rows as usize).div_ceil(64))?),
                     (true, false) => (Kernel::MatmulRows(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1]),
-                    (false, true) => (Kernel::Matvec(w.ty, epi), self.groups_2d(rows as usize)?),
+                    (false, true) => (Kernel::Matvec(w.ty, epi), self.groups_2d((rows as usize).div_ceil(matvec_rows))?),
                     (false, false) => (Kernel::Matmul(w.ty, epi), [rows.div_ceil(32), u32_of(OP, nt.div_ceil(32))?, 1]),
                 };
                 // Bindings 1..=3, then the split outputs and the bias where used.

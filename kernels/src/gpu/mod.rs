@@ -58,7 +58,7 @@ mod shaders;
 mod submit;
 mod weights;
 
-pub use context::{AdapterSummary, GpuContext};
+pub use context::{AdapterSummary, GpuContext, MatvecShape};
 pub use mat::MatOut;
 pub use ops::{AttnShape, GpuKvCache, RopeShape};
 pub use shaders::GateAct;

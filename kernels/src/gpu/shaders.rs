@@ -146,6 +146,9 @@ pub(crate) struct KernelSpec {
     pub uses_f16: bool,
     /// Names the `#ifdef`s of the sources see as defined (beside the variant's).
     pub defines: Vec<&'static str>,
+    /// Whether the kernel takes the matvec shape constants (`WG`, `NR`,
+    /// `ONE_SUBGROUP` of `matvec.wgsl`), chosen per adapter.
+    pub matvec_shape: bool,
 }
 
 const REDUCE: &str = include_str!("../wgsl/reduce.wgsl");
@@ -203,6 +206,28 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
     }
 }
 
+/// The unit snippets of `matvec.wgsl` for a weight type (`UQ`,
+/// `unit_quad`, `unit_dot`): a kernel of its own for the common types, the
+/// generic one over `dq4` for the rest.
+fn matvec_unit_source(ty: QuantType) -> Vec<&'static str> {
+    const CONTIG: &str = include_str!("../wgsl/matvec_contig.wgsl");
+    const Q32: &str = include_str!("../wgsl/matvec_q32.wgsl");
+    const K4: &str = include_str!("../wgsl/matvec_k4.wgsl");
+    const Q5: &str = include_str!("../wgsl/matvec_q5.wgsl");
+    match ty {
+        QuantType::F16 => vec![CONTIG, include_str!("../wgsl/matvec_f16.wgsl")],
+        QuantType::Q8_0 => vec![CONTIG, include_str!("../wgsl/matvec_q8_0.wgsl")],
+        QuantType::Q4_0 => vec![Q32, include_str!("../wgsl/matvec_q4_0.wgsl")],
+        QuantType::Q4_1 => vec![Q32, include_str!("../wgsl/matvec_q4_1.wgsl")],
+        QuantType::Q5_0 | QuantType::Q5_1 => vec![Q32, Q5],
+        QuantType::IQ4_NL => vec![Q32, include_str!("../wgsl/matvec_iq4_nl.wgsl")],
+        QuantType::Q4K => vec![K4, include_str!("../wgsl/matvec_q4_k.wgsl")],
+        QuantType::Q5K => vec![K4, include_str!("../wgsl/matvec_q5_k.wgsl")],
+        QuantType::Q6K => vec![include_str!("../wgsl/matvec_q6_k.wgsl")],
+        _ => vec![CONTIG, include_str!("../wgsl/matvec_generic.wgsl")],
+    }
+}
+
 /// The dequantization snippet of a weight type, or `None` if the GPU path
 /// does not handle that type.
 pub(crate) fn quant_source(ty: QuantType) -> Option<&'static str> {
@@ -238,6 +263,7 @@ impl Kernel {
             uses_subgroup,
             uses_f16,
             defines: Vec::new(),
+            matvec_shape: false,
         };
         let mat = |label, parts, ux, uses_subgroup, e: Epilogue| KernelSpec {
             defines: e.defines(),
@@ -251,7 +277,14 @@ impl Kernel {
             }
         };
         Ok(match self {
-            Kernel::Matvec(ty, e) => mat("matvec", vec![MATVEC, MAT_OUT, QUANT, quant(ty)?, REDUCE], false, true, e),
+            Kernel::Matvec(ty, e) => {
+                let mut k = mat("matvec", [vec![MATVEC, MAT_OUT, QUANT, quant(ty)?], matvec_unit_source(ty)].concat(), false, true, e);
+                k.matvec_shape = true;
+                if ty == QuantType::Q5_1 {
+                    k.defines.push("Q5_1");
+                }
+                k
+            }
             Kernel::MatvecRows(ty, e) => mat(
                 "matvec_rows",
                 [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
@@ -405,6 +438,7 @@ mod tests {
             uses_subgroup: true,
             uses_f16: true,
             defines: Vec::new(),
+            matvec_shape: false,
         };
         let sg = assemble(
             &spec,

@@ -71,6 +71,12 @@ pub const TYPES: [QuantType; 15] = [
     QuantType::Q6K,
 ];
 
+/// One weight type per matvec unit family (float, 32-weight nibble blocks,
+/// 8-bit blocks, Q4_K/Q5_K units, Q6_K units, the generic dq4 units): the
+/// epilogues are the same code for every type, so their tests take these.
+pub const EPILOGUE_TYPES: [QuantType; 6] =
+    [QuantType::F16, QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4K, QuantType::Q6K, QuantType::Q3K];
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

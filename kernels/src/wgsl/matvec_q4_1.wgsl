@@ -1,0 +1,12 @@
+// unit_dot of matvec.wgsl for Q4_1: sum (d*q + m)*x = d*sum q*x + m*sum x.
+fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
+    let blk = row * (p.cols / 32u) + u / 2u;
+    let b = blk * 4u + 2u * (u % 2u);
+    let n = unit_nibbles(w[b], w[b + 1u]);
+    let dm = unpack2x16float(w[p.scale_off + blk]);
+    var s = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        s += dot(vec4<f32>(unpack4xU8(n[i])), (*xr)[i]);
+    }
+    return s * dm.x + xsum(xr) * dm.y;
+}
