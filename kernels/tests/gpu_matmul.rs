@@ -4,7 +4,8 @@
 mod gpu_util;
 
 use gpu_util::{all, assert_close, fast, rand_f32, rand_tensor, rng, TYPES};
-use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
+use bytemuck::Zeroable;
+use infer_kernels::cpu::{get_row, matmul_ref, quantize_q8_act, BlockQ8Act, QMatrix};
 use infer_kernels::gpu::{GpuContext, GpuWeight, MatvecShape};
 use infer_kernels::QuantType;
 
@@ -93,6 +94,39 @@ fn gpu_matvec_shapes_match_reference_with_and_without_subgroups() {
     }
     assert!(ctx.set_matvec_shape(MatvecShape { lanes: 48, rows: 2 }).is_err());
     assert!(ctx.set_matvec_shape(MatvecShape { lanes: 64, rows: 5 }).is_err());
+}
+
+/// The integer-dot matvec against `matmul_ref` on the activations as
+/// `cpu::quantize_q8_act` rounds them: summation order, and a rare
+/// quantized activation one step apart where GPU division rounds otherwise.
+const INT_DOT_REL_TOL: f32 = 1e-3;
+
+#[test]
+fn gpu_int_dot_matvec_matches_reference_on_quantized_activations() {
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_cpu_device_kernels(false);
+    ctx.set_int_dot(true);
+    assert!(ctx.uses_int_dot(), "WGSL packed_4x8_integer_dot_product is missing");
+    let (rows, cols) = (70, 512);
+    let x = rand_f32(&mut rng(13), cols, 1.0);
+    let mut blocks = vec![BlockQ8Act::zeroed(); cols / 32];
+    quantize_q8_act(&x, &mut blocks);
+    let xq: Vec<f32> = blocks.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
+    for portable in [false, true] {
+        ctx.set_portable(portable);
+        for ty in [QuantType::Q4_0, QuantType::Q8_0] {
+            let data = rand_tensor(&mut rng(600), ty, rows, cols);
+            let mut want = vec![0.0; rows];
+            matmul_ref(&QMatrix::new(ty, &data, rows, cols).unwrap(), &xq, 1, &mut want).unwrap();
+            let w = GpuWeight::upload(&ctx, ty, &data, rows, cols).unwrap();
+            let (xb, out) = (ctx.upload_f32(&x).unwrap(), ctx.buffer(rows).unwrap());
+            let mut step = ctx.step();
+            step.matmul(&w, &xb, 1, &out).unwrap();
+            step.read(&out);
+            let got = step.submit().unwrap()[0].f32();
+            assert_close(&format!("int-dot {ty} portable={portable}"), &got, &want, INT_DOT_REL_TOL);
+        }
+    }
 }
 
 #[test]

@@ -59,6 +59,13 @@ pub(crate) struct Inner {
     pub dummy: wgpu::Buffer,
     /// The shape of the real-GPU matvec kernels (`matvec.wgsl`).
     pub matvec: Mutex<MatvecShape>,
+    /// Whether WGSL's packed_4x8_integer_dot_product is available (wgpu
+    /// lowers dot4I8Packed to the device's integer dot product where it has
+    /// one, to shifts and multiplies elsewhere).
+    pub has_int_dot: bool,
+    /// Whether the real-GPU matvec runs Q4_0/Q8_0 on int8 activations
+    /// (`INFER_GPU_INT_DOT=1`, or [`GpuContext::set_int_dot`]).
+    pub int_dot: std::sync::atomic::AtomicBool,
 }
 
 /// Lanes per workgroup and rows per workgroup of the real-GPU matvec
@@ -137,6 +144,7 @@ impl std::fmt::Display for AdapterSummary {
 /// best one passing the name filter.
 struct Found {
     backends: wgpu::Backends,
+    int_dot: bool,
     name_filter: Option<String>,
     adapters: Vec<wgpu::Adapter>,
     summaries: Vec<AdapterSummary>,
@@ -184,8 +192,12 @@ fn find_adapters() -> Result<Found, KernelError> {
         })
         .min_by_key(|(_, a)| adapter_rank(a.get_info().device_type))
         .map(|(i, _)| i);
+    let int_dot = instance
+        .wgsl_language_features()
+        .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
     Ok(Found {
         backends,
+        int_dot,
         name_filter,
         adapters,
         summaries,
@@ -212,6 +224,7 @@ impl GpuContext {
     pub fn new() -> Result<Self, KernelError> {
         let found = find_adapters()?;
         let name_filter = found.name_filter.clone();
+        let int_dot = found.int_dot;
         let (backends, seen) = (
             found.backends,
             found
@@ -232,7 +245,7 @@ impl GpuContext {
                 seen.join(", ")
             ))
             })?;
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, int_dot)
     }
 
     /// Every adapter wgpu finds for the backends `INFER_GPU_BACKEND` allows,
@@ -272,9 +285,9 @@ impl GpuContext {
         Ok(2.0 * (len * 4 * reps) as f64 / secs[2] / 1e9)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
+    fn from_adapter(adapter: wgpu::Adapter, has_int_dot: bool) -> Result<Self, KernelError> {
         let info = adapter.get_info();
-        // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type.
+        // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type
         // (`rows` and `subgroup` name the same two sets by their matvec kernels.)
         let cpu_device = match std::env::var("INFER_GPU_KERNELS").as_deref() {
             Ok("cpu" | "rows") => true,
@@ -312,9 +325,12 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let matvec = Mutex::new(MatvecShape::for_adapter(&info));
+        let int_dot = std::env::var("INFER_GPU_INT_DOT").is_ok_and(|v| v == "1").into();
         Ok(Self {
             inner: Arc::new(Inner {
                 matvec,
+                has_int_dot,
+                int_dot,
                 dummy: device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("dummy"),
                     size: 16,
@@ -425,6 +441,19 @@ impl GpuContext {
         (self.uses_subgroups() && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
     }
 
+    /// Runs Q4_0 and Q8_0 products of the real-GPU matvec on int8-quantized
+    /// activations (dot4I8Packed) when `on` and WGSL offers it; the f32
+    /// kernels otherwise. Off by default: the activations are quantized by a
+    /// dispatch of their own before each product.
+    pub fn set_int_dot(&self, on: bool) {
+        self.inner.int_dot.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the integer-dot matvec is in use.
+    pub fn uses_int_dot(&self) -> bool {
+        self.inner.has_int_dot && self.inner.int_dot.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The shape of the real-GPU matvec kernels in use.
     pub fn matvec_shape(&self) -> MatvecShape {
         self.inner.matvec.lock().map(|s| *s).unwrap_or(MatvecShape { lanes: 64, rows: 2 })
@@ -439,7 +468,7 @@ impl GpuContext {
             )));
         }
         *self.inner.matvec.lock().map_err(|_| KernelError::Gpu("matvec shape lock poisoned".into()))? = shape;
-        self.lock_pipelines()?.retain(|(k, _), _| !matches!(k, Kernel::Matvec(..)));
+        self.lock_pipelines()?.retain(|(k, _), _| !matches!(k, Kernel::Matvec(..) | Kernel::MatvecI8(..)));
         Ok(())
     }
 

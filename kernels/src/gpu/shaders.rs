@@ -91,6 +91,10 @@ impl Epilogue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Matvec(QuantType, Epilogue),
+    /// Matvec on int8-quantized activations (Q4_0, Q8_0 weights).
+    MatvecI8(QuantType, Epilogue),
+    /// f32 activations to int8 blocks of 32 for [`Kernel::MatvecI8`].
+    QuantizeQ8,
     /// Matvec with one row per thread, for CPU-emulated devices.
     MatvecRows(QuantType, Epilogue),
     Matmul(QuantType, Epilogue),
@@ -158,6 +162,7 @@ const MATVEC: &str = include_str!("../wgsl/matvec.wgsl");
 const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
+const QUANTIZE_Q8: &str = include_str!("../wgsl/quantize_q8.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
 const ROPE: &str = include_str!("../wgsl/rope.wgsl");
@@ -228,6 +233,11 @@ fn matvec_unit_source(ty: QuantType) -> Vec<&'static str> {
     }
 }
 
+/// Whether the integer-dot matvec ([`Kernel::MatvecI8`]) takes weights of `ty`.
+pub(crate) fn int_dot_supports(ty: QuantType) -> bool {
+    matches!(ty, QuantType::Q4_0 | QuantType::Q8_0)
+}
+
 /// The dequantization snippet of a weight type, or `None` if the GPU path
 /// does not handle that type.
 pub(crate) fn quant_source(ty: QuantType) -> Option<&'static str> {
@@ -277,14 +287,23 @@ impl Kernel {
             }
         };
         Ok(match self {
-            Kernel::Matvec(ty, e) => {
-                let mut k = mat("matvec", [vec![MATVEC, MAT_OUT, QUANT, quant(ty)?], matvec_unit_source(ty)].concat(), false, true, e);
+            Kernel::Matvec(ty, e) | Kernel::MatvecI8(ty, e) => {
+                let int_dot = matches!(self, Kernel::MatvecI8(..));
+                if int_dot && !int_dot_supports(ty) {
+                    return Err(KernelError::Unsupported(ty, "the GPU integer-dot kernels"));
+                }
+                let label = if int_dot { "matvec_i8" } else { "matvec" };
+                let mut k = mat(label, [vec![MATVEC, MAT_OUT, QUANT, quant(ty)?], matvec_unit_source(ty)].concat(), false, true, e);
                 k.matvec_shape = true;
                 if ty == QuantType::Q5_1 {
                     k.defines.push("Q5_1");
                 }
+                if int_dot {
+                    k.defines.push("INT_DOT");
+                }
                 k
             }
+            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8], "main", B_TWO, false, false),
             Kernel::MatvecRows(ty, e) => mat(
                 "matvec_rows",
                 [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),

@@ -11,6 +11,9 @@
 // unit of each of the NR rows (whole words, both nibbles, scales once per
 // unit). The NR sums are reduced by subgroupAdd (SUBGROUP) then across
 // subgroups through workgroup memory, or by a workgroup-memory tree.
+// INT_DOT (Q4_0, Q8_0): x comes as int8 blocks and unit_dot_i8() dots them
+// with the weights' integers by dot4I8Packed (4 products per instruction
+// where the device has integer dot products), scaled once per unit.
 // Workgroups run along x, then y (a dispatch dimension is capped at 65535).
 override WG: u32 = 64u;
 override NR: u32 = 2u;
@@ -23,7 +26,13 @@ const SLOTS: u32 = 2u * MAX_NR;
 const SLOTS: u32 = MAX_NR;
 #endif
 
+#ifdef INT_DOT
+// Activations as int8 blocks of 32 (quantize_q8.wgsl): one word per quad,
+// then one f32 scale per block.
+@group(0) @binding(2) var<storage, read> xq: array<u32>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
 
 var<workgroup> part: array<f32, 2048>;
 
@@ -55,6 +64,21 @@ fn main(
     let nu = nq / UQ;
     for (var t = 0u; t < p.n_tokens; t++) {
         var acc: array<f32, SLOTS>;
+#ifdef INT_DOT
+        // A unit lies within one block of 32 (Q4_0, Q8_0).
+        for (var u = lid; u < nu; u += WG) {
+            var xr: array<u32, UQ>;
+            for (var i = 0u; i < UQ; i++) {
+                xr[i] = xq[t * nq + unit_quad(u, i)];
+            }
+            let dx = bitcast<f32>(xq[p.n_tokens * nq + (t * nq + unit_quad(u, 0u)) / 8u]);
+            for (var s = 0u; s < ns; s++) {
+                if s % NR < nr {
+                    acc[s] += unit_dot_i8(slot_row(r0, s), u, &xr) * dx;
+                }
+            }
+        }
+#else
         for (var u = lid; u < nu; u += WG) {
             var xr: array<vec4<f32>, UQ>;
             for (var i = 0u; i < UQ; i++) {
@@ -69,13 +93,14 @@ fn main(
         // F32/F16 rows need only be multiples of 4 long: the quads past the
         // last whole unit, one at a time.
         for (var q = nu * UQ + lid; q < nq; q += WG) {
-            let xq = x[t * nq + q];
+            let xv = x[t * nq + q];
             for (var s = 0u; s < ns; s++) {
                 if s % NR < nr {
-                    acc[s] += dot(dq4(slot_row(r0, s), q), xq);
+                    acc[s] += dot(dq4(slot_row(r0, s), q), xv);
                 }
             }
         }
+#endif
         // Sum slot s over the workgroup into part[s] (read after a barrier).
 #ifdef SUBGROUP
         for (var s = 0u; s < ns; s++) {

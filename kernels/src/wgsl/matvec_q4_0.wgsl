@@ -9,3 +9,20 @@ fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
     }
     return (s - 8.0 * xsum(xr)) * scale_half(blk);
 }
+
+#ifdef INT_DOT
+// The unit's integer dot with int8 activations, times the weight scale:
+// d*(sum q*qx - 8*sum qx) (the caller multiplies by the activation scale).
+fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
+    let blk = row * (p.cols / 32u) + u / 2u;
+    let b = blk * 4u + 2u * (u % 2u);
+    let n = unit_nibbles(w[b], w[b + 1u]);
+    var s = 0;
+    var xs = 0;
+    for (var i = 0u; i < 4u; i++) {
+        s += dot4I8Packed(n[i], (*xr)[i]);
+        xs += dot4I8Packed(0x01010101u, (*xr)[i]);
+    }
+    return f32(s - 8 * xs) * scale_half(blk);
+}
+#endif
