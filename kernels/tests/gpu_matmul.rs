@@ -130,7 +130,7 @@ fn gpu_int_dot_matvec_matches_reference_on_quantized_activations() {
     let xq: Vec<f32> = blocks.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
     for portable in [false, true] {
         ctx.set_portable(portable);
-        for ty in [QuantType::Q4_0, QuantType::Q8_0] {
+        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0] {
             let data = rand_tensor(&mut rng(600), ty, rows, cols);
             let mut want = vec![0.0; rows];
             matmul_ref(&QMatrix::new(ty, &data, rows, cols).unwrap(), &xq, 1, &mut want).unwrap();

@@ -63,7 +63,7 @@ pub(crate) struct Inner {
     /// lowers dot4I8Packed to the device's integer dot product where it has
     /// one, to shifts and multiplies elsewhere).
     pub has_int_dot: bool,
-    /// Whether the real-GPU matvec runs Q4_0/Q8_0 on int8 activations
+    /// Whether the real-GPU matvec runs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on int8 activations
     /// (`INFER_GPU_INT_DOT=1`, or [`GpuContext::set_int_dot`]).
     pub int_dot: std::sync::atomic::AtomicBool,
 }
@@ -441,9 +441,9 @@ impl GpuContext {
         (self.uses_subgroups() && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
     }
 
-    /// Runs Q4_0 and Q8_0 products of the real-GPU matvec on int8-quantized
-    /// activations (dot4I8Packed) when `on` and WGSL offers it; the f32
-    /// kernels otherwise. Off by default: the activations are quantized by a
+    /// Runs Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products of the real-GPU matvec
+    /// on int8-quantized activations (dot4I8Packed) when `on` and WGSL
+    /// offers it; the f32 kernels otherwise. Off by default: the activations are quantized by a
     /// dispatch of their own before each product.
     pub fn set_int_dot(&self, on: bool) {
         self.inner.int_dot.store(on, std::sync::atomic::Ordering::Relaxed);

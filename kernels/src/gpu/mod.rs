@@ -14,7 +14,8 @@
 //!   set). On other adapters the decode matvec runs a few rows per
 //!   workgroup of one subgroup ([`MatvecShape`], pipeline constants chosen
 //!   per adapter), and with [`GpuContext::set_int_dot`] (env
-//!   `INFER_GPU_INT_DOT=1`) Q4_0/Q8_0 products on int8 activations.
+//!   `INFER_GPU_INT_DOT=1`) Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products on int8
+//!   activations.
 //! - [`GpuWeight`] is a weight uploaded once, still quantized (F32, F16,
 //!   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K … Q6_K, IQ4_XS), split
 //!   by rows over several buffers when larger than the max storage binding.

@@ -91,7 +91,7 @@ impl Epilogue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Matvec(QuantType, Epilogue),
-    /// Matvec on int8-quantized activations (Q4_0, Q8_0 weights).
+    /// Matvec on int8-quantized activations (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights).
     MatvecI8(QuantType, Epilogue),
     /// f32 activations to int8 blocks of 32 for [`Kernel::MatvecI8`].
     QuantizeQ8,
@@ -235,7 +235,7 @@ fn matvec_unit_source(ty: QuantType) -> Vec<&'static str> {
 
 /// Whether the integer-dot matvec ([`Kernel::MatvecI8`]) takes weights of `ty`.
 pub(crate) fn int_dot_supports(ty: QuantType) -> bool {
-    matches!(ty, QuantType::Q4_0 | QuantType::Q8_0)
+    matches!(ty, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0)
 }
 
 /// The dequantization snippet of a weight type, or `None` if the GPU path

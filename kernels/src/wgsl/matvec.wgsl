@@ -11,7 +11,7 @@
 // unit of each of the NR rows (whole words, both nibbles, scales once per
 // unit). The NR sums are reduced by subgroupAdd (SUBGROUP) then across
 // subgroups through workgroup memory, or by a workgroup-memory tree.
-// INT_DOT (Q4_0, Q8_0): x comes as int8 blocks and unit_dot_i8() dots them
+// INT_DOT (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): x comes as int8 blocks and unit_dot_i8() dots them
 // with the weights' integers by dot4I8Packed (4 products per instruction
 // where the device has integer dot products), scaled once per unit.
 // Workgroups run along x, then y (a dispatch dimension is capped at 65535).
@@ -65,7 +65,7 @@ fn main(
     for (var t = 0u; t < p.n_tokens; t++) {
         var acc: array<f32, SLOTS>;
 #ifdef INT_DOT
-        // A unit lies within one block of 32 (Q4_0, Q8_0).
+        // A unit lies within one block of 32.
         for (var u = lid; u < nu; u += WG) {
             var xr: array<u32, UQ>;
             for (var i = 0u; i < UQ; i++) {

@@ -16,3 +16,14 @@ fn unit_nibbles(w0: u32, w1: u32) -> array<u32, 4> {
 fn xsum(xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
     return dot((*xr)[0] + (*xr)[1] + (*xr)[2] + (*xr)[3], vec4<f32>(1.0));
 }
+
+#ifdef INT_DOT
+// The sum of the unit's int8 activations.
+fn xsum_i8(xr: ptr<function, array<u32, UQ>>) -> i32 {
+    var xs = 0;
+    for (var i = 0u; i < 4u; i++) {
+        xs += dot4I8Packed(0x01010101u, (*xr)[i]);
+    }
+    return xs;
+}
+#endif

@@ -18,11 +18,9 @@ fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
     let b = blk * 4u + 2u * (u % 2u);
     let n = unit_nibbles(w[b], w[b + 1u]);
     var s = 0;
-    var xs = 0;
     for (var i = 0u; i < 4u; i++) {
         s += dot4I8Packed(n[i], (*xr)[i]);
-        xs += dot4I8Packed(0x01010101u, (*xr)[i]);
     }
-    return f32(s - 8 * xs) * scale_half(blk);
+    return f32(s - 8 * xsum_i8(xr)) * scale_half(blk);
 }
 #endif

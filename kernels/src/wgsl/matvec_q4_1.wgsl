@@ -10,3 +10,19 @@ fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
     }
     return s * dm.x + xsum(xr) * dm.y;
 }
+
+#ifdef INT_DOT
+// The unit's integer dot with int8 activations: d*sum q*qx + m*sum qx (the
+// caller multiplies by the activation scale).
+fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
+    let blk = row * (p.cols / 32u) + u / 2u;
+    let b = blk * 4u + 2u * (u % 2u);
+    let n = unit_nibbles(w[b], w[b + 1u]);
+    let dm = unpack2x16float(w[p.scale_off + blk]);
+    var s = 0;
+    for (var i = 0u; i < 4u; i++) {
+        s += dot4I8Packed(n[i], (*xr)[i]);
+    }
+    return f32(s) * dm.x + f32(xsum_i8(xr)) * dm.y;
+}
+#endif
