@@ -1,7 +1,7 @@
 // unit_dot of matvec.wgsl for IQ4_NL: nibbles as Q4_0 through the table
 // (quant_iq4_table.wgsl), w = d*table[q].
 fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
+    let blk = unit_block(row, u);
     let b = blk * 4u + 2u * (u % 2u);
     let w0 = w[b];
     let w1 = w[b + 1u];

@@ -13,6 +13,17 @@ fn unit_nibbles(w0: u32, w1: u32) -> array<u32, 4> {
     return array<u32, 4>(w0 & 0x0F0F0F0Fu, w1 & 0x0F0F0F0Fu, (w0 >> 4u) & 0x0F0F0F0Fu, (w1 >> 4u) & 0x0F0F0F0Fu);
 }
 
+// The block of unit u of `row`; the unit's nibbles for Q4_0 and Q4_1 (4 qs
+// words a block).
+fn unit_block(row: u32, u: u32) -> u32 {
+    return row * (p.cols / 32u) + u / 2u;
+}
+
+fn q4_unit(row: u32, u: u32) -> array<u32, 4> {
+    let b = unit_block(row, u) * 4u + 2u * (u % 2u);
+    return unit_nibbles(w[b], w[b + 1u]);
+}
+
 fn xsum(xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
     return dot((*xr)[0] + (*xr)[1] + (*xr)[2] + (*xr)[3], vec4<f32>(1.0));
 }

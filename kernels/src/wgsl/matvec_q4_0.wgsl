@@ -1,8 +1,7 @@
 // unit_dot of matvec.wgsl for Q4_0: sum d*(q-8)*x = d*(sum q*x - 8*sum x).
 fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
-    let b = blk * 4u + 2u * (u % 2u);
-    let n = unit_nibbles(w[b], w[b + 1u]);
+    let blk = unit_block(row, u);
+    let n = q4_unit(row, u);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
         s += dot(vec4<f32>(unpack4xU8(n[i])), (*xr)[i]);
@@ -14,9 +13,8 @@ fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
 // The unit's integer dot with int8 activations, times the weight scale:
 // d*(sum q*qx - 8*sum qx) (the caller multiplies by the activation scale).
 fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
-    let b = blk * 4u + 2u * (u % 2u);
-    let n = unit_nibbles(w[b], w[b + 1u]);
+    let blk = unit_block(row, u);
+    let n = q4_unit(row, u);
     var s = 0;
     for (var i = 0u; i < 4u; i++) {
         s += dot4I8Packed(n[i], (*xr)[i]);

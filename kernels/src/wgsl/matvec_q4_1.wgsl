@@ -1,8 +1,7 @@
 // unit_dot of matvec.wgsl for Q4_1: sum (d*q + m)*x = d*sum q*x + m*sum x.
 fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
-    let b = blk * 4u + 2u * (u % 2u);
-    let n = unit_nibbles(w[b], w[b + 1u]);
+    let blk = unit_block(row, u);
+    let n = q4_unit(row, u);
     let dm = unpack2x16float(w[p.scale_off + blk]);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
@@ -15,9 +14,8 @@ fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
 // The unit's integer dot with int8 activations: d*sum q*qx + m*sum qx (the
 // caller multiplies by the activation scale).
 fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
-    let b = blk * 4u + 2u * (u % 2u);
-    let n = unit_nibbles(w[b], w[b + 1u]);
+    let blk = unit_block(row, u);
+    let n = q4_unit(row, u);
     let dm = unpack2x16float(w[p.scale_off + blk]);
     var s = 0;
     for (var i = 0u; i < 4u; i++) {

@@ -3,7 +3,7 @@
 // bit e for weight e of the block.
 // The unit's 4 quads of 5-bit values, 4 bytes a word, in unit_quad() order.
 fn q5_unit(row: u32, u: u32) -> array<u32, 4> {
-    let blk = row * (p.cols / 32u) + u / 2u;
+    let blk = unit_block(row, u);
     let h = u % 2u;
     let b = blk * 5u + 1u + 2u * h;
     let qh = w[blk * 5u];
@@ -15,7 +15,7 @@ fn q5_unit(row: u32, u: u32) -> array<u32, 4> {
 }
 
 fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
+    let blk = unit_block(row, u);
     let n = q5_unit(row, u);
     var s = 0.0;
     for (var i = 0u; i < 4u; i++) {
@@ -33,7 +33,7 @@ fn unit_dot(row: u32, u: u32, xr: ptr<function, array<vec4<f32>, UQ>>) -> f32 {
 // The unit's integer dot with int8 activations, as unit_dot() (the caller
 // multiplies by the activation scale).
 fn unit_dot_i8(row: u32, u: u32, xr: ptr<function, array<u32, UQ>>) -> f32 {
-    let blk = row * (p.cols / 32u) + u / 2u;
+    let blk = unit_block(row, u);
     let n = q5_unit(row, u);
     var s = 0;
     for (var i = 0u; i < 4u; i++) {
