@@ -243,7 +243,7 @@ const MAX_TIMED_DISPATCHES: usize = 2048;
 /// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
 fn weight_bytes(kernel: Kernel, buffers: &Bounds) -> u64 {
     match kernel {
-        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulRows(..) => {
+        Kernel::Matvec(..) | Kernel::MatvecI8(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulRows(..) => {
             buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
                 b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
             })
