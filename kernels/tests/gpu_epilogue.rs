@@ -4,7 +4,7 @@
 
 mod gpu_util;
 
-use gpu_util::{all, assert_close, fast, other_kernels, rand_f32, rand_tensor, rng, TYPES};
+use gpu_util::{all, assert_close, fast, other_kernels, rand_f32, rand_tensor, rng, EPILOGUE_TYPES};
 use infer_kernels::cpu::{matmul_ref, QMatrix};
 use infer_kernels::gpu::{GateAct, GpuContext, GpuWeight, MatOut};
 use infer_kernels::ops::{geglu_ref, swiglu_ref};
@@ -66,7 +66,7 @@ fn check_split_bias_acc(ctx: &GpuContext, ty: QuantType, n_tokens: usize, seed: 
 
 #[test]
 fn gpu_split_bias_and_residual_epilogues_match_reference() {
-    for (i, ty) in TYPES.into_iter().enumerate() {
+    for (i, ty) in EPILOGUE_TYPES.into_iter().enumerate() {
         for ctx in all() {
             check_split_bias_acc(ctx, ty, 1, 10 * i as u64);
         }
@@ -80,7 +80,7 @@ fn gpu_split_bias_and_residual_epilogues_match_reference() {
 #[test]
 fn gpu_gated_epilogue_matches_matmul_then_gate() {
     let (ffn, cols) = (70, 256);
-    for (i, ty) in TYPES.into_iter().enumerate() {
+    for (i, ty) in EPILOGUE_TYPES.into_iter().enumerate() {
         let data = rand_tensor(&mut rng(500 + i as u64), ty, 2 * ffn, cols);
         let x = rand_f32(&mut rng(600 + i as u64), cols, 1.0);
         let both = reference(ty, &data, 2 * ffn, cols, &x, 1);

@@ -3,9 +3,10 @@
 
 mod gpu_util;
 
+use bytemuck::Zeroable;
 use gpu_util::{all, assert_close, fast, gpu_kernels, rand_f32, rand_tensor, rng, TYPES};
-use infer_kernels::cpu::{get_row, matmul_ref, QMatrix};
-use infer_kernels::gpu::{GpuContext, GpuWeight};
+use infer_kernels::cpu::{get_row, matmul_ref, quantize_q8_act, BlockQ8Act, QMatrix};
+use infer_kernels::gpu::{GpuContext, GpuWeight, MatvecShape};
 use infer_kernels::QuantType;
 
 /// Max |gpu - cpu| relative to the largest output: summation order only.
@@ -120,6 +121,83 @@ fn gpu_matvec_and_matmul_match_reference_for_every_type() {
             for n_tokens in [2, 37] {
                 check_matmul(ctx, ty, &data, rows, cols, n_tokens, 8);
             }
+        }
+    }
+}
+
+/// The types with a matvec unit kernel of their own, and Q3_K for those
+/// through the generic one (the same code for F32, BF16, Q2_K, IQ4_XS).
+const MATVEC_UNIT_TYPES: [QuantType; 11] = [
+    QuantType::F16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::IQ4_NL,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+    QuantType::Q3K,
+];
+
+#[test]
+fn gpu_matvec_shapes_match_reference_with_and_without_subgroups() {
+    // A context of its own on the real-GPU kernels: the shape is per context.
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_cpu_device_kernels(false);
+    // 70 rows: a last workgroup with fewer rows than NR = 3 or 4.
+    let (rows, cols) = (70, 512);
+    // A workgroup of one subgroup where the adapter's size is fixed (else 32
+    // lanes), then the workgroup-memory reduction; the default shape (64
+    // lanes, several subgroups on lavapipe) runs in the test above.
+    let one_subgroup = ctx.fixed_subgroup_size().unwrap_or(32);
+    for (lanes, nr, portable) in [(one_subgroup, 3, false), (16, 4, true)] {
+        ctx.set_matvec_shape(MatvecShape { lanes, rows: nr }).unwrap();
+        ctx.set_portable(portable);
+        for (i, ty) in MATVEC_UNIT_TYPES.into_iter().enumerate() {
+            let data = rand_tensor(&mut rng(400 + i as u64), ty, rows, cols);
+            check_matmul(&ctx, ty, &data, rows, cols, 1, 11);
+        }
+    }
+    // Float rows of 36 values: two whole units of 16 and a last quad.
+    for ty in [QuantType::F32, QuantType::F16, QuantType::BF16] {
+        let data = rand_tensor(&mut rng(500), ty, 5, 36);
+        check_matmul(&ctx, ty, &data, 5, 36, 1, 12);
+    }
+    assert!(ctx.set_matvec_shape(MatvecShape { lanes: 48, rows: 2 }).is_err());
+    assert!(ctx.set_matvec_shape(MatvecShape { lanes: 64, rows: 5 }).is_err());
+}
+
+/// The integer-dot matvec against `matmul_ref` on the activations as
+/// `cpu::quantize_q8_act` rounds them: summation order, and a rare
+/// quantized activation one step apart where GPU division rounds otherwise.
+const INT_DOT_REL_TOL: f32 = 1e-3;
+
+#[test]
+fn gpu_int_dot_matvec_matches_reference_on_quantized_activations() {
+    let ctx = GpuContext::new().unwrap();
+    ctx.set_cpu_device_kernels(false);
+    ctx.set_int_dot(true);
+    assert!(ctx.uses_int_dot(), "WGSL packed_4x8_integer_dot_product is missing");
+    let (rows, cols) = (70, 512);
+    let x = rand_f32(&mut rng(13), cols, 1.0);
+    let mut blocks = vec![BlockQ8Act::zeroed(); cols / 32];
+    quantize_q8_act(&x, &mut blocks);
+    let xq: Vec<f32> = blocks.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
+    for portable in [false, true] {
+        ctx.set_portable(portable);
+        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0] {
+            let data = rand_tensor(&mut rng(600), ty, rows, cols);
+            let mut want = vec![0.0; rows];
+            matmul_ref(&QMatrix::new(ty, &data, rows, cols).unwrap(), &xq, 1, &mut want).unwrap();
+            let w = GpuWeight::upload(&ctx, ty, &data, rows, cols).unwrap();
+            let (xb, out) = (ctx.upload_f32(&x).unwrap(), ctx.buffer(rows).unwrap());
+            let mut step = ctx.step();
+            step.matmul(&w, &xb, 1, &out).unwrap();
+            step.read(&out);
+            let got = step.submit().unwrap()[0].f32();
+            assert_close(&format!("int-dot {ty} portable={portable}"), &got, &want, INT_DOT_REL_TOL);
         }
     }
 }

@@ -59,12 +59,8 @@ pub fn attention(b: &mut Active, c: &ModelConfig, l: usize, lw: &LayerWeights) -
     b.record(l, "attn_norm", Slot::Xn, dim)?;
     // q [n, q_dim], k and v [n, kv_dim] (views of a fused qkv where the file fuses them)
     let (wq, wk, wv) = (lw.req(Role::Wq)?, lw.req(Role::Wk)?, lw.req(Role::Wv)?);
-    b.matmul_multi(&[(wq, Slot::Q), (wk, Slot::K), (wv, Slot::V)], Slot::Xn)?;
-    for (role, slot, width) in [(Role::Bq, Slot::Q, q_dim), (Role::Bk, Slot::K, kv_dim), (Role::Bv, Slot::V, kv_dim)] {
-        if let Some(bias) = lw.get(role) {
-            b.add_bias(slot, bias, width)?;
-        }
-    }
+    let biases = [(Role::Bq, q_dim), (Role::Bk, kv_dim), (Role::Bv, kv_dim)].map(|(r, width)| lw.get(r).map(|id| (id, width)));
+    b.matmul_multi_bias(&[(wq, Slot::Q), (wk, Slot::K), (wv, Slot::V)], &biases, Slot::Xn)?;
     // Per-head RMSNorm of q and k (over head_dim), before RoPE.
     if let Some(qn) = lw.get(Role::QNorm) {
         b.rmsnorm(Slot::Q, qn, Slot::Q, q_dim, hd, eps)?;

@@ -39,6 +39,9 @@ struct Fused {
     /// Rows of each matrix.
     rows: Vec<usize>,
     w: GpuWeight,
+    /// The biases of every matrix (q/k/v of qwen2), concatenated as the
+    /// rows are: added in the product's epilogue.
+    bias: Option<(Vec<WeightId>, GpuBuffer)>,
 }
 
 impl std::fmt::Debug for GpuWeights {
@@ -59,8 +62,9 @@ impl GpuWeights {
     }
 
     /// Uploads matrices `ids` (two or three of one type and row length) as
-    /// one fused weight, instead of one by one.
-    pub fn upload_fused(&mut self, table: &WeightTable, ids: &[WeightId]) -> Result<()> {
+    /// one fused weight, instead of one by one; `biases`, one per matrix
+    /// when each has one, go with it as one vector.
+    pub fn upload_fused(&mut self, table: &WeightTable, ids: &[WeightId], biases: Option<&[WeightId]>) -> Result<()> {
         let (first, infos) = match ids.first() {
             Some(&f) if (2..=3).contains(&ids.len()) => (f, ids.iter().map(|&id| table.info(id)).collect::<Vec<_>>()),
             _ => return Err(EngineError::Gpu(format!("cannot fuse {} matrices", ids.len()))),
@@ -74,8 +78,23 @@ impl GpuWeights {
         let rows: Vec<usize> = infos.iter().map(|i| i.rows).collect();
         let w = GpuWeight::upload(&self.ctx, ty, &bytes, rows.iter().sum(), cols)
             .map_err(|e| EngineError::Gpu(format!("uploading {} fused with the next: {e}", infos[0].name)))?;
+        let bias = match biases {
+            Some(b) if b.len() == ids.len() => {
+                let mut all = Vec::new();
+                for (&id, &n) in b.iter().zip(&rows) {
+                    let v = table.f32s(id)?;
+                    if v.len() != n {
+                        return Err(EngineError::Gpu(format!("bias {} has {} values for {n} rows", table.info(id).name, v.len())));
+                    }
+                    all.extend_from_slice(&v);
+                }
+                let buf = self.ctx.upload_f32(&all).map_err(|e| EngineError::Gpu(format!("uploading the biases of {}: {e}", infos[0].name)))?;
+                Some((b.to_vec(), buf))
+            }
+            _ => None,
+        };
         self.fused_at[first.0] = Some(self.fused.len());
-        self.fused.push(Fused { ids: ids.to_vec(), rows, w });
+        self.fused.push(Fused { ids: ids.to_vec(), rows, w, bias });
         Ok(())
     }
 
@@ -337,6 +356,19 @@ impl GpuBackend {
         ((max_bind / 4) as usize / self.widths.vocab.max(1)).clamp(1, self.n_batch.max(1))
     }
 
+    /// The fused weight `f` on `x`, its matrices' rows to the slots of
+    /// `outs` (in `f`'s order), plus `bias` (one value per row of `f`).
+    fn fused_split(&mut self, f: &Fused, outs: &[(WeightId, Slot)], x: Slot, bias: Option<&GpuBuffer>) -> Result<()> {
+        let (k, n) = (f.ids.len(), self.n_tokens);
+        self.rec(|st, b, _, _| {
+            let mut list = [(sb(b, outs[0].1)?, f.rows[0]); 3];
+            for j in 1..k {
+                list[j] = (sb(b, outs[j].1)?, f.rows[j]);
+            }
+            st.matmul_to(&f.w, sb(b, x)?, n, MatOut::Split(&list[..k]), bias)
+        })
+    }
+
     /// `logits = x · Wᵀ` chunk by chunk: each chunk's rows of `x` are copied
     /// to the start of a scratch buffer first, since matmul reads from offset 0.
     fn matmul_logits(&mut self, w: WeightId, x: Slot) -> Result<()> {
@@ -588,20 +620,12 @@ impl Backend for GpuBackend {
 
     fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
         let weights = self.w.clone();
-        let n = self.n_tokens;
         let mut i = 0;
         while i < ws.len() {
             match weights.fused_prefix(&ws[i..]) {
                 Some(f) => {
                     let k = f.ids.len();
-                    let outs = &ws[i..i + k];
-                    self.rec(|st, b, _, _| {
-                        let mut list = [(sb(b, outs[0].1)?, f.rows[0]); 3];
-                        for j in 1..k {
-                            list[j] = (sb(b, outs[j].1)?, f.rows[j]);
-                        }
-                        st.matmul_to(&f.w, sb(b, x)?, n, MatOut::Split(&list[..k]), None)
-                    })?;
+                    self.fused_split(f, &ws[i..i + k], x, None)?;
                     i += k;
                 }
                 None => {
@@ -611,6 +635,23 @@ impl Backend for GpuBackend {
             }
         }
         Ok(())
+    }
+
+    fn matmul_multi_bias(&mut self, ws: &[(WeightId, Slot)], biases: &[Option<(WeightId, usize)>], x: Slot) -> Result<()> {
+        let weights = self.w.clone();
+        // The whole list as one fused weight carrying exactly these biases.
+        let fused = weights.fused_prefix(ws).filter(|f| f.ids.len() == ws.len() && biases.len() == ws.len());
+        let with_bias = fused.and_then(|f| {
+            let (ids, buf) = f.bias.as_ref()?;
+            ids.iter().zip(biases).all(|(id, b)| b.is_some_and(|b| b.0 == *id)).then_some((f, buf))
+        });
+        match with_bias {
+            Some((f, bias)) => self.fused_split(f, ws, x, Some(bias)),
+            None => {
+                self.matmul_multi(ws, x)?;
+                super::add_biases(self, ws, biases)
+            }
+        }
     }
 
     fn matmul_gated(

@@ -234,6 +234,13 @@ pub trait Backend: Send {
         }
         Ok(())
     }
+    /// [`Backend::matmul_multi`] plus, where given, a bias per output
+    /// (`(bias, width)`, as [`Backend::add_bias`]): `out_i = x · W_iᵀ + b_i`
+    /// (qwen2's q/k/v). A GPU adds them in the fused product's epilogue.
+    fn matmul_multi_bias(&mut self, ws: &[(WeightId, Slot)], biases: &[Option<(WeightId, usize)>], x: Slot) -> Result<()> {
+        self.matmul_multi(ws, x)?;
+        add_biases(self, ws, biases)
+    }
     /// The gated feed-forward input: `gate_out = act(x · Gateᵀ) * (x · Upᵀ)`,
     /// `width` values per token (`up_out` may be used on the way). A GPU
     /// runs gate|up as one product with the activation as its epilogue.
@@ -440,6 +447,17 @@ fn move_slot(
     host.resize(n, 0.0);
     list[from].read(slot, host)?;
     list[to].load(slot, host)
+}
+
+/// The biases of [`Backend::matmul_multi_bias`] added one by one, each
+/// after its product.
+pub(crate) fn add_biases<B: Backend + ?Sized>(b: &mut B, ws: &[(WeightId, Slot)], biases: &[Option<(WeightId, usize)>]) -> Result<()> {
+    for (&(_, slot), bias) in ws.iter().zip(biases) {
+        if let Some((bias, width)) = *bias {
+            b.add_bias(slot, bias, width)?;
+        }
+    }
+    Ok(())
 }
 
 /// The backend running the current layer, with the session's hook.

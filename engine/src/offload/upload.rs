@@ -126,7 +126,10 @@ fn upload_fused(w: &mut GpuWeights, table: &WeightTable, lw: &LayerWeights) -> R
         while start < ids.len() {
             let run = ids[start..].iter().take_while(|&&id| key(id) == key(ids[start])).count();
             if run >= 2 {
-                w.upload_fused(table, &ids[start..start + run])?;
+                // q|k|v biases (qwen2) ride with the fused weight when every matrix has one.
+                let biases: Option<Vec<WeightId>> =
+                    (roles[0] == Role::Wq && run == 3).then(|| [Role::Bq, Role::Bk, Role::Bv].iter().map(|&r| lw.get(r)).collect()).flatten();
+                w.upload_fused(table, &ids[start..start + run], biases.as_deref())?;
                 done.extend_from_slice(&ids[start..start + run]);
             }
             start += run;

@@ -83,6 +83,38 @@ pub(crate) struct Inner {
     pub profile: Mutex<super::profile::Profile>,
     /// A small read-only buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
+    /// The shape of the real-GPU matvec kernels (`matvec.wgsl`).
+    pub matvec: Mutex<MatvecShape>,
+    /// Whether WGSL's packed_4x8_integer_dot_product is available (wgpu
+    /// lowers dot4I8Packed to the device's integer dot product where it has
+    /// one, to shifts and multiplies elsewhere).
+    pub has_int_dot: bool,
+    /// Whether the real-GPU matvec runs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on int8 activations
+    /// (`INFER_GPU_INT_DOT=1`, or [`GpuContext::set_int_dot`]).
+    pub int_dot: std::sync::atomic::AtomicBool,
+}
+
+/// Lanes per workgroup and rows per workgroup of the real-GPU matvec
+/// kernels, set as pipeline constants (`WG`, `NR` of `matvec.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatvecShape {
+    /// Lanes per workgroup: a power of two in 4..=256.
+    pub lanes: u32,
+    /// Rows per workgroup: 1..=4.
+    pub rows: u32,
+}
+
+impl MatvecShape {
+    /// The default for an adapter: one subgroup per workgroup where the
+    /// subgroup size is fixed and 16..=128 lanes (32 on NVIDIA, 64 on older
+    /// AMD), else 64 lanes; 2 rows, as ggml-vulkan's mul_mat_vec uses on
+    /// most devices (more rows per workgroup reuse each activation more but
+    /// leave fewer workgroups for small matrices).
+    fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        let (lo, hi) = (info.subgroup_min_size, info.subgroup_max_size);
+        let lanes = if lo == hi && (16..=128).contains(&lo) && lo.is_power_of_two() { lo } else { 64 };
+        Self { lanes, rows: 2 }
+    }
 }
 
 /// A GPU device with its queue, compiled kernels and buffer pool.
@@ -138,6 +170,7 @@ impl std::fmt::Display for AdapterSummary {
 /// best one passing the name filter.
 struct Found {
     backends: wgpu::Backends,
+    int_dot: bool,
     name_filter: Option<String>,
     adapters: Vec<wgpu::Adapter>,
     summaries: Vec<AdapterSummary>,
@@ -185,8 +218,12 @@ fn find_adapters() -> Result<Found, KernelError> {
         })
         .min_by_key(|(_, a)| adapter_rank(a.get_info().device_type))
         .map(|(i, _)| i);
+    let int_dot = instance
+        .wgsl_language_features()
+        .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
     Ok(Found {
         backends,
+        int_dot,
         name_filter,
         adapters,
         summaries,
@@ -213,6 +250,7 @@ impl GpuContext {
     pub fn new() -> Result<Self, KernelError> {
         let found = find_adapters()?;
         let name_filter = found.name_filter.clone();
+        let int_dot = found.int_dot;
         let (backends, seen) = (
             found.backends,
             found
@@ -233,7 +271,7 @@ impl GpuContext {
                 seen.join(", ")
             ))
             })?;
-        Self::from_adapter(adapter)
+        Self::from_adapter(adapter, int_dot)
     }
 
     /// Every adapter wgpu finds for the backends `INFER_GPU_BACKEND` allows,
@@ -273,12 +311,13 @@ impl GpuContext {
         Ok(2.0 * (len * 4 * reps) as f64 / secs[2] / 1e9)
     }
 
-    fn from_adapter(adapter: wgpu::Adapter) -> Result<Self, KernelError> {
+    fn from_adapter(adapter: wgpu::Adapter, has_int_dot: bool) -> Result<Self, KernelError> {
         let info = adapter.get_info();
-        // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type.
+        // `INFER_GPU_KERNELS=gpu|cpu` overrides the kernel set chosen by device type
+        // (`rows` and `subgroup` name the same two sets by their matvec kernels.)
         let cpu_device = match std::env::var("INFER_GPU_KERNELS").as_deref() {
-            Ok("cpu") => true,
-            Ok("gpu") => false,
+            Ok("cpu" | "rows") => true,
+            Ok("gpu" | "subgroup") => false,
             _ => info.device_type == wgpu::DeviceType::Cpu,
         };
         // `INFER_GPU_CHECKED=1` keeps wgpu's runtime bounds checks in the shaders.
@@ -321,8 +360,13 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let max_binding = limits.max_storage_buffer_binding_size;
+        let matvec = Mutex::new(MatvecShape::for_adapter(&info));
+        let int_dot = std::env::var("INFER_GPU_INT_DOT").is_ok_and(|v| v == "1").into();
         Ok(Self {
             inner: Arc::new(Inner {
+                matvec,
+                has_int_dot,
+                int_dot,
                 dummy: device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("dummy"),
                     size: 16,
@@ -443,6 +487,44 @@ impl GpuContext {
         self.inner.max_binding.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The adapter's subgroup size when it is fixed (one size for every
+    /// kernel) and subgroups are in use.
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        let i = &self.inner.info;
+        (self.uses_subgroups() && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
+    }
+
+    /// Runs Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products of the real-GPU matvec
+    /// on int8-quantized activations (dot4I8Packed) when `on` and WGSL
+    /// offers it; the f32 kernels otherwise. Off by default: the activations are quantized by a
+    /// dispatch of their own before each product.
+    pub fn set_int_dot(&self, on: bool) {
+        self.inner.int_dot.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the integer-dot matvec is in use.
+    pub fn uses_int_dot(&self) -> bool {
+        self.inner.has_int_dot && self.inner.int_dot.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The shape of the real-GPU matvec kernels in use.
+    pub fn matvec_shape(&self) -> MatvecShape {
+        self.inner.matvec.lock().map(|s| *s).unwrap_or(MatvecShape { lanes: 64, rows: 2 })
+    }
+
+    /// Sets the shape of the real-GPU matvec kernels (tests and tuning);
+    /// compiled matvec kernels are dropped so the next use rebuilds them.
+    pub fn set_matvec_shape(&self, shape: MatvecShape) -> Result<(), KernelError> {
+        if !(4..=256).contains(&shape.lanes) || !shape.lanes.is_power_of_two() || !(1..=4).contains(&shape.rows) {
+            return Err(KernelError::Gpu(format!(
+                "matvec shape {shape:?}: lanes must be a power of two in 4..=256, rows in 1..=4"
+            )));
+        }
+        *self.inner.matvec.lock().map_err(|_| KernelError::Gpu("matvec shape lock poisoned".into()))? = shape;
+        self.lock_pipelines()?.retain(|(k, _), _| !matches!(k, Kernel::Matvec(..) | Kernel::MatvecI8(..)));
+        Ok(())
+    }
+
     pub(crate) fn max_part_bytes(&self) -> u64 {
         self.inner
             .max_part_bytes
@@ -484,6 +566,17 @@ impl GpuContext {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let shape = self.matvec_shape();
+        let info = &self.inner.info;
+        let one_subgroup = variant.subgroup
+            && info.subgroup_min_size == info.subgroup_max_size
+            && info.subgroup_min_size == shape.lanes;
+        let shape_constants = [
+            ("WG", shape.lanes as f64),
+            ("NR", shape.rows as f64),
+            ("ONE_SUBGROUP", if one_subgroup { 1.0 } else { 0.0 }),
+        ];
+        let constants: &[(&str, f64)] = if spec.matvec_shape { &shape_constants } else { &[] };
         let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(spec.label),
             layout: Some(&pl),
@@ -492,6 +585,7 @@ impl GpuContext {
             // Every kernel writes its workgroup memory before reading it.
             compilation_options: wgpu::PipelineCompilationOptions {
                 zero_initialize_workgroup_memory: false,
+                constants,
                 ..Default::default()
             },
             cache: None,

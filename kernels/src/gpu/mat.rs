@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::context::UNIFORM_WINDOW;
 use super::ops::{need, shape_err, u32_of};
-use super::shaders::{Epilogue, GateAct, Kernel, Store};
+use super::shaders::{int_dot_supports, Epilogue, GateAct, Kernel, Store};
 use super::{GpuBuffer, GpuStep, GpuWeight};
 use crate::KernelError;
 
@@ -33,6 +33,14 @@ struct MatParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+}
+
+/// The twin of `QuantizeParams` in `quantize_q8.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct QuantizeParams {
+    n_blocks: u32,
+    _pad: [u32; 3],
 }
 
 /// Where the rows of a matrix product go ([`GpuStep::matmul_to`]).
@@ -135,10 +143,21 @@ impl GpuStep {
         let row_bytes = w.cols as u64 * 4;
         // The CPU-device kernels read x in uniform windows of whole tokens.
         let per_window = if ux { (UNIFORM_WINDOW / row_bytes) as usize } else { n_tokens.max(1) };
+        let matvec_rows = self.ctx.matvec_shape().rows as usize;
+        // The integer-dot matvec reads x as int8 blocks, quantized here.
+        let xq = if !ux && n_tokens == 1 && self.ctx.uses_int_dot() && int_dot_supports(w.ty) {
+            Some(self.quantize_q8(x, w.cols)?)
+        } else {
+            None
+        };
         let mut t0 = 0;
         while t0 < n_tokens {
             let nt = per_window.min(n_tokens - t0);
-            let x_bind = if ux { (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW)) } else { (2, x.raw(), 0, None) };
+            let x_bind = match (&xq, ux) {
+                (Some(q), _) => (2, q.raw(), 0, None),
+                (None, true) => (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW)),
+                (None, false) => (2, x.raw(), 0, None),
+            };
             for part in &w.parts {
                 let rows = if gated { part.rows / 2 } else { part.rows };
                 let p = MatParams {
@@ -158,7 +177,10 @@ impl GpuStep {
                 let (kernel, groups) = match (ux, n_tokens == 1) {
                     (true, true) => (Kernel::MatvecRows(w.ty, epi), self.groups_2d((rows as usize).div_ceil(64))?),
                     (true, false) => (Kernel::MatmulRows(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(4))?, 1]),
-                    (false, true) => (Kernel::Matvec(w.ty, epi), self.groups_2d(rows as usize)?),
+                    (false, true) => {
+                        let k = if xq.is_some() { Kernel::MatvecI8(w.ty, epi) } else { Kernel::Matvec(w.ty, epi) };
+                        (k, self.groups_2d((rows as usize).div_ceil(matvec_rows))?)
+                    }
                     (false, false) if nt <= NARROW_MAX_TOKENS => {
                         (Kernel::MatmulNarrow(w.ty, epi), [rows.div_ceil(64), u32_of(OP, nt.div_ceil(16))?, 1])
                     }
@@ -180,7 +202,23 @@ impl GpuStep {
             }
             t0 += nt;
         }
+        if let Some(q) = xq {
+            self.scratch.push(q);
+        }
         Ok(())
+    }
+
+    /// One token's `cols` activations as int8 blocks of 32 with an f32
+    /// scale each (`quantize_q8.wgsl`), in a scratch buffer that lives until
+    /// the submit.
+    fn quantize_q8(&mut self, x: &GpuBuffer, cols: usize) -> Result<GpuBuffer, KernelError> {
+        const OP: &str = "gpu quantize_q8";
+        let n_blocks = cols / 32;
+        let xq = self.ctx.buffer(n_blocks * 9)?;
+        let p = QuantizeParams { n_blocks: u32_of(OP, n_blocks)?, _pad: [0; 3] };
+        let groups = self.groups_2d(n_blocks.div_ceil(64))?;
+        self.dispatch(Kernel::QuantizeQ8, &p, &[(1, x.raw()), (2, xq.raw())], groups)?;
+        Ok(xq)
     }
 
     /// Whether the CPU-device kernels are chosen and can read `x` through

@@ -10,10 +10,15 @@
 //! - On CPU-emulated adapters (lavapipe) the matmuls use kernels made for
 //!   them: a thread per output row, no barriers, activations read through a
 //!   uniform binding ([`GpuContext::set_cpu_device_kernels`]; env
-//!   `INFER_GPU_KERNELS=cpu|gpu` forces one set).
+//!   `INFER_GPU_KERNELS=cpu|gpu`, also spelt `rows|subgroup`, forces one
+//!   set). On other adapters the decode matvec runs a few rows per
+//!   workgroup of one subgroup ([`MatvecShape`], pipeline constants chosen
+//!   per adapter), and with [`GpuContext::set_int_dot`] (env
+//!   `INFER_GPU_INT_DOT=1`) Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products on int8
+//!   activations.
 //! - [`GpuWeight`] is a weight uploaded once, still quantized (F32, F16,
-//!   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K), split by rows over
-//!   several buffers when larger than the max storage binding.
+//!   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K … Q6_K, IQ4_XS), split
+//!   by rows over several buffers when larger than the max storage binding.
 //! - [`GpuBuffer`] is an f32 (or u32) activation buffer from the context's
 //!   pool; it goes back to the pool on drop.
 //! - [`GpuKvCache`] holds one layer's keys and values as f16 on the GPU
@@ -60,7 +65,7 @@ mod shaders;
 mod submit;
 mod weights;
 
-pub use context::{AdapterSummary, GpuContext, MIN_BINDING};
+pub use context::{AdapterSummary, GpuContext, MatvecShape, MIN_BINDING};
 pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
 pub use attention::{AttnShape, GpuKvCache};
@@ -242,7 +247,12 @@ const MAX_TIMED_DISPATCHES: usize = 2048;
 /// Bytes of weights a matrix kernel reads: its binding 1 (0 for other kernels).
 fn weight_bytes(kernel: Kernel, buffers: &Bounds) -> u64 {
     match kernel {
-        Kernel::Matvec(..) | Kernel::MatvecRows(..) | Kernel::Matmul(..) | Kernel::MatmulNarrow(..) | Kernel::MatmulRows(..) => {
+        Kernel::Matvec(..)
+        | Kernel::MatvecI8(..)
+        | Kernel::MatvecRows(..)
+        | Kernel::Matmul(..)
+        | Kernel::MatmulNarrow(..)
+        | Kernel::MatmulRows(..) => {
             buffers.iter().find(|b| b.binding == 1).map_or(0, |b| {
                 b.size.map_or(b.buffer.size() - b.offset, |s| s.get())
             })

@@ -91,6 +91,10 @@ impl Epilogue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kernel {
     Matvec(QuantType, Epilogue),
+    /// Matvec on int8-quantized activations (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights).
+    MatvecI8(QuantType, Epilogue),
+    /// f32 activations to int8 blocks of 32 for [`Kernel::MatvecI8`].
+    QuantizeQ8,
     /// Matvec with one row per thread, for CPU-emulated devices.
     MatvecRows(QuantType, Epilogue),
     /// Tiled matmul, 64 x 64 tiles (f16 tiles with shader-f16), for prefill.
@@ -166,6 +170,9 @@ pub(crate) struct KernelSpec {
     pub uses_f16: bool,
     /// Names the `#ifdef`s of the sources see as defined (beside the variant's).
     pub defines: Vec<&'static str>,
+    /// Whether the kernel takes the matvec shape constants (`WG`, `NR`,
+    /// `ONE_SUBGROUP` of `matvec.wgsl`), chosen per adapter.
+    pub matvec_shape: bool,
 }
 
 const REDUCE: &str = include_str!("../wgsl/reduce.wgsl");
@@ -176,6 +183,7 @@ const MATVEC_ROWS: &str = include_str!("../wgsl/matvec_rows.wgsl");
 const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
 const MATMUL_LOAD: &str = include_str!("../wgsl/matmul_load.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
+const QUANTIZE_Q8: &str = include_str!("../wgsl/quantize_q8.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
 const ROPE: &str = include_str!("../wgsl/rope.wgsl");
@@ -225,7 +233,7 @@ fn block_dot_source(ty: QuantType) -> Vec<&'static str> {
         QuantType::Q4_1 => vec![include_str!("../wgsl/block_dot_q4_1.wgsl")],
         QuantType::Q8_0 => vec![include_str!("../wgsl/block_dot_q8_0.wgsl")],
         // Rows of F32/F16 are only multiples of 4 long.
-        QuantType::F32 | QuantType::F16 => vec!["const QB: u32 = 1u;\n", GENERIC],
+        QuantType::F32 | QuantType::F16 | QuantType::BF16 => vec!["const QB: u32 = 1u;\n", GENERIC],
         _ => vec!["const QB: u32 = 8u;\n", GENERIC],
     }
 }
@@ -247,17 +255,49 @@ fn tile_loader(ty: QuantType) -> &'static [&'static str] {
     }
 }
 
+/// The unit snippets of `matvec.wgsl` for a weight type (`UQ`,
+/// `unit_quad`, `unit_dot`): a kernel of its own for the common types, the
+/// generic one over `dq4` for the rest.
+fn matvec_unit_source(ty: QuantType) -> Vec<&'static str> {
+    const CONTIG: &str = include_str!("../wgsl/matvec_contig.wgsl");
+    const Q32: &str = include_str!("../wgsl/matvec_q32.wgsl");
+    const K4: &str = include_str!("../wgsl/matvec_k4.wgsl");
+    const Q5: &str = include_str!("../wgsl/matvec_q5.wgsl");
+    match ty {
+        QuantType::F16 => vec![CONTIG, include_str!("../wgsl/matvec_f16.wgsl")],
+        QuantType::Q8_0 => vec![CONTIG, include_str!("../wgsl/matvec_q8_0.wgsl")],
+        QuantType::Q4_0 => vec![Q32, include_str!("../wgsl/matvec_q4_0.wgsl")],
+        QuantType::Q4_1 => vec![Q32, include_str!("../wgsl/matvec_q4_1.wgsl")],
+        QuantType::Q5_0 | QuantType::Q5_1 => vec![Q32, Q5],
+        QuantType::IQ4_NL => vec![Q32, include_str!("../wgsl/matvec_iq4_nl.wgsl")],
+        QuantType::Q4K => vec![K4, include_str!("../wgsl/matvec_q4_k.wgsl")],
+        QuantType::Q5K => vec![K4, include_str!("../wgsl/matvec_q5_k.wgsl")],
+        QuantType::Q6K => vec![include_str!("../wgsl/matvec_q6_k.wgsl")],
+        _ => vec![CONTIG, include_str!("../wgsl/matvec_generic.wgsl")],
+    }
+}
+
+/// Whether the integer-dot matvec ([`Kernel::MatvecI8`]) takes weights of `ty`.
+pub(crate) fn int_dot_supports(ty: QuantType) -> bool {
+    matches!(ty, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0)
+}
+
 /// The dequantization snippet of a weight type, or `None` if the GPU path
 /// does not handle that type.
 pub(crate) fn quant_source(ty: QuantType) -> Option<&'static str> {
     Some(match ty {
         QuantType::F32 => include_str!("../wgsl/quant_f32.wgsl"),
         QuantType::F16 => include_str!("../wgsl/quant_f16.wgsl"),
+        QuantType::BF16 => include_str!("../wgsl/quant_bf16.wgsl"),
         QuantType::Q4_0 => include_str!("../wgsl/quant_q4_0.wgsl"),
         QuantType::Q4_1 => include_str!("../wgsl/quant_q4_1.wgsl"),
         QuantType::Q5_0 => include_str!("../wgsl/quant_q5_0.wgsl"),
         QuantType::Q5_1 => include_str!("../wgsl/quant_q5_1.wgsl"),
         QuantType::Q8_0 => include_str!("../wgsl/quant_q8_0.wgsl"),
+        QuantType::IQ4_NL => concat!(include_str!("../wgsl/quant_iq4_table.wgsl"), include_str!("../wgsl/quant_iq4_nl.wgsl")),
+        QuantType::IQ4_XS => concat!(include_str!("../wgsl/quant_iq4_table.wgsl"), include_str!("../wgsl/quant_iq4_xs.wgsl")),
+        QuantType::Q2K => include_str!("../wgsl/quant_q2_k.wgsl"),
+        QuantType::Q3K => include_str!("../wgsl/quant_q3_k.wgsl"),
         QuantType::Q4K => include_str!("../wgsl/quant_q4_k.wgsl"),
         QuantType::Q5K => include_str!("../wgsl/quant_q5_k.wgsl"),
         QuantType::Q6K => include_str!("../wgsl/quant_q6_k.wgsl"),
@@ -277,6 +317,7 @@ impl Kernel {
             uses_subgroup,
             uses_f16,
             defines: Vec::new(),
+            matvec_shape: false,
         };
         let mat = |label, parts, ux, uses_subgroup, e: Epilogue| KernelSpec {
             defines: e.defines(),
@@ -290,7 +331,23 @@ impl Kernel {
             }
         };
         Ok(match self {
-            Kernel::Matvec(ty, e) => mat("matvec", vec![MATVEC, MAT_OUT, QUANT, quant(ty)?, REDUCE], false, true, e),
+            Kernel::Matvec(ty, e) | Kernel::MatvecI8(ty, e) => {
+                let int_dot = matches!(self, Kernel::MatvecI8(..));
+                if int_dot && !int_dot_supports(ty) {
+                    return Err(KernelError::Unsupported(ty, "the GPU integer-dot kernels"));
+                }
+                let label = if int_dot { "matvec_i8" } else { "matvec" };
+                let mut k = mat(label, [vec![MATVEC, MAT_OUT, QUANT, quant(ty)?], matvec_unit_source(ty)].concat(), false, true, e);
+                k.matvec_shape = true;
+                if ty == QuantType::Q5_1 {
+                    k.defines.push("Q5_1");
+                }
+                if int_dot {
+                    k.defines.push("INT_DOT");
+                }
+                k
+            }
+            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8], "main", B_TWO, false, false),
             Kernel::MatvecRows(ty, e) => mat(
                 "matvec_rows",
                 [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
@@ -470,6 +527,7 @@ mod tests {
             uses_subgroup: true,
             uses_f16: true,
             defines: Vec::new(),
+            matvec_shape: false,
         };
         let sg = assemble(
             &spec,

@@ -27,13 +27,22 @@ fn relayout(ty: QuantType) -> Option<Relayout> {
         QuantType::Q5_1 => r(4..24, &[0, 2]),
         // d at 0, qs at 2..34.
         QuantType::Q8_0 => r(2..34, &[0]),
+        // d at 0, qs at 2..18 (as Q4_0).
+        QuantType::IQ4_NL => r(2..18, &[0]),
+        // d, scales_h at 0 and 2 (scales_h rides in the scales region as raw
+        // bits), scales_l and qs at 4..136.
+        QuantType::IQ4_XS => r(4..136, &[0, 2]),
+        // scales, qs at 0..80, d, dmin at 80 and 82.
+        QuantType::Q2K => r(0..80, &[80, 82]),
+        // hmask, qs, scales at 0..108, d at 108.
+        QuantType::Q3K => r(0..108, &[108]),
         // Already 4-byte multiples with aligned fields: kept whole.
         QuantType::Q4K => r(0..144, &[]),
         QuantType::Q5K => r(0..176, &[]),
         // ql, qh, scales at 0..208, d at 208.
         QuantType::Q6K => r(0..208, &[208]),
         QuantType::F32 => r(0..4, &[]),
-        QuantType::F16 => r(0..2, &[]),
+        QuantType::F16 | QuantType::BF16 => r(0..2, &[]),
         _ => None,
     }
 }

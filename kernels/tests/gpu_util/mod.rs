@@ -64,18 +64,29 @@ pub fn all() -> [&'static GpuContext; 3] {
 }
 
 /// Every weight type the GPU kernels take.
-pub const TYPES: [QuantType; 10] = [
+pub const TYPES: [QuantType; 15] = [
     QuantType::F32,
     QuantType::F16,
+    QuantType::BF16,
     QuantType::Q4_0,
     QuantType::Q4_1,
     QuantType::Q5_0,
     QuantType::Q5_1,
     QuantType::Q8_0,
+    QuantType::IQ4_NL,
+    QuantType::IQ4_XS,
+    QuantType::Q2K,
+    QuantType::Q3K,
     QuantType::Q4K,
     QuantType::Q5K,
     QuantType::Q6K,
 ];
+
+/// One weight type per matvec unit family (float, 32-weight nibble blocks,
+/// 8-bit blocks, Q4_K/Q5_K units, Q6_K units, the generic dq4 units): the
+/// epilogues are the same code for every type, so their tests take these.
+pub const EPILOGUE_TYPES: [QuantType; 6] =
+    [QuantType::F16, QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4K, QuantType::Q6K, QuantType::Q3K];
 
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
@@ -90,8 +101,10 @@ pub fn rand_f32(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
 /// Byte offsets of the f16 scale fields in one block of `ty` (ggml-common.h).
 fn scale_offsets(ty: QuantType) -> &'static [usize] {
     match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 | QuantType::IQ4_NL | QuantType::IQ4_XS => &[0],
         QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        QuantType::Q2K => &[80, 82],
+        QuantType::Q3K => &[108],
         QuantType::Q6K => &[208],
         _ => &[],
     }
@@ -105,6 +118,10 @@ pub fn rand_tensor(rng: &mut StdRng, ty: QuantType, rows: usize, cols: usize) ->
         QuantType::F16 => rand_f32(rng, n, 1.0)
             .iter()
             .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+        QuantType::BF16 => rand_f32(rng, n, 1.0)
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
             .collect(),
         _ => {
             let len = ty.bytes_for(n as u64).unwrap() as usize;
