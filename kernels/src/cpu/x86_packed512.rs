@@ -67,7 +67,6 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
     let nb = wa.len();
     let m4 = _mm512_set1_epi8(0xF);
     let bit5 = _mm512_set1_epi8(0x10);
-    let split = T <= 2;
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         let (ba, bb) = (wa.get_unchecked(b), wb.get_unchecked(b));
@@ -94,16 +93,9 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
                     let mask = ha[8 * g + k] as u64 | (hb[8 * g + k] as u64) << 32;
                     q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(mask, bit5));
                 }
-                let c = if split { k % 2 } else { 0 };
-                for t in 0..T {
-                    let xq = xs[t].qs.as_ptr().add(32 * g + 4 * k) as *const i32;
-                    sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, _mm512_set1_epi32(xq.read_unaligned()));
-                }
+                k4_chunk::<T>(q, g, k, &xs, &mut sumi);
             }
-            for t in 0..T {
-                let s = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
-                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
-            }
+            k4_scaled::<T>(&sumi, sc, &mut isum);
         }
         let (d, dmin) = (f16x16(ba.d(), bb.d()), f16x16(ba.dmin(), bb.dmin()));
         let (ma, mb) = (ba.mins().as_ptr(), bb.mins().as_ptr());
@@ -121,6 +113,35 @@ unsafe fn tile_k4<W: K4x8, const T: usize>(wa: &[W], wb: &[W], x: &[BlockQ8KAct]
     }
     for (t, a) in acc.iter().enumerate() {
         _mm512_storeu_ps(out.as_mut_ptr().add(t * ROWS), *a);
+    }
+}
+
+/// Adds chunk `k` of sub-block `g` (`q`: 16 rows × 4 weights) dotted with
+/// each token's activations to `sumi` (alternate chains for few tokens).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn k4_chunk<const T: usize>(
+    q: __m512i,
+    g: usize,
+    k: usize,
+    xs: &[&BlockQ8KAct; T],
+    sumi: &mut [[__m512i; T]; 2],
+) {
+    let c = if T <= 2 { k % 2 } else { 0 };
+    for t in 0..T {
+        let xq = xs[t].qs.as_ptr().add(32 * g + 4 * k) as *const i32;
+        sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, _mm512_set1_epi32(xq.read_unaligned()));
+    }
+}
+
+/// Adds a sub-block's chunk sums times the rows' scales `sc` to `isum`
+/// (exact in i32).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn k4_scaled<const T: usize>(sumi: &[[__m512i; T]; 2], sc: __m512i, isum: &mut [__m512i; T]) {
+    for t in 0..T {
+        let s = if T <= 2 { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
     }
 }
 

@@ -13,7 +13,9 @@
 use std::arch::x86_64::*;
 
 use super::repack_k::{BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
-use super::x86_packed512::{f16x16, halves, halves16, q6k_chunk, q6k_group, q6k_offset, q6k_scales, ROWS};
+use super::x86_packed512::{
+    f16x16, halves, halves16, k4_chunk, k4_scaled, q6k_chunk, q6k_group, q6k_offset, q6k_scales, ROWS,
+};
 use super::x86_packed_k::K4x8;
 
 /// One Q6_K super-block pair unpacked for prefill: the 16 rows' `q + 32`
@@ -263,21 +265,12 @@ unsafe fn k4_panel_tile<const T: usize>(panel: &[K4Panel], x: &[BlockQ8KAct], ou
 #[inline(never)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn k4_panel_superblock<const T: usize>(p: &K4Panel, xs: &[&BlockQ8KAct; T], isum: &mut [__m512i; T]) {
-    let split = T <= 2;
     for g in 0..8 {
         let sc = _mm512_loadu_si512(p.sc[g].as_ptr() as *const __m512i);
         let mut sumi = [[_mm512_setzero_si512(); T]; 2];
         for k in 0..8 {
-            let q = _mm512_load_si512(p.q[8 * g + k].as_ptr() as *const __m512i);
-            let c = if split { k % 2 } else { 0 };
-            for t in 0..T {
-                let xq = xs[t].qs.as_ptr().add(32 * g + 4 * k) as *const i32;
-                sumi[c][t] = _mm512_dpbusd_epi32(sumi[c][t], q, _mm512_set1_epi32(xq.read_unaligned()));
-            }
+            k4_chunk::<T>(_mm512_load_si512(p.q[8 * g + k].as_ptr() as *const __m512i), g, k, xs, &mut sumi);
         }
-        for t in 0..T {
-            let s = if split { _mm512_add_epi32(sumi[0][t], sumi[1][t]) } else { sumi[0][t] };
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
-        }
+        k4_scaled::<T>(&sumi, sc, isum);
     }
 }
