@@ -244,8 +244,8 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// ```
 pub fn swiglu_inplace(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: AVX-512 F and DQ detected (the macro caches the answer).
+    if Isa::best() == Isa::Avx512Vnni {
+        // SAFETY: AVX-512 F detected (within Avx512Vnni).
         return unsafe { x86_activation::swiglu(gate, up) };
     }
     for (g, &u) in gate.iter_mut().zip(up) {

@@ -34,8 +34,8 @@ fn round_even(v: f32) -> f32 {
 /// integer dot products see the same numbers as llama.cpp's.
 pub fn quantize_q8_act(x: &[f32], out: &mut [BlockQ8Act]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: AVX-512 F/BW/VL detected.
+    if super::Isa::best() == super::Isa::Avx512Vnni {
+        // SAFETY: AVX-512 F/BW/VL detected (within Avx512Vnni).
         return unsafe { super::x86_quantize::quantize_q8_act(x, out) };
     }
     quantize_q8_act_ref(x, out)
@@ -63,8 +63,8 @@ pub fn quantize_q8_act_ref(x: &[f32], out: &mut [BlockQ8Act]) {
 /// `quantize_row_q8_K`: the scale is `-127/max` of the signed largest value.
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: AVX-512 F/BW/VL detected.
+    if super::Isa::best() == super::Isa::Avx512Vnni {
+        // SAFETY: AVX-512 F/BW/VL detected (within Avx512Vnni).
         return unsafe { super::x86_quantize::quantize_q8_k(x, out) };
     }
     quantize_q8_k_ref(x, out)
@@ -95,15 +95,4 @@ pub fn quantize_q8_k_ref(x: &[f32], out: &mut [BlockQ8K]) {
         }
         b.d = 1.0 / iscale;
     }
-}
-
-/// Whether the AVX-512 quantizers can run (checked once).
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-    })
 }

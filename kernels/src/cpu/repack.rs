@@ -589,79 +589,62 @@ fn run_packed<B: PackedBlocks, A: Pod + Send + Sync>(
             let local = task - first_task[i];
             let groups = w.rows / PACK_ROWS;
             let (g_lo, g_hi) = (local * per_task, ((local + 1) * per_task).min(groups));
+            let range = (g_lo, g_hi);
             if let Some(pk) = panel {
-                run_panel_task(w, ptr, acts, n_tokens, (g_lo, g_hi), kern, pk);
+                // Every token in one pass, each pair of groups unpacked once.
+                let mut buf = vec![0.0f32; n_tokens * 2 * PACK_ROWS];
+                run_groups(w, ptr, acts, (0, n_tokens), range, kern, Some(pk), &mut buf);
                 return;
             }
             let mut tmp = [0.0f32; TOKENS_PER_PASS * 2 * PACK_ROWS];
             for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
                 let nt = TOKENS_PER_PASS.min(n_tokens - t0);
-                let xs = &acts[t0 * nb..(t0 + nt) * nb];
-                let mut g = g_lo;
-                while g < g_hi {
-                    // Rows g * 8 .. g * 8 + n come out as tmp[t * n + r].
-                    let n = match (pair, w.group::<B>(g), w.group::<B>(g + 1)) {
-                        (Some(pk), Some(a), Some(b)) if g + 1 < g_hi => {
-                            pk(a, b, xs, nt, &mut tmp);
-                            2 * PACK_ROWS
-                        }
-                        (_, Some(a), _) => {
-                            kern(a, xs, nt, &mut tmp);
-                            PACK_ROWS
-                        }
-                        _ => break,
-                    };
-                    for t in 0..nt {
-                        for r in 0..n {
-                            // SAFETY: t0 + t < n_tokens and g * 8 + r < rows
-                            // (the groups exist), in bounds of output i
-                            // (checked); the groups' rows belong to this task alone.
-                            unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * n + r]) };
-                        }
-                    }
-                    g += n / PACK_ROWS;
-                }
+                run_groups(w, ptr, &acts[t0 * nb..(t0 + nt) * nb], (t0, nt), range, kern, pair, &mut tmp);
             }
         });
     });
     Ok(())
 }
 
-/// One task of [`run_packed`] through a panel kernel: each pair of groups
-/// with every token at once (an odd last group through `kern`, in passes).
-fn run_panel_task<B: PackedBlocks, A>(
+/// Groups `g_lo..g_hi` of `w` against tokens `t0..t0 + nt` (activations
+/// `xs`): `pair` on pairs of groups, `kern` on a last odd group (in passes
+/// of [`TOKENS_PER_PASS`], all it takes), the rows written to the output
+/// through `tmp` (at least `nt * 16` values).
+#[allow(clippy::too_many_arguments)]
+fn run_groups<B: PackedBlocks, A>(
     w: &PackedMatrix,
     ptr: OutPtr,
-    acts: &[A],
-    n_tokens: usize,
+    xs: &[A],
+    (t0, nt): (usize, usize),
     (g_lo, g_hi): (usize, usize),
     kern: fn(&[B], &[A], usize, &mut [f32]),
-    panel: PairKernel<B, A>,
+    pair: Option<PairKernel<B, A>>,
+    tmp: &mut [f32],
 ) {
     let nb = w.cols / w.ty.block_size();
-    let mut buf = vec![0.0f32; n_tokens * 2 * PACK_ROWS];
     let mut g = g_lo;
     while g < g_hi {
-        let n = match (w.group::<B>(g), w.group::<B>(g + 1)) {
-            (Some(a), Some(b)) if g + 1 < g_hi => {
-                panel(a, b, acts, n_tokens, &mut buf);
+        // Rows g * 8 .. g * 8 + n come out as tmp[t * n + r].
+        let n = match (pair, w.group::<B>(g), w.group::<B>(g + 1)) {
+            (Some(pk), Some(a), Some(b)) if g + 1 < g_hi => {
+                pk(a, b, xs, nt, tmp);
                 2 * PACK_ROWS
             }
-            (Some(a), _) => {
-                for t0 in (0..n_tokens).step_by(TOKENS_PER_PASS) {
-                    let nt = TOKENS_PER_PASS.min(n_tokens - t0);
-                    kern(a, &acts[t0 * nb..(t0 + nt) * nb], nt, &mut buf[t0 * PACK_ROWS..]);
+            (_, Some(a), _) => {
+                for s0 in (0..nt).step_by(TOKENS_PER_PASS) {
+                    let ns = TOKENS_PER_PASS.min(nt - s0);
+                    kern(a, &xs[s0 * nb..(s0 + ns) * nb], ns, &mut tmp[s0 * PACK_ROWS..]);
                 }
                 PACK_ROWS
             }
             _ => break,
         };
-        for t in 0..n_tokens {
+        for t in 0..nt {
             for r in 0..n {
-                // SAFETY: t < n_tokens and g * 8 + r < rows (the groups
+                // SAFETY: t0 + t < n_tokens and g * 8 + r < rows (the groups
                 // exist), in bounds of the output (checked by the caller);
                 // the groups' rows belong to this task alone.
-                unsafe { ptr.write(t * w.rows + g * PACK_ROWS + r, buf[t * n + r]) };
+                unsafe { ptr.write((t0 + t) * w.rows + g * PACK_ROWS + r, tmp[t * n + r]) };
             }
         }
         g += n / PACK_ROWS;

@@ -22,6 +22,7 @@ unsafe fn exp8(x: __m512d) -> __m512d {
         _mm512_set1_pd(std::f64::consts::LOG2_E),
     ));
     // ln 2 = LN2_HI + LN2_LO with LN2_HI's low bits zero, so n · LN2_HI is exact.
+    #[allow(clippy::excessive_precision)]
     const LN2_HI: f64 = 0.693_147_180_369_123_816_49;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let r = _mm512_fnmadd_pd(n, _mm512_set1_pd(LN2_HI), x);
@@ -41,11 +42,11 @@ unsafe fn exp8(x: __m512d) -> __m512d {
 unsafe fn exp16(x: __m512) -> __m512 {
     let lo = _mm512_cvtpd_ps(exp8(_mm512_cvtps_pd(_mm512_castps512_ps256(x))));
     let hi = _mm512_cvtpd_ps(exp8(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))))));
-    _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi)
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi)))
 }
 
 /// `gate[i] = silu(gate[i]) · up[i]` for `i < gate.len()` (`up` at least as long).
-#[target_feature(enable = "avx2,fma,avx512f,avx512dq")]
+#[target_feature(enable = "avx2,fma,avx512f")]
 pub(crate) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
     let n = gate.len().min(up.len());
     let (g, u) = (gate.as_mut_ptr(), up.as_ptr());

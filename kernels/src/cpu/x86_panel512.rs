@@ -18,6 +18,29 @@ use super::x86_packed512::{
 };
 use super::x86_packed_k::K4x8;
 
+/// Splits `nt` tokens into register tiles of 8, 4, 2, 1 over a panel.
+macro_rules! panel_tiles {
+    ($tile:ident, $panel:expr, $x:expr, $nt:expr, $out:expr) => {{
+        let (panel, x, nt, out) = ($panel, $x, $nt, $out);
+        let nb = panel.len();
+        let mut t0 = 0;
+        while nt - t0 >= 8 {
+            $tile::<8>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]);
+            t0 += 8;
+        }
+        for step in [4, 2, 1] {
+            if nt - t0 >= step {
+                match step {
+                    4 => $tile::<4>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
+                    2 => $tile::<2>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
+                    _ => $tile::<1>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
+                }
+                t0 += step;
+            }
+        }
+    }};
+}
+
 /// One Q6_K super-block pair unpacked for prefill: the 16 rows' `q + 32`
 /// as bytes (chunk `j`, weights `4j..4j + 4` of every row, at `q[j]`), with
 /// the tables of `q6k_scales`. A panel is unpacked once and dotted with
@@ -78,22 +101,7 @@ unsafe fn q6k_unpack(wa: &[BlockQ6Kx8], wb: &[BlockQ6Kx8], panel: &mut [Q6KPanel
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q6k_panel_tiles(panel: &[Q6KPanel], x: &[BlockQ8KAct], nt: usize, out: &mut [f32]) {
-    let nb = panel.len();
-    let mut t0 = 0;
-    while nt - t0 >= 8 {
-        q6k_panel_tile::<8>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]);
-        t0 += 8;
-    }
-    for step in [4, 2, 1] {
-        if nt - t0 >= step {
-            match step {
-                4 => q6k_panel_tile::<4>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-                2 => q6k_panel_tile::<2>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-                _ => q6k_panel_tile::<1>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-            }
-            t0 += step;
-        }
-    }
+    panel_tiles!(q6k_panel_tile, panel, x, nt, out)
 }
 
 #[inline(always)]
@@ -121,6 +129,7 @@ unsafe fn q6k_panel_tile<const T: usize>(panel: &[Q6KPanel], x: &[BlockQ8KAct], 
 /// The direct kernel's super-block sums over an unpacked panel.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline(never)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn q6k_panel_superblock<const T: usize>(p: &Q6KPanel, xs: &[&BlockQ8KAct; T], sum: &mut [__m512; T]) {
     for g in 0..16 {
         let mut q = [_mm512_setzero_si512(); 4];
@@ -213,22 +222,7 @@ unsafe fn k4_unpack<W: K4x8>(wa: &[W], wb: &[W], panel: &mut [K4Panel]) {
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn k4_panel_tiles(panel: &[K4Panel], x: &[BlockQ8KAct], nt: usize, out: &mut [f32]) {
-    let nb = panel.len();
-    let mut t0 = 0;
-    while nt - t0 >= 8 {
-        k4_panel_tile::<8>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]);
-        t0 += 8;
-    }
-    for step in [4, 2, 1] {
-        if nt - t0 >= step {
-            match step {
-                4 => k4_panel_tile::<4>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-                2 => k4_panel_tile::<2>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-                _ => k4_panel_tile::<1>(panel, &x[t0 * nb..], &mut out[t0 * ROWS..]),
-            }
-            t0 += step;
-        }
-    }
+    panel_tiles!(k4_panel_tile, panel, x, nt, out)
 }
 
 /// The float steps of the direct `tile_k4`, in its order.
