@@ -3,7 +3,8 @@
 //! figure to compare kernel changes by, without the rest of a forward pass.
 //!
 //! `cargo run --release -p infer-engine --example packed_gemm -- [TOKENS] [THREADS] [TYPES…]`
-//! (defaults: 128 tokens, 1 thread, Q4_0 Q4_K Q5_K Q6_K Q8_0).
+//! (defaults: 128 tokens, 1 thread, Q4_0 Q4_K Q5_K Q6_K Q8_0; `GEMM_SHAPE=ROWSxCOLS`
+//! for another shape than 8192 × 2048).
 
 use std::time::Instant;
 
@@ -21,7 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0"].iter().map(|s| s.to_string()).collect()
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let (rows, cols) = (8192, 2048);
+    // `GEMM_SHAPE=ROWSxCOLS` for another shape (e.g. 1536x384, an encoder's FFN).
+    let (rows, cols) = match std::env::var("GEMM_SHAPE") {
+        Ok(s) => {
+            let (r, c) = s.split_once('x').ok_or("GEMM_SHAPE is ROWSxCOLS")?;
+            (r.parse()?, c.parse()?)
+        }
+        Err(_) => (8192, 2048),
+    };
     let mut rng = Rng::new(7);
     for name in names {
         let ty: QuantType = name.parse()?;

@@ -266,7 +266,7 @@ impl WeightTable {
     /// the first call).
     pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
         let m = self.matrix(id);
-        if !self.repack || !PackedMatrix::packs(m.ty, m.rows) || !PackedMatrix::helps(Isa::best()) {
+        if !self.repack || !PackedMatrix::worth_packing(m.ty, m.rows, Isa::best()) {
             return m;
         }
         // The CPU reads the copy from now on; the file's pages can go as

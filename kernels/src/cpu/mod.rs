@@ -17,6 +17,7 @@
 //! outputs `n_tokens × rows`.
 
 pub mod encoder;
+mod float_panels;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod quantize;
@@ -31,6 +32,8 @@ mod x86;
 mod x86_activation;
 #[cfg(target_arch = "x86_64")]
 mod x86_float;
+#[cfg(target_arch = "x86_64")]
+mod x86_float_panels;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed;
 #[cfg(target_arch = "x86_64")]

@@ -35,6 +35,7 @@ use infer_gguf::QuantType;
 use rayon::prelude::*;
 
 use super::quantize::{quantize_q8_act, BlockQ8Act};
+use super::float_panels::{self, Panels};
 use super::repack_k::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
 use super::tiled::{out_ptrs, quantize_rows, with_act_buf, Isa, TOKENS_PER_PASS};
 use super::OutPtr;
@@ -109,6 +110,8 @@ enum Blocks {
     Q4K(Vec<BlockQ4Kx8>),
     Q5K(Vec<BlockQ5Kx8>),
     Q6K(Vec<BlockQ6Kx8>),
+    /// F32, F16, BF16 in panels of 32 rows ([`super::float_panels`]).
+    Float(super::float_panels::PanelData),
 }
 
 /// The row groups of a [`PackedMatrix`] in one block type.
@@ -152,7 +155,18 @@ impl PackedMatrix {
     /// Whether [`PackedMatrix::pack`] takes a matrix of this type and shape.
     pub fn packs(ty: QuantType, rows: usize) -> bool {
         use QuantType::*;
-        matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K) && rows.is_multiple_of(PACK_ROWS) && rows > 0
+        float_panels::packs(ty, rows)
+            || matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K) && rows.is_multiple_of(PACK_ROWS) && rows > 0
+    }
+
+    /// Whether packing this matrix makes the products on `isa` faster: the
+    /// quantized layouts have AVX2 and AVX-512 kernels, the float panels an
+    /// AVX-512 one (elsewhere each runs its scalar spec).
+    pub fn worth_packing(ty: QuantType, rows: usize, isa: Isa) -> bool {
+        if float_panels::packs(ty, rows) {
+            return isa == Isa::Avx512Vnni;
+        }
+        Self::packs(ty, rows) && Self::helps(isa)
     }
 
     /// Interleaves `w`; `None` when [`PackedMatrix::packs`] says no or the
@@ -167,6 +181,10 @@ impl PackedMatrix {
     pub fn pack_releasing(w: &QMatrix, release: &(dyn Fn(usize, usize) + Sync)) -> Option<PackedMatrix> {
         if !Self::packs(w.ty, w.rows) {
             return None;
+        }
+        if float_panels::packs(w.ty, w.rows) {
+            let data = float_panels::pack(w, release)?;
+            return Some(PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks: Blocks::Float(data) });
         }
         let nb = w.cols / w.ty.block_size();
         let blocks = match w.ty {
@@ -217,6 +235,7 @@ impl PackedMatrix {
             Blocks::Q4K(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q5K(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q6K(b) => std::mem::size_of_val(&b[..]),
+            Blocks::Float(d) => float_panels::bytes(d),
         }
     }
 
@@ -436,6 +455,16 @@ pub fn matmul_packed_with(
     }
     if !Isa::available().contains(&isa) {
         return Err(KernelError::Unsupported(ws[0].ty, "matmul on an instruction set this CPU lacks"));
+    }
+    if let Blocks::Float(_) = ws[0].blocks {
+        let mut panels = Vec::with_capacity(ws.len());
+        for w in ws {
+            match &w.blocks {
+                Blocks::Float(data) => panels.push(Panels { ty: w.ty, rows: w.rows, cols: w.cols, data }),
+                _ => return Err(shape(format!("{} beside float panels", w.ty))),
+            }
+        }
+        return float_panels::matmul_panels(isa, &panels, x, n_tokens, outs);
     }
     // The kernel of one block type on `isa`: x86 SIMD or the scalar spec.
     macro_rules! kernel {
