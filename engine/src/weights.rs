@@ -262,8 +262,8 @@ impl WeightTable {
     }
 
     /// The tensor for the CPU matmuls: with a repacked copy where the CPU
-    /// kernels have a faster layout for it (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K on x86; made on
-    /// the first call).
+    /// kernels have a faster layout for it (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K on x86; F32,
+    /// F16 and BF16 in 32-row panels on AVX-512; made on the first call).
     pub fn cpu_matrix(&self, id: WeightId) -> QMatrix<'_> {
         let m = self.matrix(id);
         if !self.repack || !PackedMatrix::worth_packing(m.ty, m.rows, Isa::best()) {

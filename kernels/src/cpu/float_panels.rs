@@ -134,7 +134,12 @@ pub(crate) fn matmul_panels(
     {
         return Err(KernelError::Shape {
             op: "matmul_panels",
-            detail: format!("{} matrices, {} outputs, {} activations for {n_tokens} tokens", ws.len(), outs.len(), x.len()),
+            detail: format!(
+                "{} matrices, {} outputs, {} activations for {n_tokens} tokens",
+                ws.len(),
+                outs.len(),
+                x.len()
+            ),
         });
     }
     let simd = cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni;

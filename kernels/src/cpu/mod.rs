@@ -9,7 +9,7 @@
 //! Other types take the dequantize-a-row path ([`matmul_dequant`]),
 //! correct for every type [`crate::dequant::supports`]. Matrices the owner
 //! repacked ([`PackedMatrix`], eight rows interleaved: [`repack`],
-//! [`repack_k`]) take the packed kernels instead. [`encoder`] holds the
+//! [`repack_k`]; float weights in 32-row panels) take the packed kernels instead. [`encoder`] holds the
 //! other ops of encoder models (LayerNorm, GELU, attention within segments).
 //!
 //! Layout: `W` is `rows × cols`, row-major, each row `cols / block_size`
