@@ -101,6 +101,9 @@ impl Model {
         table.set_quantize(options.quantize);
         // The architecture first: an unknown one is the error to report.
         let mut arch = Arch::load(&gguf, &mut table, options.n_ctx)?;
+        // An encoder's embeddings keep their bound with f16 sums; decoders'
+        // logits are compared to the last bit and keep f32.
+        table.set_half_math(arch.def.name == crate::arch::bert::ARCH.name);
         let tokenizer = match folder_tokenizer {
             Some(t) => t,
             None => Tokenizer::from_gguf(&gguf)?,

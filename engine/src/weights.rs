@@ -84,6 +84,8 @@ pub struct WeightTable {
     /// that live on the GPU never get one).
     packed: Vec<OnceLock<Option<PackedMatrix>>>,
     repack: bool,
+    /// F16 matrices may sum in f16 ([`WeightTable::set_half_math`]).
+    half_math: bool,
 }
 
 impl WeightTable {
@@ -99,7 +101,16 @@ impl WeightTable {
             infos: Vec::new(),
             packed: Vec::new(),
             repack,
+            half_math: false,
         }
+    }
+
+    /// Lets the F16 matrices packed from now on sum in f16 where the CPU has
+    /// AVX-512 FP16 (twice the multiply-adds per instruction), unless
+    /// `INFER_CPU_HALF_MATH=0`. For models whose results tolerate it: the
+    /// encoders' embeddings keep their cosine bound (tests/embeddings.rs).
+    pub fn set_half_math(&mut self, on: bool) {
+        self.half_math = on && std::env::var("INFER_CPU_HALF_MATH").map_or(true, |v| v != "0");
     }
 
     /// A table whose tensors live in `sources` (tensor name → place in
@@ -277,7 +288,11 @@ impl WeightTable {
                 self.gguf.release(start + off, len)
             }
         };
-        let packed = self.packed[id.0].get_or_init(|| PackedMatrix::pack_releasing(&m, &release));
+        let packed = self.packed[id.0].get_or_init(|| {
+            let mut p = PackedMatrix::pack_releasing(&m, &release)?;
+            p.set_half_math(self.half_math);
+            Some(p)
+        });
         QMatrix { packed: packed.as_ref(), ..m }
     }
 

@@ -63,3 +63,60 @@ fn float_panels_need_whole_panels() {
     assert!(PackedMatrix::pack(&w).is_none(), "40 rows is not a whole number of 32-row panels");
     assert!(!PackedMatrix::worth_packing(QuantType::F16, 40, Isa::best()));
 }
+
+/// Half math's bound, relative to the largest output: f16 activations and
+/// f16 sums over runs of 32 columns (about 2⁻¹¹ per rounding).
+const HALF_TOL: f32 = 4e-3;
+
+#[test]
+fn half_math_stays_near_the_reference_and_batch_invariant() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+    for (rows, cols, n_tokens) in [(64, 384, 29), (32, 1536, 13), (32, 40, 9)] {
+        let vals: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.2..0.2)).collect();
+        let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.random_range(-3.0..3.0)).collect();
+        let data = weights(QuantType::F16, &vals);
+        let plain = QMatrix::new(QuantType::F16, &data, rows, cols).expect("matrix");
+        let mut packed = PackedMatrix::pack(&plain).expect("whole panels pack");
+        assert!(packed.set_half_math(true), "F16 panels take half math");
+        let w = QMatrix { packed: Some(&packed), ..plain };
+        let mut want = vec![0.0; rows * n_tokens];
+        matmul_ref(&plain, &x, n_tokens, &mut want).expect("reference");
+        let mut got = vec![0.0; rows * n_tokens];
+        matmul_with(Isa::best(), &w, &x, n_tokens, &mut got).expect("half math");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err <= HALF_TOL, "{rows}×{cols}: relative error {err}");
+        for t in [0, n_tokens / 2, n_tokens - 1] {
+            let mut one = vec![0.0; rows];
+            matmul_with(Isa::best(), &w, &x[t * cols..(t + 1) * cols], 1, &mut one).expect("one token");
+            assert_eq!(&got[t * rows..(t + 1) * rows], &one[..], "token {t} alone differs");
+        }
+    }
+}
+
+#[test]
+fn half_math_overflow_falls_back_to_f32() {
+    // Activations past f16's range (65504): the product is recomputed with
+    // f32 sums, so it equals the f32 panels' result exactly.
+    let (rows, cols, n_tokens) = (32, 64, 3);
+    let vals: Vec<f32> = (0..rows * cols).map(|i| ((i % 7) as f32 - 3.0) / 4.0).collect();
+    let x: Vec<f32> = (0..n_tokens * cols).map(|i| if i % 5 == 0 { 1.0e6 } else { 1.0 }).collect();
+    let data = weights(QuantType::F16, &vals);
+    let plain = QMatrix::new(QuantType::F16, &data, rows, cols).expect("matrix");
+    let f32_math = PackedMatrix::pack(&plain).expect("panels");
+    let mut half = PackedMatrix::pack(&plain).expect("panels");
+    half.set_half_math(true);
+    let (mut a, mut b) = (vec![0.0; rows * n_tokens], vec![0.0; rows * n_tokens]);
+    matmul_with(Isa::best(), &QMatrix { packed: Some(&f32_math), ..plain }, &x, n_tokens, &mut a).expect("f32");
+    matmul_with(Isa::best(), &QMatrix { packed: Some(&half), ..plain }, &x, n_tokens, &mut b).expect("half");
+    assert!(b.iter().all(|v| v.is_finite()), "half math left a non-finite value");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn only_f16_panels_take_half_math() {
+    let data = vec![0u8; 32 * 8 * 4];
+    let w = QMatrix::new(QuantType::F32, &data, 32, 8).expect("matrix");
+    let mut p = PackedMatrix::pack(&w).expect("panels");
+    assert!(!p.set_half_math(true), "F32 panels keep f32 sums");
+}

@@ -12,6 +12,15 @@
 //! order, starting from zero: the same in every tile, for every batch size,
 //! and equal bit for bit to [`matmul_panels_spec`] (`f32::mul_add` in a
 //! loop), which other instruction sets run.
+//!
+//! Half math (F16 panels whose owner asked for it, on a CPU with AVX-512
+//! FP16): activations rounded to f16 once per product, products summed in
+//! f16 over runs of [`HALF_RUN`] columns and each run added into f32 — twice
+//! the multiply-adds per instruction. An encoder's embeddings keep their
+//! cosine bound with it (see the embedding tests); decoders never ask for
+//! it. A product whose f16 sums overflow is recomputed in f32.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use infer_gguf::QuantType;
 use rayon::prelude::*;
@@ -24,6 +33,16 @@ use crate::KernelError;
 pub const PANEL_ROWS: usize = 32;
 /// Tokens per parallel task: the task's panel stays in L1/L2 across them.
 const TASK_TOKENS: usize = 48;
+/// Columns summed in f16 before each f32 add, in half math.
+pub(crate) const HALF_RUN: usize = 32;
+
+/// Panels and how their products are summed.
+#[derive(Debug)]
+pub(crate) struct FloatPanels {
+    pub data: PanelData,
+    /// F16 panels whose owner accepts f16 sums (see the module docs).
+    pub half_math: bool,
+}
 
 /// The panels' values, in the weight's width.
 #[derive(Debug)]
@@ -98,6 +117,7 @@ pub(crate) struct Panels<'a> {
     pub rows: usize,
     pub cols: usize,
     pub data: &'a PanelData,
+    pub half_math: bool,
 }
 
 /// `out[t * rows + r] = Σ_c W[r][c] · x[t * cols + c]` as one `mul_add`
@@ -149,7 +169,42 @@ pub(crate) fn matmul_panels(
         }
         return Ok(());
     }
+    #[cfg(target_arch = "x86_64")]
+    if ws.iter().all(|w| w.half_math && w.ty == QuantType::F16) && super::x86_half_panels::available() {
+        let xh = super::x86_half_panels::to_half(x);
+        let finite = run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+            // SAFETY: AVX-512 FP16 was detected; as for the f32 kernel below.
+            unsafe { super::x86_half_panels::panel_tokens(w, p, &xh, t0, t1, out) }
+        });
+        if finite {
+            return Ok(());
+        }
+        // An f16 sum overflowed (or an input did): the f32 chains below.
+    }
+    run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was checked by the caller (`Isa::available()`);
+        // panel `p` and tokens t0..t1 exist (shapes checked above); each task
+        // writes only its panel's rows of its tokens.
+        unsafe {
+            super::x86_float_panels::panel_tokens(w, p, x, t0, t1, out)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (w, out, p, t0, t1);
+        true
+    });
+    Ok(())
+}
+
+/// Calls `kern(w, panel, t0, t1, out)` for every (matrix, panel, token
+/// range) task, over rayon; each task owns its panel's rows of its tokens.
+/// Whether every call returned true (its outputs are finite).
+fn run_tasks<K>(ws: &[Panels], n_tokens: usize, outs: &mut [&mut [f32]], kern: K) -> bool
+where
+    K: Fn(Panels, usize, usize, usize, OutPtr) -> bool + Sync,
+{
     let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    let finite = AtomicBool::new(true);
     let chunks = n_tokens.div_ceil(TASK_TOKENS);
     // (matrix, first panel) of each matrix's tasks.
     let mut starts = Vec::with_capacity(ws.len());
@@ -164,15 +219,9 @@ pub(crate) fn matmul_panels(
         let local = task - starts[m];
         let (p, chunk) = (local / chunks, local % chunks);
         let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(n_tokens));
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the ISA was checked by the caller (`Isa::available()`);
-        // panel `p` and tokens t0..t1 exist (shapes checked above); each task
-        // writes only its panel's rows of its tokens.
-        unsafe {
-            super::x86_float_panels::panel_tokens(w, p, x, t0, t1, out)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (w, out, p, t0, t1);
+        if !kern(w, p, t0, t1, out) {
+            finite.store(false, Ordering::Relaxed);
+        }
     });
-    Ok(())
+    finite.load(Ordering::Relaxed)
 }

@@ -35,6 +35,8 @@ mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_float_panels;
 #[cfg(target_arch = "x86_64")]
+mod x86_half_panels;
+#[cfg(target_arch = "x86_64")]
 mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed512;

@@ -35,7 +35,7 @@ use infer_gguf::QuantType;
 use rayon::prelude::*;
 
 use super::quantize::{quantize_q8_act, BlockQ8Act};
-use super::float_panels::{self, Panels};
+use super::float_panels::{self, FloatPanels, Panels};
 use super::repack_k::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8KAct};
 use super::tiled::{out_ptrs, quantize_rows, with_act_buf, Isa, TOKENS_PER_PASS};
 use super::OutPtr;
@@ -111,7 +111,7 @@ enum Blocks {
     Q5K(Vec<BlockQ5Kx8>),
     Q6K(Vec<BlockQ6Kx8>),
     /// F32, F16, BF16 in panels of 32 rows ([`super::float_panels`]).
-    Float(super::float_panels::PanelData),
+    Float(super::float_panels::FloatPanels),
 }
 
 /// The row groups of a [`PackedMatrix`] in one block type.
@@ -184,7 +184,8 @@ impl PackedMatrix {
         }
         if float_panels::packs(w.ty, w.rows) {
             let data = float_panels::pack(w, release)?;
-            return Some(PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks: Blocks::Float(data) });
+            let blocks = Blocks::Float(FloatPanels { data, half_math: false });
+            return Some(PackedMatrix { ty: w.ty, rows: w.rows, cols: w.cols, blocks });
         }
         let nb = w.cols / w.ty.block_size();
         let blocks = match w.ty {
@@ -235,7 +236,21 @@ impl PackedMatrix {
             Blocks::Q4K(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q5K(b) => std::mem::size_of_val(&b[..]),
             Blocks::Q6K(b) => std::mem::size_of_val(&b[..]),
-            Blocks::Float(d) => float_panels::bytes(d),
+            Blocks::Float(f) => float_panels::bytes(&f.data),
+        }
+    }
+
+    /// Lets F16 panels sum in f16 on CPUs with AVX-512 FP16 (twice the
+    /// multiply-adds per instruction; see [`super::float_panels`]): for
+    /// owners whose results tolerate it, as an encoder's embeddings do.
+    /// Returns whether the matrix takes it (F16 panels only).
+    pub fn set_half_math(&mut self, on: bool) -> bool {
+        match &mut self.blocks {
+            Blocks::Float(f) if self.ty == QuantType::F16 => {
+                f.half_math = on;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -460,7 +475,9 @@ pub fn matmul_packed_with(
         let mut panels = Vec::with_capacity(ws.len());
         for w in ws {
             match &w.blocks {
-                Blocks::Float(data) => panels.push(Panels { ty: w.ty, rows: w.rows, cols: w.cols, data }),
+                Blocks::Float(f) => {
+                    panels.push(Panels { ty: w.ty, rows: w.rows, cols: w.cols, data: &f.data, half_math: f.half_math })
+                }
                 _ => return Err(shape(format!("{} beside float panels", w.ty))),
             }
         }
