@@ -618,6 +618,28 @@ impl Backend for GpuBackend {
         self.rec(|st, b, _, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
     }
 
+    fn rmsnorm_matmul(&mut self, x: Slot, norm: WeightId, w: WeightId, (xn, out): (Slot, Slot), dim: usize, eps: f32) -> Result<()> {
+        // One token's logits: the norm runs inside the head's matvec.
+        // Batches (prefill logits, several sequences) norm first.
+        if out != Slot::Logits || self.n_tokens != 1 {
+            self.rmsnorm(x, norm, xn, dim, dim, eps)?;
+            return self.matmul(w, xn, out);
+        }
+        let weights = self.w.clone();
+        let (g, m) = (weights.norm(norm)?, weights.matrix(w)?);
+        if g.len() != dim || m.cols() != dim || m.rows() != self.widths.vocab {
+            return Err(EngineError::Gpu(format!(
+                "output head: norm of {} values, head of {} x {}, dim {dim}, vocabulary {}",
+                g.len(),
+                m.rows(),
+                m.cols(),
+                self.widths.vocab
+            )));
+        }
+        self.ensure_logits(1)?;
+        self.rec(|st, b, _, logits| st.matvec_rmsnorm(m, sb(b, x)?, g, eps, &logits[0]))
+    }
+
     fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
         let weights = self.w.clone();
         let mut i = 0;

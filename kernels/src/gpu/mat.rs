@@ -30,7 +30,8 @@ struct MatParams {
     tok0: u32,
     split1: u32,
     split2: u32,
-    _pad0: u32,
+    /// The RMSNorm epsilon of a fused output norm.
+    eps: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -126,6 +127,39 @@ impl GpuStep {
         out: MatOut,
         bias: Option<&GpuBuffer>,
     ) -> Result<(), KernelError> {
+        self.product(w, x, n_tokens, out, bias, None)
+    }
+
+    /// The output head of one token with its RMSNorm fused in:
+    /// `out[r] = Σ_c W[r][c]·g[c]·x[c] / sqrt(mean(x²) + eps)`, `x` the raw
+    /// residual (`W.cols` values) and `g` the norm weight, as
+    /// [`GpuStep::rmsnorm`] then [`GpuStep::matmul`] up to f32 rounding but
+    /// one dispatch: each thread or workgroup sums x² from the loads its
+    /// dot products make anyway. (The CPU-device kernels read `g` through a
+    /// uniform window like `x`, so it needs the same slack as a pooled buffer.)
+    pub fn matvec_rmsnorm(
+        &mut self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        g: &GpuBuffer,
+        eps: f32,
+        out: &GpuBuffer,
+    ) -> Result<(), KernelError> {
+        need("gpu matvec_rmsnorm", "norm weight", g, w.cols)?;
+        self.product(w, x, 1, MatOut::Set(out), None, Some((g, eps)))
+    }
+
+    /// [`GpuStep::matmul_to`], with the output norm fused in when `norm`
+    /// (weight, eps) is given (one token, plain store, no bias).
+    fn product(
+        &mut self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: MatOut,
+        bias: Option<&GpuBuffer>,
+        norm: Option<(&GpuBuffer, f32)>,
+    ) -> Result<(), KernelError> {
         const OP: &str = "gpu matmul";
         need(OP, "x", x, n_tokens * w.cols)?;
         if let Some(b) = bias {
@@ -135,17 +169,20 @@ impl GpuStep {
         if bias.is_some() && matches!(plan.store, Store::Gated(_)) {
             return Err(shape_err(OP, "a bias on a gated product".into()));
         }
-        let epi = Epilogue { store: plan.store, bias: bias.is_some() };
+        if norm.is_some() && (n_tokens != 1 || plan.store != Store::Set || bias.is_some()) {
+            return Err(shape_err(OP, "a fused norm on more than a plain product of one token".into()));
+        }
+        let epi = Epilogue { store: plan.store, bias: bias.is_some(), norm: norm.is_some() };
         let gated = matches!(plan.store, Store::Gated(_));
         let dummy = self.ctx.inner.dummy.clone();
         let raw = |i: usize| plan.outs[i].map_or(&dummy, |b| b.raw());
-        let ux = self.rows_kernels_fit(w, x, n_tokens);
+        let ux = self.rows_kernels_fit(w, x, n_tokens) && norm.is_none_or(|(g, _)| self.uniform_window_fits(g, 0));
         let row_bytes = w.cols as u64 * 4;
         // The CPU-device kernels read x in uniform windows of whole tokens.
         let per_window = if ux { (UNIFORM_WINDOW / row_bytes) as usize } else { n_tokens.max(1) };
         let matvec_rows = self.ctx.matvec_shape().rows as usize;
         // The integer-dot matvec reads x as int8 blocks, quantized here.
-        let xq = if !ux && n_tokens == 1 && self.ctx.uses_int_dot() && int_dot_supports(w.ty) {
+        let xq = if !ux && norm.is_none() && n_tokens == 1 && self.ctx.uses_int_dot() && int_dot_supports(w.ty) {
             Some(self.quantize_q8(x, w.cols)?)
         } else {
             None
@@ -170,7 +207,7 @@ impl GpuStep {
                     tok0: u32_of(OP, t0)?,
                     split1: plan.split[0],
                     split2: plan.split[1],
-                    _pad0: 0,
+                    eps: norm.map_or(0.0, |n| n.1),
                     _pad1: 0,
                     _pad2: 0,
                 };
@@ -196,6 +233,10 @@ impl GpuStep {
                 }
                 if let Some(b) = bias {
                     bound[n] = (6, b.raw(), 0, None);
+                    n += 1;
+                }
+                if let Some((g, _)) = norm {
+                    bound[n] = (7, g.raw(), 0, ux.then_some(UNIFORM_WINDOW));
                     n += 1;
                 }
                 self.dispatch_ranges(kernel, &p, &bound[..n], groups)?;
@@ -233,7 +274,11 @@ impl GpuStep {
             && lim.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
             && row_bytes <= UNIFORM_WINDOW
             && (n_tokens == 1 || row_bytes % lim.min_uniform_buffer_offset_alignment as u64 == 0)
-            && x.raw().usage().contains(wgpu::BufferUsages::UNIFORM)
-            && x.raw().size() >= last_window + UNIFORM_WINDOW
+            && self.uniform_window_fits(x, last_window)
+    }
+
+    /// Whether `b` can be bound as a uniform window at byte offset `at`.
+    fn uniform_window_fits(&self, b: &GpuBuffer, at: u64) -> bool {
+        b.raw().usage().contains(wgpu::BufferUsages::UNIFORM) && b.raw().size() >= at + UNIFORM_WINDOW
     }
 }

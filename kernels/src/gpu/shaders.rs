@@ -33,11 +33,14 @@ pub(crate) enum Store {
     Gated(GateAct),
 }
 
-/// A matrix kernel's epilogue: the store and whether a per-row bias is added.
+/// A matrix kernel's epilogue: the store and whether a per-row bias is
+/// added; `norm`: the RMSNorm of x fused in before the product (the output
+/// head of one token, plain store, no bias).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) struct Epilogue {
     pub store: Store,
     pub bias: bool,
+    pub norm: bool,
 }
 
 impl std::fmt::Debug for Epilogue {
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Epilogue {
             Store::Gated(GateAct::Silu) => "silu",
             Store::Gated(GateAct::Gelu) => "gelu",
         };
-        write!(f, "{store}{}", if self.bias { "+bias" } else { "" })
+        write!(f, "{store}{}{}", if self.bias { "+bias" } else { "" }, if self.norm { "+norm" } else { "" })
     }
 }
 
@@ -66,12 +69,18 @@ impl Epilogue {
         if self.bias {
             d.push("BIAS");
         }
+        if self.norm {
+            d.push("NORM");
+        }
         d
     }
 
     /// The bindings of a matrix kernel with this epilogue; `ux`: x is read
     /// through a uniform window (the CPU-device kernels).
     fn bindings(self, ux: bool) -> &'static [(u32, Bind)] {
+        if self.norm {
+            return if ux { B_MAT_UX_NORM } else { B_MAT_NORM };
+        }
         let split = self.store == Store::Split;
         match (ux, split, self.bias) {
             (false, false, false) => B_MAT,
@@ -210,6 +219,9 @@ const B_MAT_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W
 const B_MAT_UX_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (6, R)];
 const B_MAT_UX_SPLIT: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W)];
 const B_MAT_UX_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W), (6, R)];
+/// NORM: the norm weight at 7, read like x (a uniform window for the CPU-device kernels).
+const B_MAT_NORM: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (7, R)];
+const B_MAT_UX_NORM: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (7, U)];
 const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
 const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];

@@ -13,9 +13,22 @@ const WG: u32 = 64u;
 
 @group(0) @binding(2) var<uniform> xu: array<vec4<f32>, 4096>;
 
+#ifdef NORM
+// The fused output norm (mat_out.wgsl): each quad of x is loaded once per
+// row, so its square adds to the thread's sum as it goes.
+@group(0) @binding(7) var<uniform> gu: array<vec4<f32>, 4096>;
+var<private> ss: f32;
+
+fn xv(i: u32) -> vec4<f32> {
+    let v = xu[i];
+    ss += dot(v, v);
+    return v * gu[i];
+}
+#else
 fn xv(i: u32) -> vec4<f32> {
     return xu[i];
 }
+#endif
 
 @compute @workgroup_size(64)
 fn main(
@@ -37,6 +50,9 @@ fn main(
     for (var b = 0u; b < nb; b++) {
         acc += block_dot(r, b, b * QB);
     }
+#ifdef NORM
+    acc *= norm_factor(ss);
+#endif
     store(p.tok0, p.row0 + r, acc);
 #endif
 }
