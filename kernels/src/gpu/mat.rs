@@ -7,7 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::context::UNIFORM_WINDOW;
 use super::ops::{need, shape_err, u32_of};
-use super::shaders::{int_dot_supports, Epilogue, GateAct, Kernel, Store};
+use super::shaders::{Epilogue, GateAct, Kernel, Store};
 use super::{GpuBuffer, GpuStep, GpuWeight};
 use crate::KernelError;
 
@@ -181,17 +181,19 @@ impl GpuStep {
         // The CPU-device kernels read x in uniform windows of whole tokens.
         let per_window = if ux { (UNIFORM_WINDOW / row_bytes) as usize } else { n_tokens.max(1) };
         let matvec_rows = self.ctx.matvec_shape().rows as usize;
-        // The integer-dot matvec reads x as int8 blocks, quantized here.
-        let xq = if !ux && norm.is_none() && n_tokens == 1 && self.ctx.uses_int_dot() && int_dot_supports(w.ty) {
-            Some(self.quantize_q8(x, w.cols)?)
-        } else {
-            None
-        };
+        // The integer-dot matvec reads x as the int8 blocks that the op
+        // producing x wrote (a norm's Q8 epilogue); other products run on f32.
+        let kept = self.q8_acts.take();
+        let xq = kept
+            .as_ref()
+            .filter(|q| q.x == *x.raw() && q.n_blocks * 32 == w.cols)
+            .filter(|_| !ux && norm.is_none() && n_tokens == 1 && self.ctx.int_dot_for(w.ty, w.cols))
+            .map(|q| q.q.clone());
         let mut t0 = 0;
         while t0 < n_tokens {
             let nt = per_window.min(n_tokens - t0);
             let x_bind = match (&xq, ux) {
-                (Some(q), _) => (2, q.raw(), 0, None),
+                (Some(q), _) => (2, q, 0, None),
                 (None, true) => (2, x.raw(), t0 as u64 * row_bytes, Some(UNIFORM_WINDOW)),
                 (None, false) => (2, x.raw(), 0, None),
             };
@@ -243,23 +245,52 @@ impl GpuStep {
             }
             t0 += nt;
         }
-        if let Some(q) = xq {
-            self.scratch.push(q);
+        // A product does not write x: its blocks stay good for the next one.
+        if kept.as_ref().is_some_and(|q| q.x == *x.raw()) {
+            self.q8_acts = kept;
         }
         Ok(())
     }
 
-    /// One token's `cols` activations as int8 blocks of 32 with an f32
-    /// scale each (`quantize_q8.wgsl`), in a scratch buffer that lives until
-    /// the submit.
-    fn quantize_q8(&mut self, x: &GpuBuffer, cols: usize) -> Result<GpuBuffer, KernelError> {
+    /// One token's `cols` activations in `x` as int8 blocks of 32 with an
+    /// f32 scale each (`quantize_q8.wgsl`), kept for the products on `x`
+    /// that follow, as a norm's Q8 epilogue keeps them. The decode step
+    /// does not need it (its int-dot products read the norms' blocks); it
+    /// is for an `x` no norm produced, and for tests.
+    pub fn quantize_q8(&mut self, x: &GpuBuffer, cols: usize) -> Result<(), KernelError> {
         const OP: &str = "gpu quantize_q8";
+        need(OP, "x", x, cols)?;
+        if cols % 32 != 0 {
+            return Err(shape_err(OP, format!("{cols} values are not whole blocks of 32")));
+        }
         let n_blocks = cols / 32;
         let xq = self.ctx.buffer(n_blocks * 9)?;
         let p = QuantizeParams { n_blocks: u32_of(OP, n_blocks)?, _pad: [0; 3] };
         let groups = self.groups_2d(n_blocks.div_ceil(64))?;
         self.dispatch(Kernel::QuantizeQ8, &p, &[(1, x.raw()), (2, xq.raw())], groups)?;
-        Ok(xq)
+        self.q8_acts = Some(super::Q8Acts { x: x.raw().clone(), q: xq.raw().clone(), n_blocks });
+        self.scratch.push(xq);
+        Ok(())
+    }
+
+    /// Whether int8 blocks made by the last op are kept for the products
+    /// that may follow: a step submitted in parts should not end here, or
+    /// those products would run on f32 in the next part.
+    pub fn keeps_int8_blocks(&self) -> bool {
+        self.q8_acts.is_some()
+    }
+
+    /// Marks the int8 blocks kept for `x` ([`GpuStep::quantize_q8`], a
+    /// norm's epilogue) to be read back at submit: per block 8 words of
+    /// four i8, then one f32 scale per block. An error when none are kept.
+    pub fn read_q8(&mut self, x: &GpuBuffer) -> Result<(), KernelError> {
+        let q = self.q8_acts.as_ref().filter(|q| q.x == *x.raw()).ok_or_else(|| {
+            shape_err("gpu read_q8", "no int8 blocks of this buffer are kept (no Q8 norm or quantize_q8 wrote it last)".into())
+        })?;
+        let (src, bytes) = (q.q.clone(), q.n_blocks as u64 * 36);
+        self.n_reads += 1;
+        self.cmds.push(super::Cmd::Read { src, bytes });
+        Ok(())
     }
 
     /// Whether the CPU-device kernels are chosen and can read `x` through

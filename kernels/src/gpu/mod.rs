@@ -65,7 +65,7 @@ mod shaders;
 mod submit;
 mod weights;
 
-pub use context::{AdapterSummary, GpuContext, MatvecShape, MIN_BINDING};
+pub use context::{AdapterSummary, GpuContext, IntDot, MatvecShape, MIN_BINDING};
 pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
 pub use attention::{AttnShape, GpuKvCache};
@@ -295,6 +295,17 @@ pub struct GpuStep {
     /// submitted in parts).
     n_dispatches: usize,
     n_reads: usize,
+    /// The int8 blocks of an activation buffer made by the op that wrote it
+    /// (a norm's Q8 epilogue, or [`GpuStep::quantize_q8`]): valid until the
+    /// next op that may write a buffer; the matrix products keep it.
+    q8_acts: Option<Q8Acts>,
+}
+
+/// Activations `x` as int8 blocks `q` (the layout of `q8_block.wgsl`).
+struct Q8Acts {
+    x: wgpu::Buffer,
+    q: wgpu::Buffer,
+    n_blocks: usize,
 }
 
 impl GpuContext {
@@ -322,6 +333,7 @@ impl GpuContext {
             started: None,
             n_dispatches: 0,
             n_reads: 0,
+            q8_acts: None,
         }
     }
 }
@@ -374,6 +386,8 @@ impl GpuStep {
             return Err(KernelError::Gpu(format!("{kernel:?} binds {} buffers", buffers.len())));
         }
         let pipeline = self.ctx.pipeline(kernel)?;
+        // A dispatch may overwrite the buffer whose int8 blocks are kept.
+        self.q8_acts = None;
         let align = self
             .ctx
             .inner
@@ -466,6 +480,7 @@ impl GpuStep {
             });
         }
         if n > 0 {
+            self.q8_acts = None;
             self.cmds.push(Cmd::Copy {
                 src: src.raw().clone(),
                 src_off: src_off as u64 * 4,

@@ -116,6 +116,10 @@ pub(crate) enum Kernel {
     RmsNorm,
     /// Residual add fused with the next RMSNorm.
     RmsNormAdd,
+    /// [`Kernel::RmsNorm`] and [`Kernel::RmsNormAdd`] that also write their
+    /// output as int8 blocks for [`Kernel::MatvecI8`].
+    RmsNormQ8,
+    RmsNormAddQ8,
     /// RMSNorm of a buffer in place.
     RmsNormInPlace,
     Rope,
@@ -193,6 +197,7 @@ const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
 const MATMUL_LOAD: &str = include_str!("../wgsl/matmul_load.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
 const QUANTIZE_Q8: &str = include_str!("../wgsl/quantize_q8.wgsl");
+const Q8_BLOCK: &str = include_str!("../wgsl/q8_block.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
 const ROPE: &str = include_str!("../wgsl/rope.wgsl");
@@ -232,6 +237,9 @@ const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
 const B_NORM_ADD: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
+/// The norms with Q8: the int8 blocks at 5.
+const B_NORM_Q8: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (5, W)];
+const B_NORM_ADD_Q8: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W), (5, W)];
 const B_NORM_INPLACE: &[(u32, Bind)] = &[(0, U), (2, R), (3, W)];
 const B_LAYERNORM: &[(u32, Bind)] = &[(0, U), (1, W), (2, R), (3, R)];
 
@@ -359,7 +367,15 @@ impl Kernel {
                 }
                 k
             }
-            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8], "main", B_TWO, false, false),
+            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8, Q8_BLOCK], "main", B_TWO, false, false),
+            Kernel::RmsNormQ8 => KernelSpec {
+                defines: vec!["Q8"],
+                ..spec("rmsnorm_q8", vec![RMSNORM, REDUCE, Q8_BLOCK], "main", B_NORM_Q8, true, false)
+            },
+            Kernel::RmsNormAddQ8 => KernelSpec {
+                defines: vec!["Q8"],
+                ..spec("add_rmsnorm_q8", vec![RMSNORM, REDUCE, Q8_BLOCK], "add_rmsnorm", B_NORM_ADD_Q8, true, false)
+            },
             Kernel::MatvecRows(ty, e) => mat(
                 "matvec_rows",
                 [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),
