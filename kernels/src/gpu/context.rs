@@ -210,6 +210,9 @@ pub struct AdapterSummary {
     pub max_buffer_bytes: u64,
     pub max_storage_binding_bytes: u64,
     pub max_workgroup_storage_bytes: u32,
+    /// The cooperative-matrix configurations the adapter lists, as
+    /// `MxNxK A/B→C` (`16x16x16 f16→f32`); empty on most adapters.
+    pub cooperative_matrix: Vec<String>,
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -257,6 +260,11 @@ fn find_adapters() -> Result<Found, KernelError> {
                 max_buffer_bytes: l.max_buffer_size,
                 max_storage_binding_bytes: l.max_storage_buffer_binding_size,
                 max_workgroup_storage_bytes: l.max_compute_workgroup_storage_size,
+                cooperative_matrix: a
+                    .cooperative_matrix_properties()
+                    .iter()
+                    .map(|c| format!("{}x{}x{} {:?}→{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type).to_lowercase())
+                    .collect(),
             }
         })
         .collect();

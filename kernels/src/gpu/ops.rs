@@ -253,13 +253,12 @@ impl GpuStep {
         }
         // The int8 blocks of `out` (binding 3), for the products that read it.
         let out = rows_of.iter().find(|r| r.0 == 3).map(|r| r.2.raw().clone());
-        let xq = self.ctx.buffer(rows * dim / 32 * 9)?;
-        bound.push((5, xq.raw()));
+        let xq = self.int8_blocks_buffer(rows * dim / 32 * 9)?;
+        bound.push((5, &xq));
         self.dispatch(kernel, &p, &bound, groups)?;
         if let Some(out) = out {
-            self.q8_acts = Some(super::Q8Acts { x: out, q: xq.raw().clone(), n_blocks: rows * dim / 32 });
+            self.q8_acts = Some(super::Q8Acts { x: out, q: xq, n_blocks: rows * dim / 32 });
         }
-        self.scratch.push(xq);
         Ok(())
     }
 
