@@ -60,6 +60,14 @@ pub enum MatOut<'a> {
     Gated(&'a GpuBuffer, GateAct),
 }
 
+/// What a product does beside its store: add a per-row bias (if any), or
+/// RMS-norm `x` first (weight, eps: the output head of one token).
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    Bias(Option<&'a GpuBuffer>),
+    Norm(&'a GpuBuffer, f32),
+}
+
 /// The resolved epilogue of one product: store, output buffers of
 /// bindings 3..=5, split points, output row stride and rows per thread set.
 struct Plan<'a> {
@@ -127,7 +135,7 @@ impl GpuStep {
         out: MatOut,
         bias: Option<&GpuBuffer>,
     ) -> Result<(), KernelError> {
-        self.product(w, x, n_tokens, out, bias, None)
+        self.product(w, x, n_tokens, out, Extra::Bias(bias))
     }
 
     /// The output head of one token with its RMSNorm fused in:
@@ -146,21 +154,16 @@ impl GpuStep {
         out: &GpuBuffer,
     ) -> Result<(), KernelError> {
         need("gpu matvec_rmsnorm", "norm weight", g, w.cols)?;
-        self.product(w, x, 1, MatOut::Set(out), None, Some((g, eps)))
+        self.product(w, x, 1, MatOut::Set(out), Extra::Norm(g, eps))
     }
 
-    /// [`GpuStep::matmul_to`], with the output norm fused in when `norm`
-    /// (weight, eps) is given (one token, plain store, no bias).
-    fn product(
-        &mut self,
-        w: &GpuWeight,
-        x: &GpuBuffer,
-        n_tokens: usize,
-        out: MatOut,
-        bias: Option<&GpuBuffer>,
-        norm: Option<(&GpuBuffer, f32)>,
-    ) -> Result<(), KernelError> {
+    /// [`GpuStep::matmul_to`] with a bias, or with the output norm fused in.
+    fn product(&mut self, w: &GpuWeight, x: &GpuBuffer, n_tokens: usize, out: MatOut, extra: Extra) -> Result<(), KernelError> {
         const OP: &str = "gpu matmul";
+        let (bias, norm) = match extra {
+            Extra::Bias(b) => (b, None),
+            Extra::Norm(g, eps) => (None, Some((g, eps))),
+        };
         need(OP, "x", x, n_tokens * w.cols)?;
         if let Some(b) = bias {
             need(OP, "bias", b, w.rows)?;
