@@ -566,6 +566,7 @@ impl GpuContext {
         self.inner.int_dot.store(mode as u8, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The [`IntDot`] mode in force.
     pub fn int_dot_mode(&self) -> IntDot {
         match self.inner.int_dot.load(std::sync::atomic::Ordering::Relaxed) {
             0 => IntDot::Off,

@@ -263,7 +263,7 @@ impl GpuStep {
     pub fn quantize_q8(&mut self, x: &GpuBuffer, cols: usize) -> Result<(), KernelError> {
         const OP: &str = "gpu quantize_q8";
         need(OP, "x", x, cols)?;
-        if cols % 32 != 0 {
+        if !cols.is_multiple_of(32) {
             return Err(shape_err(OP, format!("{cols} values are not whole blocks of 32")));
         }
         let n_blocks = cols / 32;

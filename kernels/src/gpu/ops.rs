@@ -184,7 +184,7 @@ impl GpuStep {
     /// int8 activations ([`GpuContext::int_dot_for`]). Those products
     /// ([`GpuStep::matmul_to`] on `out`) then read the blocks.
     fn norm_writes_q8(&self, rows: usize, dim: usize) -> bool {
-        rows == 1 && dim % 32 == 0 && self.ctx.int_dot_for_cols(dim)
+        rows == 1 && dim.is_multiple_of(32) && self.ctx.int_dot_for_cols(dim)
     }
 
     /// The residual add and the next norm in one dispatch:
