@@ -60,6 +60,7 @@
 mod attention;
 mod context;
 mod encoder;
+mod int_dot;
 mod mat;
 mod ops;
 mod profile;
@@ -67,7 +68,8 @@ mod shaders;
 mod submit;
 mod weights;
 
-pub use context::{AdapterSummary, GpuContext, IntDot, MatvecShape, MIN_BINDING};
+pub use context::{AdapterSummary, GpuContext, MatvecShape, MIN_BINDING};
+pub use int_dot::IntDot;
 pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
 pub use attention::{AttnShape, GpuKvCache};
