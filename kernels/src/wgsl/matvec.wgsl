@@ -14,6 +14,8 @@
 // INT_DOT (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): x comes as int8 blocks and unit_dot_i8() dots them
 // with the weights' integers by dot4I8Packed (4 products per instruction
 // where the device has integer dot products), scaled once per unit.
+// NORM (mat_out.wgsl): the output norm fused in; x_quad() multiplies each
+// loaded quad by the norm weight and sums its squares into one more slot.
 // Workgroups run along x, then y (a dispatch dimension is capped at 65535).
 override WG: u32 = 64u;
 override NR: u32 = 2u;

@@ -4,7 +4,8 @@
 // token's row at its start), the rest and the epilogue (store) as
 // mat_out.wgsl; GATED takes rows r and r + rows of a [gate; up] weight. Workgroup: 64 threads, thread i takes row
 // 64*group + i whole, a block at a time with block_dot() from the
-// block_dot[_<type>] snippet (scales decoded once per block).
+// block_dot[_<type>] snippet (scales decoded once per block). NORM: the
+// output norm fused in (see xv() and mat_out.wgsl).
 // Why this shape: llvmpipe runs a workgroup's threads as SIMD lanes, pays a
 // coroutine switch per barrier and loads from storage buffers one lane at a
 // time, while uniform loads are vector gathers. `matvec.wgsl` (a workgroup
