@@ -18,9 +18,11 @@
 #
 # Then, with every layer on the GPU, decode again with each step submitted
 # in parts of PARTS dispatches without waiting (INFER_GPU_SUBMIT_EVERY), to
-# see whether overlapping the host's encoding with the GPU pays.
+# see whether overlapping the host's encoding with the GPU pays, and with
+# the integer-dot matvec forced off and on (INFER_GPU_INT_DOT=0|1; the
+# default follows llama.cpp's per-vendor rule), to check that rule here.
 #
-# Knobs (environment): MODELS (default "135m:q4_1 1b:q4_0 8b:q4_0"),
+# Knobs (environment): MODELS (default "135m:q4_1 1b:q4_0 1b:q4_k 8b:q4_0 8b:q4_k"),
 # SWEEP (0,0.25,0.5,0.75,1), P (512), N (128), R (3), PARTS (64), INFER_BIN.
 # Also runs here on lavapipe with small settings, e.g.
 #   MODELS=135m:q4_1 SWEEP=0,1 P=16 N=8 R=1 bash scripts/gpu-device-run.sh
@@ -28,7 +30,7 @@ set -uo pipefail
 
 OUT=${OUT:-/tmp/infer-gpu-out}
 BIN=${INFER_BIN:-target/release/infer}
-MODELS=${MODELS:-135m:q4_1 1b:q4_0 8b:q4_0}
+MODELS=${MODELS:-135m:q4_1 1b:q4_0 1b:q4_k 8b:q4_0 8b:q4_k}
 SWEEP=${SWEEP:-0,0.25,0.5,0.75,1}
 P=${P:-512}
 N=${N:-128}
@@ -73,6 +75,11 @@ for spec in $MODELS; do
     echo "== $preset $ty: all layers, steps submitted in parts of $PARTS dispatches"
     INFER_GPU_SUBMIT_EVERY=$PARTS "$BIN" bench -m "$model" -ngl all -p 0 -n "$N" -r "$R" --json \
         >"$OUT/parts-$preset-$ty.json" && cat "$OUT/parts-$preset-$ty.json" || status=1
+    for dot in 0 1; do
+        echo "== $preset $ty: all layers, INFER_GPU_INT_DOT=$dot"
+        INFER_GPU_INT_DOT=$dot "$BIN" bench -m "$model" -ngl all -p 0 -n "$N" -r "$R" --gpu-profile --json \
+            >"$OUT/intdot$dot-$preset-$ty.json" && cat "$OUT/intdot$dot-$preset-$ty.json" || status=1
+    done
 done
 # Decode with every layer on the GPU against the measured copy bandwidth.
 if command -v python3 >/dev/null; then
@@ -89,6 +96,9 @@ for f in sorted(glob.glob(f"{out}/sweep-*.json")):
 for f in sorted(glob.glob(f"{out}/parts-*.json")):
     r = json.load(open(f))[0]
     print(f"{f}: all layers, submitted in parts: tg {r['tok_s']:.1f} tok/s, {r['gpu']['submits_per_token']:.0f} submits per token")
+for f in sorted(glob.glob(f"{out}/intdot*.json")):
+    r = json.load(open(f))[0]
+    print(f"{f}: all layers: tg {r['tok_s']:.1f} tok/s")
 PY
 fi
 exit $status
