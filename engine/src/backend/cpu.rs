@@ -57,6 +57,9 @@ impl CpuBackend {
     }
 }
 
+/// Values per rayon task of the element-wise ops (bias, residual add).
+const ELEMENTWISE_CHUNK: usize = 16 * 1024;
+
 fn shape_err(op: &'static str, detail: String) -> EngineError {
     EngineError::Kernel(infer_kernels::KernelError::Shape { op, detail })
 }
@@ -243,7 +246,11 @@ impl Backend for CpuBackend {
             return Err(shape_err("add_bias", format!("bias has {} values, rows have {width}", bv.len())));
         }
         let n = self.n_tokens * width;
-        self.buf(x)[..n].chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bv));
+        // Whole rows per task, about ELEMENTWISE_CHUNK values each.
+        let rows = (ELEMENTWISE_CHUNK / width.max(1)).max(1);
+        self.buf(x)[..n].par_chunks_mut(rows * width.max(1)).for_each(|c| {
+            c.chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bv));
+        });
         Ok(())
     }
 
@@ -316,7 +323,8 @@ impl Backend for CpuBackend {
     fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
         let mut d = self.take(dst);
-        ops::add_ref(&mut d[..n], &self.bufs[src.index()][..n]);
+        let s = &self.bufs[src.index()][..n];
+        d[..n].par_chunks_mut(ELEMENTWISE_CHUNK).zip(s.par_chunks(ELEMENTWISE_CHUNK)).for_each(|(d, s)| ops::add_ref(d, s));
         self.put(dst, d);
         Ok(())
     }

@@ -31,6 +31,8 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_activation;
 #[cfg(target_arch = "x86_64")]
+mod x86_attention;
+#[cfg(target_arch = "x86_64")]
 mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_float_panels;
