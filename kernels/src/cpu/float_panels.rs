@@ -139,18 +139,24 @@ pub(crate) fn matmul_panels_spec(w: Panels, x: &[f32], n_tokens: usize, out: &mu
 }
 
 /// The products of several panelled matrices (same `cols`) with `x`, split
-/// into (matrix, panel, token range) tasks over rayon.
+/// into (matrix, panel, token range) tasks over rayon; `biases[i]` (`rows`
+/// values), where given, is added to each output of matrix `i` by the task
+/// that wrote it, while its rows are still in cache (the same f32 add as a
+/// separate pass, without the pass).
 pub(crate) fn matmul_panels(
     isa: Isa,
     ws: &[Panels],
+    biases: &[Option<&[f32]>],
     x: &[f32],
     n_tokens: usize,
     outs: &mut [&mut [f32]],
 ) -> Result<(), KernelError> {
     let cols = ws.first().map_or(0, |w| w.cols);
     if ws.len() != outs.len()
+        || biases.len() != ws.len()
         || x.len() != n_tokens * cols
         || ws.iter().zip(outs.iter()).any(|(w, o)| w.cols != cols || o.len() != w.rows * n_tokens)
+        || ws.iter().zip(biases).any(|(w, b)| b.is_some_and(|b| b.len() != w.rows))
     {
         return Err(KernelError::Shape {
             op: "matmul_panels",
@@ -164,15 +170,18 @@ pub(crate) fn matmul_panels(
     }
     let simd = cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni;
     if !simd {
-        for (w, o) in ws.iter().zip(outs.iter_mut()) {
+        for ((w, o), b) in ws.iter().zip(outs.iter_mut()).zip(biases) {
             matmul_panels_spec(*w, x, n_tokens, o);
+            if let Some(b) = b {
+                o.chunks_exact_mut(w.rows).for_each(|row| row.iter_mut().zip(*b).for_each(|(v, &bv)| *v += bv));
+            }
         }
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if ws.iter().all(|w| w.half_math && w.ty == QuantType::F16) && super::x86_half_panels::available() {
         let xh = super::x86_half_panels::to_half(x);
-        let finite = run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+        let finite = run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
             // SAFETY: AVX-512 FP16 was detected; as for the f32 kernel below.
             unsafe { super::x86_half_panels::panel_tokens(w, p, &xh, t0, t1, out) }
         });
@@ -181,7 +190,7 @@ pub(crate) fn matmul_panels(
         }
         // An f16 sum overflowed (or an input did): the f32 chains below.
     }
-    run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+    run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was checked by the caller (`Isa::available()`);
         // panel `p` and tokens t0..t1 exist (shapes checked above); each task
@@ -196,10 +205,20 @@ pub(crate) fn matmul_panels(
     Ok(())
 }
 
+/// `row += b`: two distinct arrays (a function's `&mut` and `&` do not
+/// alias; kept out of line so that they stay apart), so the add vectorizes.
+#[inline(never)]
+fn add_row(row: &mut [f32; PANEL_ROWS], b: &[f32; PANEL_ROWS]) {
+    for (v, &bv) in row.iter_mut().zip(b) {
+        *v += bv;
+    }
+}
+
 /// Calls `kern(w, panel, t0, t1, out)` for every (matrix, panel, token
-/// range) task, over rayon; each task owns its panel's rows of its tokens.
-/// Whether every call returned true (its outputs are finite).
-fn run_tasks<K>(ws: &[Panels], n_tokens: usize, outs: &mut [&mut [f32]], kern: K) -> bool
+/// range) task, over rayon, then adds the matrix's bias (if any) to what
+/// it wrote; each task owns its panel's rows of its tokens. Whether every
+/// call returned true (its outputs are finite).
+fn run_tasks<K>(ws: &[Panels], biases: &[Option<&[f32]>], n_tokens: usize, outs: &mut [&mut [f32]], kern: K) -> bool
 where
     K: Fn(Panels, usize, usize, usize, OutPtr) -> bool + Sync,
 {
@@ -221,6 +240,13 @@ where
         let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(n_tokens));
         if !kern(w, p, t0, t1, out) {
             finite.store(false, Ordering::Relaxed);
+        }
+        if let Some(b) = biases[m].and_then(|b| b[p * PANEL_ROWS..].first_chunk::<PANEL_ROWS>()) {
+            for t in t0..t1 {
+                // SAFETY: rows p·32..p·32 + 32 of tokens t0..t1 are this
+                // task's (written just above) and inside the output.
+                add_row(unsafe { &mut *(out.0.add(t * w.rows + p * PANEL_ROWS) as *mut [f32; PANEL_ROWS]) }, b);
+            }
         }
     });
     finite.load(Ordering::Relaxed)
