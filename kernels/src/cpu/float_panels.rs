@@ -205,12 +205,21 @@ pub(crate) fn matmul_panels(
     Ok(())
 }
 
-/// `row += b`: two distinct arrays (a function's `&mut` and `&` do not
-/// alias; kept out of line so that they stay apart), so the add vectorizes.
-#[inline(never)]
-fn add_row(row: &mut [f32; PANEL_ROWS], b: &[f32; PANEL_ROWS]) {
-    for (v, &bv) in row.iter_mut().zip(b) {
-        *v += bv;
+const _: () = assert!(PANEL_ROWS == 32);
+
+/// `out[t * rows + i] += b[i]` for tokens `t0..t1` and `i < 32` (two registers).
+///
+/// # Safety
+/// AVX-512 F is present and those outputs exist.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_panel_bias(out: *mut f32, rows: usize, t0: usize, t1: usize, b: &[f32; PANEL_ROWS]) {
+    use std::arch::x86_64::*;
+    let (b0, b1) = (_mm512_loadu_ps(b.as_ptr()), _mm512_loadu_ps(b.as_ptr().add(16)));
+    for t in t0..t1 {
+        let o = out.add(t * rows);
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), b0));
+        _mm512_storeu_ps(o.add(16), _mm512_add_ps(_mm512_loadu_ps(o.add(16)), b1));
     }
 }
 
@@ -242,11 +251,15 @@ where
             finite.store(false, Ordering::Relaxed);
         }
         if let Some(b) = biases[m].and_then(|b| b[p * PANEL_ROWS..].first_chunk::<PANEL_ROWS>()) {
-            for t in t0..t1 {
-                // SAFETY: rows p·32..p·32 + 32 of tokens t0..t1 are this
-                // task's (written just above) and inside the output.
-                add_row(unsafe { &mut *(out.0.add(t * w.rows + p * PANEL_ROWS) as *mut [f32; PANEL_ROWS]) }, b);
-            }
+            // SAFETY: rows p·32..p·32 + 32 of tokens t0..t1 are this task's
+            // (written just above) and inside the output; the tasks run only
+            // on AVX-512 (`matmul_panels`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                add_panel_bias(out.0.add(p * PANEL_ROWS), w.rows, t0, t1, b)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = b;
         }
     });
     finite.load(Ordering::Relaxed)
