@@ -170,12 +170,10 @@ pub(crate) fn matmul_panels(
     }
     let simd = cfg!(target_arch = "x86_64") && isa == Isa::Avx512Vnni;
     if !simd {
-        for ((w, o), b) in ws.iter().zip(outs.iter_mut()).zip(biases) {
+        for (w, o) in ws.iter().zip(outs.iter_mut()) {
             matmul_panels_spec(*w, x, n_tokens, o);
-            if let Some(b) = b {
-                o.chunks_exact_mut(w.rows).for_each(|row| row.iter_mut().zip(*b).for_each(|(v, &bv)| *v += bv));
-            }
         }
+        super::add_biases(biases, outs);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
