@@ -37,6 +37,8 @@ mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_float_panels;
 #[cfg(target_arch = "x86_64")]
+mod x86_gelu;
+#[cfg(target_arch = "x86_64")]
 mod x86_half_panels;
 #[cfg(target_arch = "x86_64")]
 mod x86_packed;
