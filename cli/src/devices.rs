@@ -35,6 +35,7 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
                     "max_buffer_bytes": a.max_buffer_bytes,
                     "max_storage_binding_bytes": a.max_storage_binding_bytes,
                     "max_workgroup_storage_bytes": a.max_workgroup_storage_bytes,
+                    "cooperative_matrix": a.cooperative_matrix,
                 })
             })
             .collect();
@@ -57,6 +58,9 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
                 a.max_storage_binding_bytes >> 20,
                 a.max_workgroup_storage_bytes >> 10
             );
+            if !a.cooperative_matrix.is_empty() {
+                println!("    cooperative matrices: {}", a.cooperative_matrix.join(", "));
+            }
         }
         match (chosen, bandwidth) {
             (Some(_), Some(bw)) => println!("copy bandwidth of the chosen (*) device: {bw:.1} GB/s (read + write)"),

@@ -67,6 +67,25 @@ impl ByteSource {
             ByteSource::Owned(v) => v,
         }
     }
+
+    /// Lets the kernel drop the mapped pages of `offset..offset + len` (whole
+    /// pages inside it) once a repacked copy holds them; they are re-read
+    /// from the file if touched again. Owned bytes stay.
+    fn release(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let ByteSource::Map { map, .. } = self {
+            const PAGE: usize = 4096;
+            let end = offset.saturating_add(len).min(map.len()) / PAGE * PAGE;
+            let start = offset.div_ceil(PAGE) * PAGE;
+            if end > start {
+                // SAFETY: a read-only, shared mapping of the file: dropped
+                // pages are re-read from the file, never lost.
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
 }
 
 /// The model's tensors, looked up once at load time. Data stays in the mmap.
@@ -283,10 +302,9 @@ impl WeightTable {
         // The CPU reads the copy from now on; the file's pages can go as
         // they are copied (an embedding lookup faults its rows back in).
         let (source, start) = (self.infos[id.0].source, self.infos[id.0].start);
-        let release = |off: usize, len: usize| {
-            if source == 0 {
-                self.gguf.release(start + off, len)
-            }
+        let release = |off: usize, len: usize| match source {
+            0 => self.gguf.release(start + off, len),
+            i => self.sources[i - 1].release(start + off, len),
         };
         let packed = self.packed[id.0].get_or_init(|| {
             let mut p = PackedMatrix::pack_releasing(&m, &release)?;

@@ -194,6 +194,8 @@ fn gpu_int_dot_matvec_matches_reference_on_quantized_activations() {
             let w = GpuWeight::upload(&ctx, ty, &data, rows, cols).unwrap();
             let (xb, out) = (ctx.upload_f32(&x).unwrap(), ctx.buffer(rows).unwrap());
             let mut step = ctx.step();
+            // The product reads the blocks that the op before it kept for x.
+            step.quantize_q8(&xb, cols).unwrap();
             step.matmul(&w, &xb, 1, &out).unwrap();
             step.read(&out);
             let got = step.submit().unwrap()[0].f32();

@@ -132,9 +132,9 @@ pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOu
         OutRows::Last => b.keep_rows(Slot::X, c.dim, &[n.saturating_sub(1)])?,
         OutRows::These(rows) => b.keep_rows(Slot::X, c.dim, rows)?,
     }
-    b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
     if step.hidden {
         // An embedder reads the normed rows themselves.
+        b.rmsnorm(Slot::X, w.output_norm, Slot::Xn, c.dim, c.dim, c.rms_eps)?;
         out.hidden.resize(b.n_tokens() * c.dim, 0.0);
         b.read(Slot::Xn, &mut out.hidden)?;
         out.logits.clear();
@@ -142,7 +142,7 @@ pub fn output_head(arch: &Arch, bk: &mut Backends, step: &Step, out: &mut HeadOu
         out.token = None;
         return Ok(());
     }
-    b.matmul(w.output, Slot::Xn, Slot::Logits)?;
+    b.rmsnorm_matmul(Slot::X, w.output_norm, w.output, (Slot::Xn, Slot::Logits), c.dim, c.rms_eps)?;
     b.record(c.n_layers, "logits", Slot::Logits, c.vocab)?;
     if step.greedy {
         b.argmax(Slot::Logits, c.vocab, &mut out.tokens)?;

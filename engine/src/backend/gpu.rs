@@ -306,7 +306,7 @@ impl GpuBackend {
     /// so the GPU runs it while the host records the rest of the step.
     fn submit_early(&mut self) -> Result<()> {
         let due = self.step.as_ref().is_some_and(|s| {
-            self.submit_every > 0 && s.dispatch_count() >= self.submit_every && !s.has_reads()
+            self.submit_every > 0 && s.dispatch_count() >= self.submit_every && !s.has_reads() && !s.keeps_int8_blocks()
         });
         if !due {
             return Ok(());
@@ -616,6 +616,31 @@ impl Backend for GpuBackend {
         let m = weights.matrix(w)?;
         let n = self.n_tokens;
         self.rec(|st, b, _, _| st.matmul(m, sb(b, x)?, n, sb(b, out)?))
+    }
+
+    fn rmsnorm_matmul(&mut self, x: Slot, norm: WeightId, w: WeightId, (xn, out): (Slot, Slot), dim: usize, eps: f32) -> Result<()> {
+        // One token's logits on the real-GPU kernels: the norm runs inside
+        // the head's matvec. Batches (prefill logits, several sequences) norm
+        // first, and so do the CPU-device kernels: there every thread of the
+        // head redoes x·g and x² for its row, which doubled the head's time
+        // on lavapipe (docs/OFFLOAD.md), far more than the dispatch it saves.
+        if out != Slot::Logits || self.n_tokens != 1 || self.ctx.uses_cpu_device_kernels() {
+            self.rmsnorm(x, norm, xn, dim, dim, eps)?;
+            return self.matmul(w, xn, out);
+        }
+        let weights = self.w.clone();
+        let (g, m) = (weights.norm(norm)?, weights.matrix(w)?);
+        if g.len() != dim || m.cols() != dim || m.rows() != self.widths.vocab {
+            return Err(EngineError::Gpu(format!(
+                "output head: norm of {} values, head of {} x {}, dim {dim}, vocabulary {}",
+                g.len(),
+                m.rows(),
+                m.cols(),
+                self.widths.vocab
+            )));
+        }
+        self.ensure_logits(1)?;
+        self.rec(|st, b, _, logits| st.matvec_rmsnorm(m, sb(b, x)?, g, eps, &logits[0]))
     }
 
     fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {

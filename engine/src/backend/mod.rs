@@ -265,6 +265,15 @@ pub trait Backend: Send {
     }
     /// RMSNorm of `x` into `out` over rows of `dim` values (`width / dim` rows per token).
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()>;
+    /// The output norm and the head: `out = rmsnorm(x) · Wᵀ` over rows of
+    /// `dim` (`norm` the norm weight, `w` the head), the normed rows in `xn`
+    /// on the way. A GPU fuses the norm into the head's matvec for one
+    /// token (`xn` is then left as it was).
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm_matmul(&mut self, x: Slot, norm: WeightId, w: WeightId, (xn, out): (Slot, Slot), dim: usize, eps: f32) -> Result<()> {
+        self.rmsnorm(x, norm, xn, dim, dim, eps)?;
+        self.matmul(w, xn, out)
+    }
     /// RoPE in place on `x` (`n_heads * head_dim` per token).
     fn rope(&mut self, x: Slot, p: &RopeParams) -> Result<()>;
     /// `x[t] += bias` for every token (`width` values, the bias's length).

@@ -1,7 +1,8 @@
 //! The half-math kernel of [`super::float_panels`] on AVX-512 FP16: 32 rows
 //! of f16 weights are one register, each token's f16 activation is
 //! broadcast from memory into `vfmadd231ph` (32 multiply-adds per
-//! instruction, twice `vfmadd231ps`), eight tokens per tile. Every
+//! instruction, twice `vfmadd231ps`), eight tokens per tile (four and one
+//! for the rest). Every
 //! [`HALF_RUN`] columns the f16 sums are widened and added into f32, so
 //! rounding grows with a run, not with the whole row.
 //!
@@ -73,6 +74,9 @@ pub(crate) unsafe fn panel_tokens(w: Panels, p: usize, xh: &[u16], t0: usize, t1
         if t1 - t >= TILE_TOKENS {
             finite &= tile8(wp, xp, w.cols, op, w.rows);
             t += TILE_TOKENS;
+        } else if t1 - t >= 4 {
+            finite &= tile4(wp, xp, w.cols, op, w.rows);
+            t += 4;
         } else {
             finite &= tile1(wp, xp, w.cols, op);
             t += 1;
@@ -132,6 +136,52 @@ unsafe fn tile8(wp: *const u16, xp: *const u16, cols: usize, op: *mut f32, rows:
     }
     let mut bad: __mmask16 = 0;
     for j in 0..TILE_TOKENS {
+        _mm512_storeu_ps(op.add(j * rows), sums[2 * j]);
+        _mm512_storeu_ps(op.add(j * rows + 16), sums[2 * j + 1]);
+        bad |= not_finite(sums[2 * j]) | not_finite(sums[2 * j + 1]);
+    }
+    bad == 0
+}
+
+/// Four tokens, the same sums as four lanes of [`tile8`].
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512fp16")]
+unsafe fn tile4(wp: *const u16, xp: *const u16, cols: usize, op: *mut f32, rows: usize) -> bool {
+    let mut sums = [_mm512_setzero_ps(); 8];
+    let stride = cols * 2;
+    let mut c0 = 0;
+    while c0 < cols {
+        let n = HALF_RUN.min(cols - c0);
+        let mut a: [__m512i; 4] = [_mm512_setzero_si512(); 4];
+        asm!(
+            "2:",
+            "vmovdqu16 zmm31, [{w}]",
+            "vfmadd231ph {a0}, zmm31, word ptr [{x0}]{{1to32}}",
+            "vfmadd231ph {a1}, zmm31, word ptr [{x0} + {s}]{{1to32}}",
+            "vfmadd231ph {a2}, zmm31, word ptr [{x0} + 2*{s}]{{1to32}}",
+            "vfmadd231ph {a3}, zmm31, word ptr [{x0} + {s3}]{{1to32}}",
+            "add {w}, 64",
+            "add {x0}, 2",
+            "dec {n}",
+            "jnz 2b",
+            w = inout(reg) wp.add(c0 * PANEL_ROWS) => _,
+            x0 = inout(reg) xp.add(c0) => _,
+            n = inout(reg) n => _,
+            s = in(reg) stride,
+            s3 = in(reg) 3 * stride,
+            a0 = inout(zmm_reg) a[0],
+            a1 = inout(zmm_reg) a[1],
+            a2 = inout(zmm_reg) a[2],
+            a3 = inout(zmm_reg) a[3],
+            out("zmm31") _,
+            options(nostack, readonly),
+        );
+        for j in 0..4 {
+            add_run(&mut sums[2 * j..2 * j + 2], a[j]);
+        }
+        c0 += n;
+    }
+    let mut bad: __mmask16 = 0;
+    for j in 0..4 {
         _mm512_storeu_ps(op.add(j * rows), sums[2 * j]);
         _mm512_storeu_ps(op.add(j * rows + 16), sums[2 * j + 1]);
         bad |= not_finite(sums[2 * j]) | not_finite(sums[2 * j + 1]);

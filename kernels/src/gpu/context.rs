@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::shaders::{assemble, Bind, Kernel, Variant};
 use super::GpuBuffer;
+use super::int_dot::IntDot;
 use crate::KernelError;
 
 /// Bytes of the uniform array through which the CPU-device matmul kernels
@@ -89,9 +90,10 @@ pub(crate) struct Inner {
     /// lowers dot4I8Packed to the device's integer dot product where it has
     /// one, to shifts and multiplies elsewhere).
     pub has_int_dot: bool,
-    /// Whether the real-GPU matvec runs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on int8 activations
-    /// (`INFER_GPU_INT_DOT=1`, or [`GpuContext::set_int_dot`]).
-    pub int_dot: std::sync::atomic::AtomicBool,
+    /// When the real-GPU matvec runs Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 on int8
+    /// activations ([`IntDot`] as a u8; `INFER_GPU_INT_DOT=0|1`, or
+    /// [`GpuContext::set_int_dot_mode`]).
+    pub int_dot: std::sync::atomic::AtomicU8,
 }
 
 /// Lanes per workgroup and rows per workgroup of the real-GPU matvec
@@ -158,6 +160,9 @@ pub struct AdapterSummary {
     pub max_buffer_bytes: u64,
     pub max_storage_binding_bytes: u64,
     pub max_workgroup_storage_bytes: u32,
+    /// The cooperative-matrix configurations the adapter lists, as
+    /// `MxNxK A/B→C` (`16x16x16 f16→f32`); empty on most adapters.
+    pub cooperative_matrix: Vec<String>,
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -205,6 +210,11 @@ fn find_adapters() -> Result<Found, KernelError> {
                 max_buffer_bytes: l.max_buffer_size,
                 max_storage_binding_bytes: l.max_storage_buffer_binding_size,
                 max_workgroup_storage_bytes: l.max_compute_workgroup_storage_size,
+                cooperative_matrix: a
+                    .cooperative_matrix_properties()
+                    .iter()
+                    .map(|c| format!("{}x{}x{} {:?}→{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type).to_lowercase())
+                    .collect(),
             }
         })
         .collect();
@@ -361,7 +371,7 @@ impl GpuContext {
             .min(limits.max_buffer_size);
         let max_binding = limits.max_storage_buffer_binding_size;
         let matvec = Mutex::new(MatvecShape::for_adapter(&info));
-        let int_dot = std::env::var("INFER_GPU_INT_DOT").is_ok_and(|v| v == "1").into();
+        let int_dot = (IntDot::from_env() as u8).into();
         Ok(Self {
             inner: Arc::new(Inner {
                 matvec,
@@ -492,19 +502,6 @@ impl GpuContext {
     pub fn fixed_subgroup_size(&self) -> Option<u32> {
         let i = &self.inner.info;
         (self.uses_subgroups() && i.subgroup_min_size == i.subgroup_max_size).then_some(i.subgroup_min_size)
-    }
-
-    /// Runs Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products of the real-GPU matvec
-    /// on int8-quantized activations (dot4I8Packed) when `on` and WGSL
-    /// offers it; the f32 kernels otherwise. Off by default: the activations are quantized by a
-    /// dispatch of their own before each product.
-    pub fn set_int_dot(&self, on: bool) {
-        self.inner.int_dot.store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether the integer-dot matvec is in use.
-    pub fn uses_int_dot(&self) -> bool {
-        self.inner.has_int_dot && self.inner.int_dot.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The shape of the real-GPU matvec kernels in use.

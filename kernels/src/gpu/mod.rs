@@ -13,9 +13,11 @@
 //!   `INFER_GPU_KERNELS=cpu|gpu`, also spelt `rows|subgroup`, forces one
 //!   set). On other adapters the decode matvec runs a few rows per
 //!   workgroup of one subgroup ([`MatvecShape`], pipeline constants chosen
-//!   per adapter), and with [`GpuContext::set_int_dot`] (env
-//!   `INFER_GPU_INT_DOT=1`) Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products on int8
-//!   activations.
+//!   per adapter); Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 products whose input a
+//!   norm wrote also as int8 blocks run on those ([`IntDot`]: per vendor,
+//!   type and row length by default; [`GpuContext::set_int_dot_mode`], env
+//!   `INFER_GPU_INT_DOT=0|1`), and the head of one token takes the output
+//!   norm fused in ([`GpuStep::matvec_rmsnorm`]).
 //! - [`GpuWeight`] is a weight uploaded once, still quantized (F32, F16,
 //!   BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K … Q6_K, IQ4_XS), split
 //!   by rows over several buffers when larger than the max storage binding.
@@ -58,6 +60,7 @@
 mod attention;
 mod context;
 mod encoder;
+mod int_dot;
 mod mat;
 mod ops;
 mod profile;
@@ -66,6 +69,7 @@ mod submit;
 mod weights;
 
 pub use context::{AdapterSummary, GpuContext, MatvecShape, MIN_BINDING};
+pub use int_dot::IntDot;
 pub use encoder::{SegmentAttn, ENCODER_MAX_KEYS};
 pub use mat::MatOut;
 pub use attention::{AttnShape, GpuKvCache};
@@ -227,6 +231,12 @@ struct BindCacheInner {
     /// part last time. A decode step binds what the previous token bound,
     /// so this is checked first: compared, not hashed, and nothing allocated.
     by_ordinal: Vec<Vec<Option<(BindKey, wgpu::BindGroup)>>>,
+    /// Where the norms write int8 activation blocks (their Q8 epilogue):
+    /// one buffer for every such norm of every step, so that their bind
+    /// groups and their products' stay the same from token to token. Each
+    /// norm's blocks are read by the products right after it, and the GPU
+    /// runs a step's dispatches, and its parts, in order.
+    int8_blocks: Option<wgpu::Buffer>,
 }
 
 impl BindKey {
@@ -295,6 +305,17 @@ pub struct GpuStep {
     /// submitted in parts).
     n_dispatches: usize,
     n_reads: usize,
+    /// The int8 blocks of an activation buffer made by the op that wrote it
+    /// (a norm's Q8 epilogue, or [`GpuStep::quantize_q8`]): valid until the
+    /// next op that may write a buffer; the matrix products keep it.
+    q8_acts: Option<Q8Acts>,
+}
+
+/// Activations `x` as int8 blocks `q` (the layout of `q8_block.wgsl`).
+struct Q8Acts {
+    x: wgpu::Buffer,
+    q: wgpu::Buffer,
+    n_blocks: usize,
 }
 
 impl GpuContext {
@@ -322,6 +343,7 @@ impl GpuContext {
             started: None,
             n_dispatches: 0,
             n_reads: 0,
+            q8_acts: None,
         }
     }
 }
@@ -374,6 +396,8 @@ impl GpuStep {
             return Err(KernelError::Gpu(format!("{kernel:?} binds {} buffers", buffers.len())));
         }
         let pipeline = self.ctx.pipeline(kernel)?;
+        // A dispatch may overwrite the buffer whose int8 blocks are kept.
+        self.q8_acts = None;
         let align = self
             .ctx
             .inner
@@ -466,6 +490,7 @@ impl GpuStep {
             });
         }
         if n > 0 {
+            self.q8_acts = None;
             self.cmds.push(Cmd::Copy {
                 src: src.raw().clone(),
                 src_off: src_off as u64 * 4,
@@ -475,6 +500,27 @@ impl GpuStep {
             });
         }
         Ok(())
+    }
+
+    /// The buffer of the norms' int8 blocks ([`BindCacheInner::int8_blocks`]),
+    /// at least `words` long: grown (a new buffer) when too short.
+    fn int8_blocks_buffer(&mut self, words: usize) -> Result<wgpu::Buffer, KernelError> {
+        let bytes = (words as u64 * 4).div_ceil(16).max(1) * 16;
+        let mut c = self.binds.inner.lock().map_err(|_| KernelError::Gpu("bind cache lock poisoned".into()))?;
+        if let Some(b) = c.int8_blocks.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        if bytes > self.ctx.max_storage_binding() {
+            return Err(KernelError::Gpu(format!("int8 activation blocks of {bytes} bytes exceed the storage binding limit")));
+        }
+        let b = self.ctx.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("int8 activations"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        c.int8_blocks = Some(b.clone());
+        Ok(b)
     }
 
     /// Whether nothing has been recorded since the step began.

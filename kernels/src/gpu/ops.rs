@@ -175,13 +175,16 @@ impl GpuStep {
         out: &GpuBuffer,
     ) -> Result<(), KernelError> {
         let rows_of = [(1, "x", x), (3, "out", out)];
-        self.norm(
-            Kernel::RmsNorm,
-            "gpu rmsnorm",
-            weight,
-            (rows, dim, eps),
-            &rows_of,
-        )
+        let kernel = if self.norm_writes_q8(rows, dim) { Kernel::RmsNormQ8 } else { Kernel::RmsNorm };
+        self.norm(kernel, "gpu rmsnorm", weight, (rows, dim, eps), &rows_of)
+    }
+
+    /// Whether a norm of `rows` rows of `dim` also writes them as int8
+    /// blocks (`Q8` of rmsnorm.wgsl): one token whose products may run on
+    /// int8 activations ([`GpuContext::int_dot_for`]). Those products
+    /// ([`GpuStep::matmul_to`] on `out`) then read the blocks.
+    fn norm_writes_q8(&self, rows: usize, dim: usize) -> bool {
+        rows == 1 && dim.is_multiple_of(32) && self.ctx.int_dot_for_cols(dim)
     }
 
     /// The residual add and the next norm in one dispatch:
@@ -199,13 +202,8 @@ impl GpuStep {
         out: &GpuBuffer,
     ) -> Result<(), KernelError> {
         let rows_of = [(1, "x", x), (3, "out", out), (4, "acc", acc)];
-        self.norm(
-            Kernel::RmsNormAdd,
-            "gpu add_rmsnorm",
-            weight,
-            (rows, dim, eps),
-            &rows_of,
-        )
+        let kernel = if self.norm_writes_q8(rows, dim) { Kernel::RmsNormAddQ8 } else { Kernel::RmsNormAdd };
+        self.norm(kernel, "gpu add_rmsnorm", weight, (rows, dim, eps), &rows_of)
     }
 
     /// RMSNorm of `x` in place (gemma3's per-head and post norms).
@@ -250,7 +248,18 @@ impl GpuStep {
         let groups = self.groups_2d(rows)?;
         let mut bound: Vec<(u32, &wgpu::Buffer)> = vec![(2, weight.raw())];
         bound.extend(rows_of.iter().map(|&(i, _, b)| (i, b.raw())));
-        self.dispatch(kernel, &p, &bound, groups)
+        if !matches!(kernel, Kernel::RmsNormQ8 | Kernel::RmsNormAddQ8) {
+            return self.dispatch(kernel, &p, &bound, groups);
+        }
+        // The int8 blocks of `out` (binding 3), for the products that read it.
+        let out = rows_of.iter().find(|r| r.0 == 3).map(|r| r.2.raw().clone());
+        let xq = self.int8_blocks_buffer(rows * dim / 32 * 9)?;
+        bound.push((5, &xq));
+        self.dispatch(kernel, &p, &bound, groups)?;
+        if let Some(out) = out {
+            self.q8_acts = Some(super::Q8Acts { x: out, q: xq, n_blocks: rows * dim / 32 });
+        }
+        Ok(())
     }
 
     /// RoPE in place on `x` = `[n_tokens][n_heads][head_dim]`, token t at

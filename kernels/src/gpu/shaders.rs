@@ -33,11 +33,14 @@ pub(crate) enum Store {
     Gated(GateAct),
 }
 
-/// A matrix kernel's epilogue: the store and whether a per-row bias is added.
+/// A matrix kernel's epilogue: the store and whether a per-row bias is
+/// added; `norm`: the RMSNorm of x fused in before the product (the output
+/// head of one token, plain store, no bias).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) struct Epilogue {
     pub store: Store,
     pub bias: bool,
+    pub norm: bool,
 }
 
 impl std::fmt::Debug for Epilogue {
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Epilogue {
             Store::Gated(GateAct::Silu) => "silu",
             Store::Gated(GateAct::Gelu) => "gelu",
         };
-        write!(f, "{store}{}", if self.bias { "+bias" } else { "" })
+        write!(f, "{store}{}{}", if self.bias { "+bias" } else { "" }, if self.norm { "+norm" } else { "" })
     }
 }
 
@@ -66,12 +69,18 @@ impl Epilogue {
         if self.bias {
             d.push("BIAS");
         }
+        if self.norm {
+            d.push("NORM");
+        }
         d
     }
 
     /// The bindings of a matrix kernel with this epilogue; `ux`: x is read
     /// through a uniform window (the CPU-device kernels).
     fn bindings(self, ux: bool) -> &'static [(u32, Bind)] {
+        if self.norm {
+            return if ux { B_MAT_UX_NORM } else { B_MAT_NORM };
+        }
         let split = self.store == Store::Split;
         match (ux, split, self.bias) {
             (false, false, false) => B_MAT,
@@ -107,6 +116,10 @@ pub(crate) enum Kernel {
     RmsNorm,
     /// Residual add fused with the next RMSNorm.
     RmsNormAdd,
+    /// [`Kernel::RmsNorm`] and [`Kernel::RmsNormAdd`] that also write their
+    /// output as int8 blocks for [`Kernel::MatvecI8`].
+    RmsNormQ8,
+    RmsNormAddQ8,
     /// RMSNorm of a buffer in place.
     RmsNormInPlace,
     Rope,
@@ -184,6 +197,7 @@ const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
 const MATMUL_LOAD: &str = include_str!("../wgsl/matmul_load.wgsl");
 const MATMUL_ROWS: &str = include_str!("../wgsl/matmul_rows.wgsl");
 const QUANTIZE_Q8: &str = include_str!("../wgsl/quantize_q8.wgsl");
+const Q8_BLOCK: &str = include_str!("../wgsl/q8_block.wgsl");
 const GET_ROWS: &str = include_str!("../wgsl/get_rows.wgsl");
 const RMSNORM: &str = include_str!("../wgsl/rmsnorm.wgsl");
 const ROPE: &str = include_str!("../wgsl/rope.wgsl");
@@ -210,6 +224,9 @@ const B_MAT_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W
 const B_MAT_UX_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (6, R)];
 const B_MAT_UX_SPLIT: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W)];
 const B_MAT_UX_SPLIT_BIAS: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (4, W), (5, W), (6, R)];
+/// NORM: the norm weight at 7, read like x (a uniform window for the CPU-device kernels).
+const B_MAT_NORM: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (7, R)];
+const B_MAT_UX_NORM: &[(u32, Bind)] = &[(0, U), (1, R), (2, U), (3, W), (7, U)];
 const B_ELT: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_INPLACE: &[(u32, Bind)] = &[(0, U), (2, W)];
 const B_ONE: &[(u32, Bind)] = &[(0, U), (1, W)];
@@ -220,6 +237,9 @@ const B_TWO: &[(u32, Bind)] = &[(0, U), (1, R), (2, W)];
 const B_KV: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
 const B_ATTN: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, R), (4, W)];
 const B_NORM_ADD: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W)];
+/// The norms with Q8: the int8 blocks at 5.
+const B_NORM_Q8: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (5, W)];
+const B_NORM_ADD_Q8: &[(u32, Bind)] = &[(0, U), (1, R), (2, R), (3, W), (4, W), (5, W)];
 const B_NORM_INPLACE: &[(u32, Bind)] = &[(0, U), (2, R), (3, W)];
 const B_LAYERNORM: &[(u32, Bind)] = &[(0, U), (1, W), (2, R), (3, R)];
 
@@ -347,7 +367,15 @@ impl Kernel {
                 }
                 k
             }
-            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8], "main", B_TWO, false, false),
+            Kernel::QuantizeQ8 => spec("quantize_q8", vec![QUANTIZE_Q8, Q8_BLOCK], "main", B_TWO, false, false),
+            Kernel::RmsNormQ8 => KernelSpec {
+                defines: vec!["Q8"],
+                ..spec("rmsnorm_q8", vec![RMSNORM, REDUCE, Q8_BLOCK], "main", B_NORM_Q8, true, false)
+            },
+            Kernel::RmsNormAddQ8 => KernelSpec {
+                defines: vec!["Q8"],
+                ..spec("add_rmsnorm_q8", vec![RMSNORM, REDUCE, Q8_BLOCK], "add_rmsnorm", B_NORM_ADD_Q8, true, false)
+            },
             Kernel::MatvecRows(ty, e) => mat(
                 "matvec_rows",
                 [vec![MATVEC_ROWS, MAT_OUT, QUANT, quant(ty)?], block_dot_source(ty)].concat(),

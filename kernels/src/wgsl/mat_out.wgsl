@@ -11,6 +11,10 @@
 //   GATED   the weight is [gate; up] (rows each): store_gated() writes
 //           act(gate row)*(up row) to out, act = silu (SILU) or gelu_tanh,
 //           with the formulas of elementwise.wgsl.
+//   NORM    (with a plain store, one token) x is the raw residual and the
+//           RMSNorm before the product is fused in: binding 7 holds the norm
+//           weight g (the kernel multiplies each x quad by it on load and sums
+//           x^2 from the same loads), and v is scaled by norm_factor() first.
 struct MatParams {
     rows: u32,
     cols: u32,
@@ -22,7 +26,8 @@ struct MatParams {
     tok0: u32,
     split1: u32,
     split2: u32,
-    _pad0: u32,
+    /// The RMSNorm epsilon (NORM).
+    eps: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -60,6 +65,13 @@ fn store(t: u32, row: u32, v: f32) {
 #endif
 #endif
 }
+
+#ifdef NORM
+// 1 / rms of the token's x from its sum of squares, as rmsnorm.wgsl.
+fn norm_factor(ss: f32) -> f32 {
+    return 1.0 / sqrt(ss / f32(p.cols) + p.eps);
+}
+#endif
 
 #ifdef GATED
 fn store_gated(t: u32, row: u32, g: f32, u: f32) {

@@ -14,6 +14,8 @@
 // INT_DOT (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): x comes as int8 blocks and unit_dot_i8() dots them
 // with the weights' integers by dot4I8Packed (4 products per instruction
 // where the device has integer dot products), scaled once per unit.
+// NORM (mat_out.wgsl): the output norm fused in; x_quad() multiplies each
+// loaded quad by the norm weight and sums its squares into one more slot.
 // Workgroups run along x, then y (a dispatch dimension is capped at 65535).
 override WG: u32 = 64u;
 override NR: u32 = 2u;
@@ -23,7 +25,12 @@ const MAX_NR: u32 = 4u;
 #ifdef GATED
 const SLOTS: u32 = 2u * MAX_NR;
 #else
+#ifdef NORM
+// One more slot: the sum of x^2 (mat_out.wgsl), reduced with the rows.
+const SLOTS: u32 = MAX_NR + 1u;
+#else
 const SLOTS: u32 = MAX_NR;
+#endif
 #endif
 
 #ifdef INT_DOT
@@ -32,6 +39,23 @@ const SLOTS: u32 = MAX_NR;
 @group(0) @binding(2) var<storage, read> xq: array<u32>;
 #else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
+#ifdef NORM
+@group(0) @binding(7) var<storage, read> norm_w: array<vec4<f32>>;
+#endif
+
+#ifndef INT_DOT
+// Quad q of token t's x, times the norm weight and its square added to
+// `ss` under NORM.
+fn x_quad(t: u32, q: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    let v = x[t * (p.cols / 4u) + q];
+#ifdef NORM
+    *ss += dot(v, v);
+    return v * norm_w[q];
+#else
+    return v;
+#endif
+}
 #endif
 
 var<workgroup> part: array<f32, 2048>;
@@ -60,6 +84,11 @@ fn main(
 #else
     let ns = NR;
 #endif
+#ifdef NORM
+    let nred = ns + 1u;
+#else
+    let nred = ns;
+#endif
     let nq = p.cols / 4u;
     let nu = nq / UQ;
     for (var t = 0u; t < p.n_tokens; t++) {
@@ -79,10 +108,11 @@ fn main(
             }
         }
 #else
+        var ss = 0.0;
         for (var u = lid; u < nu; u += WG) {
             var xr: array<vec4<f32>, UQ>;
             for (var i = 0u; i < UQ; i++) {
-                xr[i] = x[t * nq + unit_quad(u, i)];
+                xr[i] = x_quad(t, unit_quad(u, i), &ss);
             }
             for (var s = 0u; s < ns; s++) {
                 if s % NR < nr {
@@ -93,27 +123,30 @@ fn main(
         // F32/F16 rows need only be multiples of 4 long: the quads past the
         // last whole unit, one at a time.
         for (var q = nu * UQ + lid; q < nq; q += WG) {
-            let xv = x[t * nq + q];
+            let xv = x_quad(t, q, &ss);
             for (var s = 0u; s < ns; s++) {
                 if s % NR < nr {
                     acc[s] += dot(dq4(slot_row(r0, s), q), xv);
                 }
             }
         }
+#ifdef NORM
+        acc[ns] = ss;
+#endif
 #endif
         // Sum slot s over the workgroup into part[s] (read after a barrier).
 #ifdef SUBGROUP
-        for (var s = 0u; s < ns; s++) {
+        for (var s = 0u; s < nred; s++) {
             acc[s] = subgroupAdd(acc[s]);
         }
         let n_sg = (WG + sgs - 1u) / sgs;
         if !ONE_SUBGROUP {
             if sgl == 0u {
-                for (var s = 0u; s < ns; s++) { part[s * 64u + lid / sgs] = acc[s]; }
+                for (var s = 0u; s < nred; s++) { part[s * 64u + lid / sgs] = acc[s]; }
             }
             workgroupBarrier();
             if lid == 0u {
-                for (var s = 0u; s < ns; s++) {
+                for (var s = 0u; s < nred; s++) {
                     var v = 0.0;
                     for (var g = 0u; g < n_sg; g++) { v += part[s * 64u + g]; }
                     acc[s] = v;
@@ -121,22 +154,26 @@ fn main(
             }
         }
 #else
-        for (var s = 0u; s < ns; s++) { part[s * WG + lid] = acc[s]; }
+        for (var s = 0u; s < nred; s++) { part[s * WG + lid] = acc[s]; }
         workgroupBarrier();
         for (var h = WG / 2u; h > 0u; h >>= 1u) {
             if lid < h {
-                for (var s = 0u; s < ns; s++) { part[s * WG + lid] += part[s * WG + lid + h]; }
+                for (var s = 0u; s < nred; s++) { part[s * WG + lid] += part[s * WG + lid + h]; }
             }
             workgroupBarrier();
         }
-        for (var s = 0u; s < ns; s++) { acc[s] = part[s * WG]; }
+        for (var s = 0u; s < nred; s++) { acc[s] = part[s * WG]; }
 #endif
         if lid == 0u {
             for (var i = 0u; i < nr; i++) {
 #ifdef GATED
                 store_gated(t, p.row0 + r0 + i, acc[i], acc[i + NR]);
 #else
+#ifdef NORM
+                store(t, p.row0 + r0 + i, acc[i] * norm_factor(acc[ns]));
+#else
                 store(t, p.row0 + r0 + i, acc[i]);
+#endif
 #endif
             }
         }

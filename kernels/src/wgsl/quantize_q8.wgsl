@@ -1,7 +1,6 @@
 // Activations to int8 blocks for the integer-dot matvec (matvec.wgsl with
-// INT_DOT): x (f32, n_blocks blocks of 32) to xq (u32): word 8b + i holds
-// values 4i..4i+4 of block b as i8 (q = round(v * 127 / max|v|), half to
-// even; d = max|v| / 127 rounded to f16, as cpu::quantize_q8_act), and word 8*n_blocks + b holds d as f32 bits.
+// INT_DOT): x (f32, n_blocks blocks of 32) to xq (u32) as q8_block.wgsl
+// lays them out: block b at words 8b.., its scale at word 8*n_blocks + b.
 // Bindings: 0 params, 1 x (vec4 f32), 2 xq. Workgroup: 64 threads, one block each.
 struct QuantizeParams {
     n_blocks: u32,
@@ -19,17 +18,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b = gid.y * nwg.x * 64u + gid.x;
     if b >= p.n_blocks { return; }
     var v: array<vec4<f32>, 8>;
-    var amax = 0.0;
     for (var i = 0u; i < 8u; i++) {
         v[i] = x[b * 8u + i];
-        let a = abs(v[i]);
-        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
     }
-    let id = select(0.0, 127.0 / amax, amax > 0.0);
-    // The scale rounded to f16 as the CPU's quantize_q8_act stores it.
-    let d = unpack2x16float(pack2x16float(vec2<f32>(amax / 127.0, 0.0))).x;
-    for (var i = 0u; i < 8u; i++) {
-        xq[b * 8u + i] = pack4xI8(vec4<i32>(round(v[i] * id)));
-    }
-    xq[p.n_blocks * 8u + b] = bitcast<u32>(d);
+    q8_block(&v, b * 8u, p.n_blocks * 8u + b);
 }

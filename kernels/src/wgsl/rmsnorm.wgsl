@@ -4,6 +4,10 @@
 // - `add_rmsnorm`: acc += x (the residual add), then out = rmsnorm(acc);
 //   binding 4 acc (f32, read_write).
 // - `rmsnorm_inplace`: out = rmsnorm(out) (bindings 0, 2, 3).
+// - Q8 (`main` and `add_rmsnorm`): binding 5 also gets the output rows as
+//   the int8 blocks of the integer-dot matvec (q8_block.wgsl): row r's block
+//   b at word r*dim/4 + 8b, its scale at rows*dim/4 + r*dim/32 + b; the same
+//   bytes quantize_q8.wgsl makes from `out`, without a dispatch of its own.
 // Workgroup: 64 threads = one row (rows along workgroup x, then y); each
 // thread sums squares over a strided slice, the workgroup adds them up.
 const WG: u32 = 64u;
@@ -20,6 +24,25 @@ struct NormParams {
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
+
+#ifdef Q8
+@group(0) @binding(5) var<storage, read_write> xq: array<u32>;
+
+// Row r of `out` (at `base`) to int8 blocks, one block per thread at a
+// time, read back once the whole workgroup has written the row.
+fn q8_row(r: u32, base: u32, lid: u32) {
+    storageBarrier();
+    let nb = p.dim / 32u;
+    for (var b = lid; b < nb; b += WG) {
+        var v: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) {
+            let o = base + 32u * b + 4u * i;
+            v[i] = vec4<f32>(out[o], out[o + 1u], out[o + 2u], out[o + 3u]);
+        }
+        q8_block(&v, r * (p.dim / 4u) + 8u * b, p.rows * (p.dim / 4u) + r * nb + b);
+    }
+}
+#endif
 
 // 1 / rms of a row whose threads hold partial sums of squares `ss`.
 fn inv_rms(ss: f32, lid: u32) -> f32 {
@@ -48,6 +71,9 @@ fn main(
     for (var i = lid; i < p.dim; i += WG) { let v = x[base + i]; ss += v * v; }
     let inv = inv_rms(ss, lid);
     for (var i = lid; i < p.dim; i += WG) { out[base + i] = x[base + i] * inv * weight[i]; }
+#ifdef Q8
+    q8_row(r, base, lid);
+#endif
 }
 
 // Each thread reads and writes only its own strided elements, so the
@@ -77,6 +103,9 @@ fn add_rmsnorm(
     }
     let inv = inv_rms(ss, lid);
     for (var i = lid; i < p.dim; i += WG) { out[base + i] = acc[base + i] * inv * weight[i]; }
+#ifdef Q8
+    q8_row(r, base, lid);
+#endif
 }
 
 @compute @workgroup_size(64)
