@@ -107,25 +107,21 @@ pub fn encode(a: &Arch, bk: &mut Backends, t: &WeightTable, tokens: &[u32], segm
         let mut b = bk.for_layer(l, dim)?;
         // q, k, v = W·x + bias                                      [n, q_dim], [n, kv_dim]
         let (wq, wk, wv) = (lw.req(Wq)?, lw.req(Wk)?, lw.req(Wv)?);
-        b.matmul_multi(&[(wq, Slot::Q), (wk, Slot::K), (wv, Slot::V)], Slot::X)?;
-        b.add_bias(Slot::Q, lw.req(Bq)?, q_dim)?;
-        b.add_bias(Slot::K, lw.req(Bk)?, kv_dim)?;
-        b.add_bias(Slot::V, lw.req(Bv)?, kv_dim)?;
+        // The biases are the products' starting sums on the CPU (no pass after).
+        let qkv_bias = [Some((lw.req(Bq)?, q_dim)), Some((lw.req(Bk)?, kv_dim)), Some((lw.req(Bv)?, kv_dim))];
+        b.matmul_multi_bias(&[(wq, Slot::Q), (wk, Slot::K), (wv, Slot::V)], &qkv_bias, Slot::X)?;
         // Each token attends to every token of its own text.
         b.attention_full(Slot::Q, Slot::K, Slot::V, Slot::Att, &attn)?;
         b.record(l, "attn", Slot::Att, q_dim)?;
         // x = LN(x + wo·att + bo)
-        b.matmul(lw.req(Wo)?, Slot::Att, Slot::Out)?;
-        b.add_bias(Slot::Out, lw.req(Bo)?, dim)?;
+        b.matmul_multi_bias(&[(lw.req(Wo)?, Slot::Out)], &[Some((lw.req(Bo)?, dim))], Slot::Att)?;
         b.add(Slot::X, Slot::Out, dim)?;
         b.layernorm(Slot::X, lw.req(AttnOutNorm)?, lw.req(AttnOutNormB)?, dim, eps)?;
         b.record(l, "attn_residual", Slot::X, dim)?;
         // x = LN(x + down·gelu(up·x + bu) + bd)                      up: [n, ffn]
-        b.matmul(lw.req(Up)?, Slot::X, Slot::Up)?;
-        b.add_bias(Slot::Up, lw.req(UpB)?, ffn)?;
+        b.matmul_multi_bias(&[(lw.req(Up)?, Slot::Up)], &[Some((lw.req(UpB)?, ffn))], Slot::X)?;
         b.gelu(Slot::Up, ffn)?;
-        b.matmul(lw.req(Down)?, Slot::Up, Slot::Out)?;
-        b.add_bias(Slot::Out, lw.req(DownB)?, dim)?;
+        b.matmul_multi_bias(&[(lw.req(Down)?, Slot::Out)], &[Some((lw.req(DownB)?, dim))], Slot::Up)?;
         b.add(Slot::X, Slot::Out, dim)?;
         b.layernorm(Slot::X, lw.req(LayerOutNorm)?, lw.req(LayerOutNormB)?, dim, eps)?;
         b.record(l, "layer_output", Slot::X, dim)?;

@@ -55,7 +55,57 @@ impl CpuBackend {
             b.resize(len, 0.0);
         }
     }
+
+    /// `out_i = x · W_iᵀ (+ b_i)`: the matrices in one kernel call where they
+    /// share type and width (biases added by the kernel), one by one otherwise.
+    fn products(&mut self, ws: &[(WeightId, Slot)], biases: &[Option<(WeightId, usize)>], x: Slot) -> Result<()> {
+        use infer_kernels::cpu::MAX_MULTI;
+        let weights = self.weights.clone();
+        let n = self.n_tokens;
+        let k = ws.len();
+        let fallback = k == 0 || k > MAX_MULTI || ws.iter().any(|&(_, o)| o == x) || {
+            let m0 = weights.matrix(ws[0].0);
+            ws.iter().any(|&(w, _)| weights.matrix(w).ty != m0.ty || weights.matrix(w).cols != m0.cols)
+        };
+        if fallback {
+            for &(w, out) in ws {
+                self.matmul(w, x, out)?;
+            }
+            return super::add_biases(self, ws, biases);
+        }
+        let mut bias_values: [Option<std::borrow::Cow<[f32]>>; MAX_MULTI] = Default::default();
+        for (b, bias) in bias_values.iter_mut().zip(biases) {
+            if let Some((id, _)) = *bias {
+                *b = Some(weights.f32s(id)?);
+            }
+        }
+        let bias_refs: [Option<&[f32]>; MAX_MULTI] = std::array::from_fn(|i| bias_values[i].as_deref());
+        // Fixed-size arrays: no allocation per call.
+        let mats: [_; MAX_MULTI] = std::array::from_fn(|i| weights.cpu_matrix(ws[i.min(k - 1)].0));
+        for (m, &(_, out)) in mats.iter().zip(ws) {
+            self.ensure(out, m.rows * n);
+        }
+        let mut taken: [Vec<f32>; MAX_MULTI] = Default::default();
+        for (t, &(_, out)) in taken.iter_mut().zip(ws) {
+            *t = self.take(out);
+        }
+        let r = {
+            let mut outs: [&mut [f32]; MAX_MULTI] = Default::default();
+            for ((o, t), m) in outs.iter_mut().zip(taken.iter_mut()).zip(&mats).take(k) {
+                *o = &mut t[..m.rows * n];
+            }
+            let xs = &self.bufs[x.index()][..mats[0].cols * n];
+            infer_kernels::cpu::matmul_multi_bias(&mats[..k], &bias_refs[..k], xs, n, &mut outs[..k])
+        };
+        for (&(_, out), t) in ws.iter().zip(taken.iter_mut()) {
+            self.put(out, std::mem::take(t));
+        }
+        Ok(r?)
+    }
 }
+
+/// Values per rayon task of the element-wise ops (bias, residual add).
+const ELEMENTWISE_CHUNK: usize = 16 * 1024;
 
 fn shape_err(op: &'static str, detail: String) -> EngineError {
     EngineError::Kernel(infer_kernels::KernelError::Shape { op, detail })
@@ -140,40 +190,24 @@ impl Backend for CpuBackend {
     }
 
     fn matmul_multi(&mut self, ws: &[(WeightId, Slot)], x: Slot) -> Result<()> {
-        use infer_kernels::cpu::MAX_MULTI;
+        self.products(ws, &[None; infer_kernels::cpu::MAX_MULTI][..ws.len().min(infer_kernels::cpu::MAX_MULTI)], x)
+    }
+
+    fn matmul_multi_bias(
+        &mut self,
+        ws: &[(WeightId, Slot)],
+        biases: &[Option<(WeightId, usize)>],
+        x: Slot,
+    ) -> Result<()> {
         let weights = self.weights.clone();
-        let n = self.n_tokens;
-        let k = ws.len();
-        let fallback = k == 0 || k > MAX_MULTI || ws.iter().any(|&(_, o)| o == x) || {
-            let m0 = weights.matrix(ws[0].0);
-            ws.iter().any(|&(w, _)| weights.matrix(w).ty != m0.ty || weights.matrix(w).cols != m0.cols)
-        };
-        if fallback {
-            for &(w, out) in ws {
-                self.matmul(w, x, out)?;
-            }
-            return Ok(());
+        let fused = biases.len() == ws.len()
+            && ws.len() <= infer_kernels::cpu::MAX_MULTI
+            && ws.iter().zip(biases).all(|(&(w, _), b)| b.is_none_or(|(_, width)| width == weights.info(w).rows));
+        if !fused {
+            self.matmul_multi(ws, x)?;
+            return super::add_biases(self, ws, biases);
         }
-        // Fixed-size arrays: no allocation per call.
-        let mats: [_; MAX_MULTI] = std::array::from_fn(|i| weights.cpu_matrix(ws[i.min(k - 1)].0));
-        for (m, &(_, out)) in mats.iter().zip(ws) {
-            self.ensure(out, m.rows * n);
-        }
-        let mut taken: [Vec<f32>; MAX_MULTI] = Default::default();
-        for (t, &(_, out)) in taken.iter_mut().zip(ws) {
-            *t = self.take(out);
-        }
-        let r = {
-            let mut outs: [&mut [f32]; MAX_MULTI] = Default::default();
-            for ((o, t), m) in outs.iter_mut().zip(taken.iter_mut()).zip(&mats).take(k) {
-                *o = &mut t[..m.rows * n];
-            }
-            infer_kernels::cpu::matmul_multi(&mats[..k], &self.bufs[x.index()][..mats[0].cols * n], n, &mut outs[..k])
-        };
-        for (&(_, out), t) in ws.iter().zip(taken.iter_mut()) {
-            self.put(out, std::mem::take(t));
-        }
-        Ok(r?)
+        self.products(ws, biases, x)
     }
 
     fn rmsnorm(&mut self, x: Slot, w: WeightId, out: Slot, width: usize, dim: usize, eps: f32) -> Result<()> {
@@ -243,7 +277,11 @@ impl Backend for CpuBackend {
             return Err(shape_err("add_bias", format!("bias has {} values, rows have {width}", bv.len())));
         }
         let n = self.n_tokens * width;
-        self.buf(x)[..n].chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bv));
+        // Whole rows per task, about ELEMENTWISE_CHUNK values each.
+        let rows = (ELEMENTWISE_CHUNK / width.max(1)).max(1);
+        self.buf(x)[..n].par_chunks_mut(rows * width.max(1)).for_each(|c| {
+            c.chunks_exact_mut(width).for_each(|row| ops::add_ref(row, &bv));
+        });
         Ok(())
     }
 
@@ -316,7 +354,11 @@ impl Backend for CpuBackend {
     fn add(&mut self, dst: Slot, src: Slot, width: usize) -> Result<()> {
         let n = self.n_tokens * width;
         let mut d = self.take(dst);
-        ops::add_ref(&mut d[..n], &self.bufs[src.index()][..n]);
+        let s = &self.bufs[src.index()][..n];
+        d[..n]
+            .par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(s.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(d, s)| ops::add_ref(d, s));
         self.put(dst, d);
         Ok(())
     }

@@ -4,13 +4,13 @@
 
 use rayon::prelude::*;
 
-use crate::ops;
+use super::OutPtr;
 use crate::KernelError;
 
 /// Values per rayon task of the element-wise kernels.
 const CHUNK: usize = 4096;
 
-/// [`ops::layernorm_ref`] on every `dim`-wide row of `x`, in place, over rayon.
+/// [`crate::ops::layernorm_ref`] on every `dim`-wide row of `x`, in place, over rayon.
 pub fn layernorm_rows(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) -> Result<(), KernelError> {
     let dim = weight.len();
     if dim == 0 || bias.len() != dim || x.len() % dim != 0 {
@@ -101,11 +101,19 @@ unsafe fn gelu_slice_avx2(xs: &mut [f32]) {
     gelu_slice(xs)
 }
 
-/// Exact GELU ([`ops::gelu_erf`]) in place, over rayon.
+/// Exact GELU ([`crate::ops::gelu_erf`]) in place, over rayon.
 pub fn gelu_inplace(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx2 && is_x86_feature_detected!("avx512f");
     x.par_chunks_mut(CHUNK).for_each(|c| {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: AVX-512 F and FMA were detected at run time.
+            unsafe { super::x86_gelu::gelu(c) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: AVX2 and FMA were detected at run time.
@@ -125,7 +133,7 @@ pub struct SegAttn {
     pub scale: f32,
 }
 
-/// [`ops::attention_segments_ref`] over rayon, one task per (row, head):
+/// [`crate::ops::attention_segments_ref`] over rayon, one task per (segment, head):
 /// each query sees every key of its segment (`(start, len)` row ranges that
 /// cover the batch in order) and none of another's.
 pub fn attention_segments(
@@ -153,73 +161,145 @@ pub fn attention_segments(
             detail: format!("segments {segments:?}, {} heads over {} KV heads of {hd}", p.n_heads, p.n_kv_heads),
         });
     }
-    // Each row's segment, so a task finds its keys.
-    let seg_of: Vec<(usize, usize)> = segments.iter().flat_map(|&s| std::iter::repeat_n(s, s.1)).collect();
     #[cfg(target_arch = "x86_64")]
-    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    out[..n * q_dim].par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-        let (t, h) = (i / p.n_heads, i % p.n_heads);
-        let qh = &q[t * q_dim + h * hd..][..hd];
-        let one = OneQuery { k, v, seg: seg_of[t], kv_off: h / (p.n_heads / p.n_kv_heads) * hd, kv_dim, scale: p.scale };
+    let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") && hd % 16 == 0;
+    // One task per (segment, head): its keys transposed once, then each
+    // query's scores over the segment as contiguous lanes.
+    let tasks: Vec<(usize, usize, usize)> =
+        segments.iter().flat_map(|&(start, len)| (0..p.n_heads).map(move |h| (start, len, h))).collect();
+    let ptr = OutPtr(out.as_mut_ptr());
+    tasks.into_par_iter().for_each_init(HeadScratch::default, |scratch, (start, len, h)| {
+        let one = SegmentHead {
+            q,
+            k,
+            v,
+            start,
+            len,
+            q_off: h * hd,
+            kv_off: h / (p.n_heads / p.n_kv_heads) * hd,
+            q_dim,
+            kv_dim,
+            hd,
+            scale: p.scale,
+        };
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            unsafe { one.attend_avx2(qh, o) };
+        if avx512 {
+            // SAFETY: AVX-512 F and FMA were detected at run time, the head
+            // is whole vectors; as below.
+            unsafe { super::x86_attention::attend(&one, scratch, ptr) };
             return;
         }
-        one.attend(qh, o)
+        // SAFETY: rows start..start + len exist in q, k, v and out (checked
+        // above); this task alone writes columns h·hd..(h + 1)·hd of them.
+        unsafe { one.attend(scratch, ptr) }
     });
     Ok(())
 }
 
-/// One query head's view of its segment's keys and values.
-struct OneQuery<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
-    /// `(start, len)` rows of the segment.
-    seg: (usize, usize),
-    /// Where the query's KV head starts in a row of `kv_dim`.
-    kv_off: usize,
-    kv_dim: usize,
-    scale: f32,
+/// `e^x` as Cephes' `expf`: `x = n ln 2 + r`, a degree-6 polynomial in
+/// `r`, `2^n` put in the exponent bits — within 2 ulp of libm's for
+/// `x ≥ -87` (0 below), only multiplies and adds, so a loop vectorizes.
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round to nearest by the 1.5 · 2^23 trick (|x · log2 e| < 2^22).
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-impl OneQuery<'_> {
-    /// `o = softmax(qh · k_j * scale) · v_j` over the segment's rows j.
+/// Per-thread buffers of [`SegmentHead::attend`]: the transposed keys, one
+/// row of scores, one output row.
+#[derive(Default)]
+pub(crate) struct HeadScratch {
+    pub(crate) kt: Vec<f32>,
+    pub(crate) scores: Vec<f32>,
+    pub(crate) o: Vec<f32>,
+}
+
+/// One head of one segment: queries, keys and values are its rows
+/// `start..start + len`, the head's columns of each.
+pub(crate) struct SegmentHead<'a> {
+    pub(crate) q: &'a [f32],
+    pub(crate) k: &'a [f32],
+    pub(crate) v: &'a [f32],
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    /// Where the head starts in a row of `q_dim` (queries, outputs) and of
+    /// `kv_dim` (its KV head's keys and values).
+    pub(crate) q_off: usize,
+    pub(crate) kv_off: usize,
+    pub(crate) q_dim: usize,
+    pub(crate) kv_dim: usize,
+    pub(crate) hd: usize,
+    pub(crate) scale: f32,
+}
+
+impl SegmentHead<'_> {
+    /// `out[row][head] = softmax(q_row · k_j · scale) · v_j` over the segment's rows `j`.
+    ///
+    /// # Safety
+    /// `out` holds the batch's rows of `q_dim`, and no other task writes this
+    /// head's columns of the segment's rows.
     #[inline(always)]
-    fn attend(&self, qh: &[f32], o: &mut [f32]) {
-        let (hd, (start, len)) = (qh.len(), self.seg);
-        let mut scores = [0.0f32; 64];
-        let mut heap = Vec::new();
-        let s: &mut [f32] = if len <= scores.len() {
-            &mut scores[..len]
-        } else {
-            heap.resize(len, 0.0);
-            &mut heap
-        };
-        for (j, sj) in s.iter_mut().enumerate() {
-            *sj = super::dot_f32(qh, &self.k[(start + j) * self.kv_dim + self.kv_off..][..hd]) * self.scale;
-        }
-        ops::softmax_ref(s);
-        o.fill(0.0);
-        for (j, &w) in s.iter().enumerate() {
-            for (ov, &x) in o.iter_mut().zip(&self.v[(start + j) * self.kv_dim + self.kv_off..][..hd]) {
-                *ov += w * x;
+    pub(crate) unsafe fn attend(&self, scratch: &mut HeadScratch, out: OutPtr) {
+        let (len, hd) = (self.len, self.hd);
+        let HeadScratch { kt, scores, o } = scratch;
+        // kt[d * len + j] = k_j[d]
+        kt.resize(hd * len, 0.0);
+        scores.resize(len, 0.0);
+        o.resize(hd, 0.0);
+        for j in 0..len {
+            let kj = &self.k[(self.start + j) * self.kv_dim + self.kv_off..][..hd];
+            for d in 0..hd {
+                kt[d * len + j] = kj[d];
             }
         }
-    }
-
-    /// The same compiled for AVX2 + FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn attend_avx2(&self, qh: &[f32], o: &mut [f32]) {
-        self.attend(qh, o)
+        for i in 0..len {
+            let row = self.start + i;
+            let qi = &self.q[row * self.q_dim + self.q_off..][..hd];
+            scores.fill(0.0);
+            for d in 0..hd {
+                let qd = qi[d];
+                for (s, &kv) in scores.iter_mut().zip(&kt[d * len..(d + 1) * len]) {
+                    *s += qd * kv;
+                }
+            }
+            let mut max = f32::NEG_INFINITY;
+            for s in scores.iter_mut() {
+                *s *= self.scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = exp_fast(*s - max);
+                sum += *s;
+            }
+            o.fill(0.0);
+            for (j, &w) in scores.iter().enumerate() {
+                for (ov, &x) in o.iter_mut().zip(&self.v[(self.start + j) * self.kv_dim + self.kv_off..][..hd]) {
+                    *ov += w * x;
+                }
+            }
+            let inv = 1.0 / sum;
+            for (d, &ov) in o.iter().enumerate() {
+                out.write(row * self.q_dim + self.q_off + d, ov * inv);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops;
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;
@@ -250,7 +330,8 @@ mod tests {
 
     #[test]
     fn gelu_matches_exact_form() {
-        let mut x: Vec<f32> = (-1200..1200).map(|i| i as f32 / 100.0).collect();
+        // 2,405 values: whole 16-lane vectors and a masked tail.
+        let mut x: Vec<f32> = (-1200..1205).map(|i| i as f32 / 100.0).collect();
         let want: Vec<f32> = x.iter().map(|&v| ops::gelu_erf(v)).collect();
         gelu_inplace(&mut x);
         for (a, b) in x.iter().zip(&want) {
@@ -259,20 +340,33 @@ mod tests {
     }
 
     #[test]
-    fn segment_attention_matches_reference() {
-        let (nh, nkv, hd) = (4, 2, 8);
-        // Three texts, one longer than the on-stack score buffer.
-        let segs = [(0, 3), (3, 70), (73, 1)];
-        let n = 74;
-        let (q, k, v) = (values(n * nh * hd, 4), values(n * nkv * hd, 5), values(n * nkv * hd, 6));
-        let p = SegAttn { n_heads: nh, n_kv_heads: nkv, head_dim: hd, scale: 0.3 };
-        let mut fast = vec![0.0; n * nh * hd];
-        attention_segments(&q, &k, &v, &segs, p, &mut fast).unwrap();
-        let mut want = vec![0.0; n * nh * hd];
-        ops::attention_segments_ref(&q, &k, &v, &segs, nh, nkv, hd, 0.3, &mut want);
-        for (a, b) in fast.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    fn exp_fast_is_within_two_ulp_of_libm() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (exp_fast(x), x.exp());
+            assert!((got - want).abs() <= 2.5e-7 * want, "exp({x}): {got} vs {want}");
         }
-        assert!(attention_segments(&q, &k, &v, &[(1, 3)], p, &mut fast).is_err());
+        assert_eq!(exp_fast(-1000.0), exp_fast(-87.0));
+    }
+
+    /// Head sizes of the scalar path (8) and of the AVX-512 one (32, and 48
+    /// with a half pass over the values); a text of 70 tokens needs two
+    /// passes of score registers, one of a single token none.
+    #[test]
+    fn segment_attention_matches_reference() {
+        for (nh, nkv, hd) in [(4, 2, 8), (2, 1, 32), (2, 2, 48)] {
+            let segs = [(0, 3), (3, 70), (73, 1)];
+            let n = 74;
+            let (q, k, v) = (values(n * nh * hd, 4), values(n * nkv * hd, 5), values(n * nkv * hd, 6));
+            let p = SegAttn { n_heads: nh, n_kv_heads: nkv, head_dim: hd, scale: 0.3 };
+            let mut fast = vec![0.0; n * nh * hd];
+            attention_segments(&q, &k, &v, &segs, p, &mut fast).unwrap();
+            let mut want = vec![0.0; n * nh * hd];
+            ops::attention_segments_ref(&q, &k, &v, &segs, nh, nkv, hd, 0.3, &mut want);
+            for (i, (a, b)) in fast.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-5, "head size {hd} [{i}]: {a} vs {b}");
+            }
+            assert!(attention_segments(&q, &k, &v, &[(1, 3)], p, &mut fast).is_err());
+        }
     }
 }

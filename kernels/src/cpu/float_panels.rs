@@ -139,18 +139,24 @@ pub(crate) fn matmul_panels_spec(w: Panels, x: &[f32], n_tokens: usize, out: &mu
 }
 
 /// The products of several panelled matrices (same `cols`) with `x`, split
-/// into (matrix, panel, token range) tasks over rayon.
+/// into (matrix, panel, token range) tasks over rayon; `biases[i]` (`rows`
+/// values), where given, is added to each output of matrix `i` by the task
+/// that wrote it, while its rows are still in cache (the same f32 add as a
+/// separate pass, without the pass).
 pub(crate) fn matmul_panels(
     isa: Isa,
     ws: &[Panels],
+    biases: &[Option<&[f32]>],
     x: &[f32],
     n_tokens: usize,
     outs: &mut [&mut [f32]],
 ) -> Result<(), KernelError> {
     let cols = ws.first().map_or(0, |w| w.cols);
     if ws.len() != outs.len()
+        || biases.len() != ws.len()
         || x.len() != n_tokens * cols
         || ws.iter().zip(outs.iter()).any(|(w, o)| w.cols != cols || o.len() != w.rows * n_tokens)
+        || ws.iter().zip(biases).any(|(w, b)| b.is_some_and(|b| b.len() != w.rows))
     {
         return Err(KernelError::Shape {
             op: "matmul_panels",
@@ -167,12 +173,13 @@ pub(crate) fn matmul_panels(
         for (w, o) in ws.iter().zip(outs.iter_mut()) {
             matmul_panels_spec(*w, x, n_tokens, o);
         }
+        super::add_biases(biases, outs);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if ws.iter().all(|w| w.half_math && w.ty == QuantType::F16) && super::x86_half_panels::available() {
         let xh = super::x86_half_panels::to_half(x);
-        let finite = run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+        let finite = run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
             // SAFETY: AVX-512 FP16 was detected; as for the f32 kernel below.
             unsafe { super::x86_half_panels::panel_tokens(w, p, &xh, t0, t1, out) }
         });
@@ -181,7 +188,7 @@ pub(crate) fn matmul_panels(
         }
         // An f16 sum overflowed (or an input did): the f32 chains below.
     }
-    run_tasks(ws, n_tokens, outs, |w, p, t0, t1, out| {
+    run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was checked by the caller (`Isa::available()`);
         // panel `p` and tokens t0..t1 exist (shapes checked above); each task
@@ -196,10 +203,29 @@ pub(crate) fn matmul_panels(
     Ok(())
 }
 
+const _: () = assert!(PANEL_ROWS == 32);
+
+/// `out[t * rows + i] += b[i]` for tokens `t0..t1` and `i < 32` (two registers).
+///
+/// # Safety
+/// AVX-512 F is present and those outputs exist.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_panel_bias(out: *mut f32, rows: usize, t0: usize, t1: usize, b: &[f32; PANEL_ROWS]) {
+    use std::arch::x86_64::*;
+    let (b0, b1) = (_mm512_loadu_ps(b.as_ptr()), _mm512_loadu_ps(b.as_ptr().add(16)));
+    for t in t0..t1 {
+        let o = out.add(t * rows);
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), b0));
+        _mm512_storeu_ps(o.add(16), _mm512_add_ps(_mm512_loadu_ps(o.add(16)), b1));
+    }
+}
+
 /// Calls `kern(w, panel, t0, t1, out)` for every (matrix, panel, token
-/// range) task, over rayon; each task owns its panel's rows of its tokens.
-/// Whether every call returned true (its outputs are finite).
-fn run_tasks<K>(ws: &[Panels], n_tokens: usize, outs: &mut [&mut [f32]], kern: K) -> bool
+/// range) task, over rayon, then adds the matrix's bias (if any) to what
+/// it wrote; each task owns its panel's rows of its tokens. Whether every
+/// call returned true (its outputs are finite).
+fn run_tasks<K>(ws: &[Panels], biases: &[Option<&[f32]>], n_tokens: usize, outs: &mut [&mut [f32]], kern: K) -> bool
 where
     K: Fn(Panels, usize, usize, usize, OutPtr) -> bool + Sync,
 {
@@ -221,6 +247,17 @@ where
         let (t0, t1) = (chunk * TASK_TOKENS, ((chunk + 1) * TASK_TOKENS).min(n_tokens));
         if !kern(w, p, t0, t1, out) {
             finite.store(false, Ordering::Relaxed);
+        }
+        if let Some(b) = biases[m].and_then(|b| b[p * PANEL_ROWS..].first_chunk::<PANEL_ROWS>()) {
+            // SAFETY: rows p·32..p·32 + 32 of tokens t0..t1 are this task's
+            // (written just above) and inside the output; the tasks run only
+            // on AVX-512 (`matmul_panels`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                add_panel_bias(out.0.add(p * PANEL_ROWS), w.rows, t0, t1, b)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = b;
         }
     });
     finite.load(Ordering::Relaxed)

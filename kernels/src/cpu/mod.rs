@@ -31,9 +31,13 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_activation;
 #[cfg(target_arch = "x86_64")]
+mod x86_attention;
+#[cfg(target_arch = "x86_64")]
 mod x86_float;
 #[cfg(target_arch = "x86_64")]
 mod x86_float_panels;
+#[cfg(target_arch = "x86_64")]
+mod x86_gelu;
 #[cfg(target_arch = "x86_64")]
 mod x86_half_panels;
 #[cfg(target_arch = "x86_64")]
@@ -57,7 +61,7 @@ use crate::KernelError;
 
 pub use quantize::{quantize_q8_act, quantize_q8_act_ref, quantize_q8_k, quantize_q8_k_ref, BlockQ8Act};
 pub use quantize_weights::{quantize_q4_0, quantize_q8_0, quantize_row, quantizes_to};
-pub use repack::{matmul_packed_with, PackedMatrix};
+pub use repack::{matmul_packed_bias_with, matmul_packed_with, PackedMatrix};
 pub use tiled::{matmul_multi_with, matmul_with, Isa, MAX_MULTI, TOKENS_PER_PASS};
 
 /// A borrowed quantized weight matrix, `rows × cols`.
@@ -197,6 +201,68 @@ pub fn matmul(w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Resul
 /// activations, quantized once, in one parallel pass.
 pub fn matmul_multi(ws: &[QMatrix], x: &[f32], n_tokens: usize, outs: &mut [&mut [f32]]) -> Result<(), KernelError> {
     matmul_multi_with(Isa::best(), ws, x, n_tokens, outs)
+}
+
+/// [`matmul_multi`] plus a bias per output where `biases[i]` is given
+/// (`rows_i` values): `outs[i][t * rows_i + r] = W_i[r] · x[t] + b_i[r]`,
+/// the same f32 add as a pass after the product. Float panels add it in
+/// each task's epilogue while the rows are in cache; other layouts after.
+///
+/// ```
+/// use infer_gguf::QuantType;
+/// use infer_kernels::cpu::{matmul_multi_bias, QMatrix};
+/// let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+/// let w = QMatrix::new(QuantType::F32, &data, 2, 2).unwrap();
+/// let mut out = vec![0.0; 2];
+/// matmul_multi_bias(&[w], &[Some(&[10.0, 20.0][..])], &[1.0, 1.0], 1, &mut [&mut out[..]]).unwrap();
+/// assert_eq!(out, [13.0, 27.0]);
+/// ```
+pub fn matmul_multi_bias(
+    ws: &[QMatrix],
+    biases: &[Option<&[f32]>],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    if biases.len() != ws.len() || ws.iter().zip(biases).any(|(w, b)| b.is_some_and(|b| b.len() != w.rows)) {
+        return Err(shape(
+            "matmul_multi_bias",
+            format!(
+                "{} biases of {:?} values for {} matrices",
+                biases.len(),
+                biases.iter().map(|b| b.map(<[f32]>::len)).collect::<Vec<_>>(),
+                ws.len()
+            ),
+        ));
+    }
+    let isa = Isa::best();
+    if ws.len() <= MAX_MULTI {
+        let mut packed: [Option<&PackedMatrix>; MAX_MULTI] = [None; MAX_MULTI];
+        for (p, w) in packed.iter_mut().zip(ws) {
+            *p = w.packed.filter(|m| m.ty == w.ty && m.rows == w.rows && m.cols == w.cols);
+        }
+        if let Some(all) = packed[..ws.len()].iter().copied().collect::<Option<Vec<&PackedMatrix>>>() {
+            return matmul_packed_bias_with(isa, &all, biases, x, n_tokens, outs);
+        }
+    }
+    matmul_multi_with(isa, ws, x, n_tokens, outs)?;
+    add_biases(biases, outs);
+    Ok(())
+}
+
+/// `outs[i][t * rows + r] += biases[i][r]` over rayon, for the given biases.
+pub(crate) fn add_biases(biases: &[Option<&[f32]>], outs: &mut [&mut [f32]]) {
+    for (b, o) in biases.iter().zip(outs.iter_mut()) {
+        if let Some(b) = b.filter(|b| !b.is_empty()) {
+            // About 16 K values per task, whole rows.
+            let rows = (16 * 1024 / b.len()).max(1);
+            o.par_chunks_mut(rows * b.len()).for_each(|c| {
+                for row in c.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(b).for_each(|(v, &bv)| *v += bv);
+                }
+            });
+        }
+    }
 }
 
 /// [`matmul`] by dequantizing each row into f32 (no activation rounding).

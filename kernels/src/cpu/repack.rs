@@ -448,9 +448,26 @@ pub fn matmul_packed_with(
     n_tokens: usize,
     outs: &mut [&mut [f32]],
 ) -> Result<(), KernelError> {
+    matmul_packed_bias_with(isa, ws, &[None; super::MAX_MULTI][..ws.len().min(super::MAX_MULTI)], x, n_tokens, outs)
+}
+
+/// [`matmul_packed_with`] plus a bias per matrix where `biases[i]` is given
+/// (`rows` values): float panels add it as each task's epilogue, the other
+/// layouts in a pass after the product.
+pub fn matmul_packed_bias_with(
+    isa: Isa,
+    ws: &[&PackedMatrix],
+    biases: &[Option<&[f32]>],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
     let shape = |detail: String| KernelError::Shape { op: "matmul_packed", detail };
-    if ws.is_empty() || ws.len() != outs.len() || ws.len() > super::MAX_MULTI {
-        return Err(shape(format!("{} matrices and {} outputs", ws.len(), outs.len())));
+    if ws.is_empty() || ws.len() != outs.len() || ws.len() != biases.len() || ws.len() > super::MAX_MULTI {
+        return Err(shape(format!("{} matrices, {} biases and {} outputs", ws.len(), biases.len(), outs.len())));
+    }
+    if let Some((w, b)) = ws.iter().zip(biases).find(|(w, b)| b.is_some_and(|b| b.len() != w.rows)) {
+        return Err(shape(format!("a bias of {} values for {} rows", b.map_or(0, |b| b.len()), w.rows)));
     }
     let cols = ws[0].cols;
     for (w, o) in ws.iter().zip(outs.iter()) {
@@ -481,8 +498,21 @@ pub fn matmul_packed_with(
                 _ => return Err(shape(format!("{} beside float panels", w.ty))),
             }
         }
-        return float_panels::matmul_panels(isa, &panels, x, n_tokens, outs);
+        return float_panels::matmul_panels(isa, &panels, biases, x, n_tokens, outs);
     }
+    matmul_packed_quantized(isa, ws, x, n_tokens, outs)?;
+    super::add_biases(biases, outs);
+    Ok(())
+}
+
+/// [`matmul_packed_with`] on the quantized layouts (shapes checked by the caller).
+fn matmul_packed_quantized(
+    isa: Isa,
+    ws: &[&PackedMatrix],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
     // The kernel of one block type on `isa`: x86 SIMD or the scalar spec.
     macro_rules! kernel {
         ($B:ty, $A:ty, $avx2:ident, $vnni:ident, $spec:path) => {{
