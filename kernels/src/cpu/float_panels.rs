@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use infer_gguf::QuantType;
 use rayon::prelude::*;
 
-use super::tiled::Isa;
-use super::{OutPtr, QMatrix};
+use super::tiled::{out_ptrs, with_act_buf, Isa};
+use super::{OutPtr, QMatrix, MAX_MULTI};
 use crate::KernelError;
 
 /// Rows per panel (two 16-lane registers).
@@ -153,6 +153,7 @@ pub(crate) fn matmul_panels(
 ) -> Result<(), KernelError> {
     let cols = ws.first().map_or(0, |w| w.cols);
     if ws.len() != outs.len()
+        || ws.len() > MAX_MULTI
         || biases.len() != ws.len()
         || x.len() != n_tokens * cols
         || ws.iter().zip(outs.iter()).any(|(w, o)| w.cols != cols || o.len() != w.rows * n_tokens)
@@ -178,10 +179,14 @@ pub(crate) fn matmul_panels(
     }
     #[cfg(target_arch = "x86_64")]
     if ws.iter().all(|w| w.half_math && w.ty == QuantType::F16) && super::x86_half_panels::available() {
-        let xh = super::x86_half_panels::to_half(x);
-        let finite = run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
-            // SAFETY: AVX-512 FP16 was detected; as for the f32 kernel below.
-            unsafe { super::x86_half_panels::panel_tokens(w, p, &xh, t0, t1, out) }
+        // The f16 activations in this thread's activation buffer (whole u32 words).
+        let finite = with_act_buf::<u16, _>(x.len().next_multiple_of(2), |xh| {
+            let xh = &mut xh[..x.len()];
+            super::x86_half_panels::to_half(x, xh);
+            run_tasks(ws, biases, n_tokens, outs, |w, p, t0, t1, out| {
+                // SAFETY: AVX-512 FP16 was detected; as for the f32 kernel below.
+                unsafe { super::x86_half_panels::panel_tokens(w, p, xh, t0, t1, out) }
+            })
         });
         if finite {
             return Ok(());
@@ -229,16 +234,18 @@ fn run_tasks<K>(ws: &[Panels], biases: &[Option<&[f32]>], n_tokens: usize, outs:
 where
     K: Fn(Panels, usize, usize, usize, OutPtr) -> bool + Sync,
 {
-    let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    // At most MAX_MULTI matrices (checked by `matmul_packed_bias_with`).
+    let ptrs = out_ptrs(outs);
     let finite = AtomicBool::new(true);
     let chunks = n_tokens.div_ceil(TASK_TOKENS);
-    // (matrix, first panel) of each matrix's tasks.
-    let mut starts = Vec::with_capacity(ws.len());
+    // The first task of each matrix.
+    let mut starts = [0usize; MAX_MULTI];
     let mut n_tasks = 0;
-    for w in ws {
-        starts.push(n_tasks);
+    for (s, w) in starts.iter_mut().zip(ws) {
+        *s = n_tasks;
         n_tasks += w.rows / PANEL_ROWS * chunks;
     }
+    let starts = &starts[..ws.len()];
     (0..n_tasks).into_par_iter().for_each(|task| {
         let m = starts.partition_point(|&s| s <= task) - 1;
         let (w, out) = (ws[m], ptrs[m]);

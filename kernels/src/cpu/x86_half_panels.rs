@@ -31,15 +31,14 @@ pub(crate) fn available() -> bool {
     })
 }
 
-/// `x` rounded to f16 (to nearest even), in parallel chunks; a value past
-/// f16's range becomes infinite, which the caller's finiteness check catches.
-pub(crate) fn to_half(x: &[f32]) -> Vec<u16> {
-    let mut out = vec![0u16; x.len()];
+/// `out = x` rounded to f16 (to nearest even), in parallel chunks; a value
+/// past f16's range becomes infinite, which the caller's finiteness check
+/// catches.
+pub(crate) fn to_half(x: &[f32], out: &mut [u16]) {
     out.par_chunks_mut(16 * 1024).zip(x.par_chunks(16 * 1024)).for_each(|(o, x)| {
         // SAFETY: `available()` (AVX-512 F) was checked by the caller.
         unsafe { to_half_chunk(x, o) }
     });
-    out
 }
 
 #[target_feature(enable = "avx512f")]
