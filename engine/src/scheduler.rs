@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{BatchToken, MultiParams, MultiSession};
 use crate::constraint::{Constraint, ConstraintState, ConstraintVocab};
+use crate::tools::CallWatch;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::CacheType;
 use crate::model::Model;
@@ -82,6 +83,9 @@ pub struct Request {
     /// Output must match this grammar (JSON schema, GBNF, …); build it on
     /// [`EngineHandle::constraint_vocab`] so the vocabulary is prepared once.
     pub constraint: Option<Constraint>,
+    /// Ends the answer once its tool calls are made (after the first call,
+    /// or when a call repeats an earlier one), as [`FinishReason::Stop`].
+    pub end_on_calls: Option<CallWatch>,
 }
 
 impl Request {
@@ -98,6 +102,7 @@ impl Request {
             logprobs: None,
             timeout: None,
             constraint: None,
+            end_on_calls: None,
         }
     }
 }
@@ -462,6 +467,7 @@ struct Job {
     scratch: Vec<f32>,
     /// The sequence's place in its request's grammar.
     constraint: Option<ConstraintState>,
+    calls: Option<CallWatch>,
 }
 
 impl Job {
@@ -575,7 +581,12 @@ impl EngineThread {
         let room = self.ms.n_ctx() - prompt_len;
         let max_tokens = p.request.max_tokens.unwrap_or(room);
         let text = StopText::new(p.request.stop.clone());
-        let constraint = p.request.constraint.as_ref().map(Constraint::start);
+        let constraint = p.request.constraint.as_ref().map(|c| {
+            let mut state = c.start();
+            state.set_max_tokens(max_tokens);
+            state
+        });
+        let calls = p.request.end_on_calls.clone();
         slot.job = Some(Job {
             pending: p,
             loaded: cached,
@@ -586,6 +597,7 @@ impl EngineThread {
             first_token: None,
             scratch: Vec::new(),
             constraint,
+            calls,
         });
     }
 
@@ -748,12 +760,20 @@ fn emit(model: &Model, job: &mut Job, id: u32, logprob: Option<TokenLogprob>, co
     // A complete grammar allows only an end token next: end now instead of
     // spending a step on it.
     let grammar_done = job.constraint.as_ref().is_some_and(ConstraintState::is_complete);
+    // A grammar closed early for want of tokens ends as if they ran out.
+    let grammar_end = if job.constraint.as_ref().is_some_and(ConstraintState::cut_short) { FinishReason::Length } else { FinishReason::Stop };
     let (text, reason) = if tok.is_eog(id) {
-        (job.text.finish(), Some(FinishReason::Eog))
+        (job.text.finish(), Some(if grammar_end == FinishReason::Length { grammar_end } else { FinishReason::Eog }))
     } else {
-        match job.text.push(tok, id) {
+        let (t, stopped) = job.text.push(tok, id);
+        let calls_done = match job.calls.as_mut() {
+            Some(w) if !stopped => w.push(&t),
+            _ => false,
+        };
+        match (t, stopped) {
             (t, true) => (t, Some(FinishReason::Stop)),
-            (t, false) if grammar_done => (t + &job.text.finish(), Some(FinishReason::Stop)),
+            (t, false) if grammar_done => (t + &job.text.finish(), Some(grammar_end)),
+            (t, false) if calls_done => (t + &job.text.finish(), Some(FinishReason::Stop)),
             (t, false) if job.generated.len() >= job.max_tokens => (t + &job.text.finish(), Some(FinishReason::Length)),
             (t, false) => (t, None),
         }

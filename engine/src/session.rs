@@ -360,7 +360,8 @@ impl Generation<'_> {
     /// let text: String = gen.with_constraint(json.start()).map(|t| t.map(|t| t.text)).collect::<Result<_, _>>()?;
     /// # Ok(()) }
     /// ```
-    pub fn with_constraint(mut self, constraint: ConstraintState) -> Self {
+    pub fn with_constraint(mut self, mut constraint: ConstraintState) -> Self {
+        constraint.set_max_tokens(self.options.max_tokens);
         self.constraint = Some(constraint);
         self
     }
@@ -408,8 +409,10 @@ impl Generation<'_> {
         self.session.timings.gen_time += start.elapsed();
         self.generated.push(id);
         let tok = self.session.model.tokenizer();
+        // A grammar closed early for want of tokens ends as if they ran out.
+        let cut_short = self.constraint.as_ref().is_some_and(ConstraintState::cut_short);
         if tok.is_eog(id) {
-            self.finish = Some(FinishReason::Eog);
+            self.finish = Some(if cut_short { FinishReason::Length } else { FinishReason::Eog });
             // Cache the final token too, so a follow-up turn reuses the prefix.
             if self.session.tokens.len() < self.session.n_ctx {
                 self.session.eval(&[id], which)?;

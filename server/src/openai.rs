@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use infer_engine::scheduler::TokenEvent;
-use infer_engine::tools::{parse_tool_calls, ParsedOutput, ToolCallStream, ToolFamily, ToolStreamEvent};
+use infer_engine::tools::{call_key, dedupe_calls, parse_tool_calls, CallWatch, ParsedOutput, ToolCallStream, ToolFamily, ToolStreamEvent};
 use infer_engine::{ChatMessage, FinishReason, Model};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -221,6 +221,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<B
     }
     req.constraint = plan.constraint(&state).await?;
     let calls = plan.family(&model).map(|family| CallParsing { family, parallel: plan.parallel(), forced: plan.calls_forced() });
+    // The turn ends with its call (or with a repeated one when several may come).
+    req.end_on_calls = calls.map(|c| CallWatch::new(c.family, c.parallel));
     let job = generate::submit(&state, engine, generate::choices(req, common.n()?), n_prompt)?;
     let meta = Meta::new("chatcmpl", &state);
     let include_usage = common.include_usage();
@@ -262,6 +264,7 @@ struct CallParsing {
 impl CallParsing {
     fn parse(&self, text: &str) -> ParsedOutput {
         let mut out = parse_tool_calls(text, self.family);
+        dedupe_calls(&mut out.tool_calls);
         if !self.parallel {
             out.tool_calls.truncate(1);
         }
@@ -269,10 +272,12 @@ impl CallParsing {
     }
 }
 
-/// A streamed choice's call parser and how many calls it has sent.
+/// A streamed choice's call parser and the calls it has sent.
 struct StreamedCalls {
     parser: ToolCallStream,
     sent: usize,
+    /// What the sent calls asked for ([`call_key`]), so a repeat is not sent.
+    keys: Vec<(String, Value)>,
 }
 
 /// The reply: streamed with `stream`'s chunks when given, else one JSON
@@ -333,9 +338,11 @@ impl ChatChunks {
                 ToolStreamEvent::ToolCall { call, .. } => {
                     let Some((parsing, streams)) = self.calls.as_mut() else { continue };
                     let s = &mut streams[index];
-                    if s.sent > 0 && !parsing.parallel {
+                    let key = call_key(&call);
+                    if (s.sent > 0 && !parsing.parallel) || s.keys.contains(&key) {
                         continue;
                     }
+                    s.keys.push(key);
                     let n = s.sent;
                     s.sent += 1;
                     for d in tools::call_deltas(n, &call) {
@@ -351,7 +358,7 @@ impl ChatChunks {
     fn calls_of(&mut self, index: usize) -> Option<&mut StreamedCalls> {
         let (parsing, streams) = self.calls.as_mut()?;
         while streams.len() <= index {
-            streams.push(StreamedCalls { parser: ToolCallStream::new(parsing.family), sent: 0 });
+            streams.push(StreamedCalls { parser: ToolCallStream::new(parsing.family), sent: 0, keys: Vec::new() });
         }
         streams.get_mut(index)
     }

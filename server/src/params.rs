@@ -169,6 +169,7 @@ impl Common {
             logprobs,
             timeout: None,
             constraint: None,
+            end_on_calls: None,
         })
     }
 }

@@ -32,10 +32,13 @@ struct ToolDef {
     function: FunctionDef,
 }
 
-/// `json_schema.name` and `strict` are not read: output always matches the schema.
+/// `json_schema.name` is not read. Objects allow no keys outside their
+/// `properties` unless `additionalProperties` says so; with `strict`, never.
 #[derive(Debug, Deserialize)]
 struct JsonSchemaFormat {
     schema: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,7 +78,8 @@ enum ToolChoice {
 enum Format {
     Free,
     JsonObject,
-    JsonSchema(Value),
+    /// The schema, and whether it is `strict`.
+    JsonSchema(Value, bool),
     Gbnf(String),
 }
 
@@ -150,7 +154,9 @@ impl ToolFields {
             (Some(rf), None) => response_format(&rf)?,
         };
         let tools = if choice == ToolChoice::None { Vec::new() } else { tools };
-        Ok(ToolPlan { tools, choice, parallel: self.parallel_tool_calls.unwrap_or(true), format })
+        // One call unless asked for more, as llama-server does: a small model
+        // given the choice repeats its call until max_tokens.
+        Ok(ToolPlan { tools, choice, parallel: self.parallel_tool_calls.unwrap_or(false), format })
     }
 }
 
@@ -173,11 +179,10 @@ fn response_format(rf: &Value) -> Result<Format, ServerError> {
         "text" => Ok(Format::Free),
         "json_object" => Ok(Format::JsonObject),
         "json_schema" => {
-            let schema = f
-                .json_schema
-                .and_then(|j| j.schema)
-                .ok_or_else(|| ServerError::bad("response_format", "response_format json_schema needs \"json_schema\": {\"schema\": …}"))?;
-            Ok(Format::JsonSchema(schema))
+            let missing = || ServerError::bad("response_format", "response_format json_schema needs \"json_schema\": {\"schema\": …}");
+            let format = f.json_schema.ok_or_else(missing)?;
+            let schema = format.schema.ok_or_else(missing)?;
+            Ok(Format::JsonSchema(schema, format.strict.unwrap_or(false)))
         }
         other => Err(ServerError::bad("response_format", format!("response_format type \"{other}\" is not one of \"text\", \"json_object\", \"json_schema\""))),
     }
@@ -239,18 +244,21 @@ impl ToolPlan {
         let lark = match (&self.choice, &self.format) {
             (ToolChoice::Required, _) => calls(None)?,
             (ToolChoice::Named(n), _) => calls(Some(n))?,
-            (ToolChoice::Auto, Format::JsonObject) => calls_or_json(&calls(None)?, &json!({"type": "object"})),
-            (ToolChoice::Auto, Format::JsonSchema(s)) => {
+            (ToolChoice::Auto, Format::JsonObject) => calls_or_json(&calls(None)?, &json!({"type": "object"}), false),
+            (ToolChoice::Auto, Format::JsonSchema(s, strict)) => {
                 // The schema alone first, so its errors name response_format.
-                Constraint::json_schema_with_vocab(s, vocab.clone()).map_err(|e| bad_engine(format_param, e))?;
-                calls_or_json(&calls(None)?, s)
+                Constraint::json_schema_strict_with_vocab(s, vocab.clone(), *strict).map_err(|e| bad_engine(format_param, e))?;
+                calls_or_json(&calls(None)?, s, *strict)
             }
             (_, Format::JsonObject) => return Constraint::json_object_with_vocab(vocab).map_err(|e| bad_engine(format_param, e)),
-            (_, Format::JsonSchema(s)) => return Constraint::json_schema_with_vocab(s, vocab).map_err(|e| bad_engine(format_param, e)),
+            (_, Format::JsonSchema(s, strict)) => {
+                return Constraint::json_schema_strict_with_vocab(s, vocab, *strict).map_err(|e| bad_engine(format_param, e))
+            }
             (_, Format::Gbnf(g)) => return Constraint::gbnf_with_vocab(g, vocab).map_err(|e| bad_engine(format_param, e)),
             (_, Format::Free) => return Err(ServerError::bad("tool_choice", "nothing to constrain")),
         };
-        Constraint::lark_with_vocab(&lark, vocab).map_err(|e| bad_engine("tools", e))
+        // Calls are JSON in markup: the same guard against loops and the budget.
+        Constraint::lark_with_vocab(&lark, vocab).map(Constraint::with_json_ending).map_err(|e| bad_engine("tools", e))
     }
 }
 

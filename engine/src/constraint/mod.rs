@@ -24,7 +24,9 @@
 //! # Ok(()) }
 //! ```
 
+mod ending;
 pub mod gbnf;
+mod schema;
 mod vocab;
 
 use std::sync::Arc;
@@ -36,7 +38,10 @@ use llguidance::Matcher;
 use crate::tokenizer::Tokenizer;
 use crate::{EngineError, Result};
 
+pub use schema::close_object_schemas;
 pub use vocab::ConstraintVocab;
+
+use ending::JsonEnding;
 
 /// How a [`Constraint`] was given, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,8 @@ pub struct Constraint {
     /// A matcher in its initial state; every sequence starts from a copy.
     initial: Matcher,
     kind: ConstraintKind,
+    /// Steer a looping or over-budget JSON answer to its end (see [`ending`]).
+    json_ending: bool,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -81,14 +88,24 @@ impl Constraint {
     }
 
     /// [`Constraint::json_schema`] for a prepared vocabulary.
+    ///
+    /// Object schemas that list `properties` allow no other keys unless
+    /// `additionalProperties` says so, as llama.cpp's grammars do
+    /// ([`close_object_schemas`]); see [`Constraint::json_schema_strict_with_vocab`]
+    /// for OpenAI's `strict: true`.
     pub fn json_schema_with_vocab(schema: &serde_json::Value, vocab: Arc<ConstraintVocab>) -> Result<Self> {
+        Self::json_schema_strict_with_vocab(schema, vocab, false)
+    }
+
+    /// [`Constraint::json_schema_with_vocab`], and with `strict` no object
+    /// allows a key outside its `properties`, whatever it says (OpenAI's
+    /// `strict: true`).
+    pub fn json_schema_strict_with_vocab(schema: &serde_json::Value, vocab: Arc<ConstraintVocab>, strict: bool) -> Result<Self> {
         let mut schema = schema.clone();
         match &mut schema {
-            serde_json::Value::Object(map) => {
-                map.entry("x-guidance").or_insert_with(compact_json_options);
-            }
+            serde_json::Value::Object(_) => schema = prepared_schema(&schema, strict),
             serde_json::Value::Bool(true) => {
-                schema = serde_json::json!({"x-guidance": compact_json_options()});
+                schema = prepared_schema(&serde_json::json!({}), strict);
             }
             serde_json::Value::Bool(false) => {
                 return Err(EngineError::Schema("the schema `false` accepts no value".into()));
@@ -99,7 +116,7 @@ impl Constraint {
             }
         }
         let grammar = TopLevelGrammar::from_json_schema(schema);
-        Self::compile(grammar, vocab, ConstraintKind::JsonSchema)
+        Ok(Self::compile(grammar, vocab, ConstraintKind::JsonSchema)?.with_json_ending())
     }
 
     /// Any JSON object (`response_format: {"type": "json_object"}`).
@@ -150,7 +167,16 @@ impl Constraint {
         if let Some(e) = initial.get_error() {
             return Err(err(e));
         }
-        Ok(Constraint { vocab, initial, kind })
+        Ok(Constraint { vocab, initial, kind, json_ending: false })
+    }
+
+    /// Watches the output as JSON (tool calls' markup around it is fine) and
+    /// steers it to its end when it loops or the token budget runs low,
+    /// within what the grammar allows ([`ending`]). On for JSON schemas;
+    /// for a Lark grammar whose sentences are JSON, such as tool calls.
+    pub fn with_json_ending(mut self) -> Self {
+        self.json_ending = true;
+        self
     }
 
     /// What the constraint was built from.
@@ -165,17 +191,29 @@ impl Constraint {
 
     /// A fresh per-sequence state at the start of the output.
     pub fn start(&self) -> ConstraintState {
-        ConstraintState { matcher: self.initial.deep_clone(), vocab: self.vocab.clone(), mask: None, n_accepted: 0 }
+        ConstraintState {
+            matcher: self.initial.deep_clone(),
+            vocab: self.vocab.clone(),
+            mask: None,
+            n_accepted: 0,
+            ending: self.json_ending.then(JsonEnding::default),
+        }
     }
 }
 
-/// `schema` with the compact-JSON options, as a `%json` body in a Lark grammar.
-pub(crate) fn compact_schema_json(schema: &serde_json::Value) -> String {
+/// `schema` with its objects closed and the compact-JSON options.
+fn prepared_schema(schema: &serde_json::Value, strict: bool) -> serde_json::Value {
     let mut schema = schema.clone();
+    close_object_schemas(&mut schema, strict);
     if let serde_json::Value::Object(map) = &mut schema {
         map.entry("x-guidance").or_insert_with(compact_json_options);
     }
-    schema.to_string()
+    schema
+}
+
+/// [`prepared_schema`] as a `%json` body in a Lark grammar.
+pub(crate) fn compact_schema_json(schema: &serde_json::Value, strict: bool) -> String {
+    prepared_schema(schema, strict).to_string()
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -196,6 +234,7 @@ pub struct ConstraintState {
     /// The allowed set for the current position, computed on first use.
     mask: Option<SimpleVob>,
     n_accepted: usize,
+    ending: Option<JsonEnding>,
 }
 
 impl Clone for ConstraintState {
@@ -206,6 +245,7 @@ impl Clone for ConstraintState {
             vocab: self.vocab.clone(),
             mask: self.mask.clone(),
             n_accepted: self.n_accepted,
+            ending: self.ending.clone(),
         }
     }
 }
@@ -226,6 +266,10 @@ impl ConstraintState {
                     self.n_accepted
                 )));
             }
+            let m = match &self.ending {
+                Some(e) if e.is_closing() => closing_tokens(&m, e, &self.vocab),
+                _ => m,
+            };
             self.mask = Some(m);
         }
         // Set just above.
@@ -288,7 +332,26 @@ impl ConstraintState {
         if self.matcher.is_stopped() && self.vocab.eog_ids().contains(&id) {
             return Ok(());
         }
-        self.matcher.consume_token(id).map_err(|e| EngineError::Constraint(format!("{e:#}")))
+        self.matcher.consume_token(id).map_err(|e| EngineError::Constraint(format!("{e:#}")))?;
+        if let Some(e) = &mut self.ending {
+            e.accepted(self.vocab.token_text(id), self.n_accepted);
+        }
+        Ok(())
+    }
+
+    /// Tells the state how many tokens the generation may take in all, so
+    /// a JSON answer is closed before they run out ([`Constraint::with_json_ending`]).
+    pub fn set_max_tokens(&mut self, max_tokens: usize) {
+        if let Some(e) = &mut self.ending {
+            e.set_budget(max_tokens);
+        }
+    }
+
+    /// The answer was closed because the token budget ran low: it is
+    /// complete (it parses) but shorter than the model would have made it,
+    /// so the generation reports [`crate::FinishReason::Length`].
+    pub fn cut_short(&self) -> bool {
+        self.ending.as_ref().is_some_and(JsonEnding::cut_short)
     }
 
     /// The grammar can take no more text: only end-of-generation tokens are
@@ -306,6 +369,36 @@ impl ConstraintState {
     pub fn n_accepted(&self) -> usize {
         self.n_accepted
     }
+}
+
+/// The tokens of `allowed` that leave the least to close (an end token, where
+/// allowed, before any other).
+fn closing_tokens(allowed: &SimpleVob, ending: &JsonEnding, vocab: &ConstraintVocab) -> SimpleVob {
+    let mut best = i32::MAX;
+    let mut ids = Vec::new();
+    allowed.iter_set_entries(|i| {
+        let cost = ending.cost_after(vocab.token_text(i as u32));
+        if cost < best {
+            best = cost;
+            ids.clear();
+        }
+        if cost == best {
+            ids.push(i as u32);
+        }
+    });
+    // Nothing closes anything: at least do not write the loop's block again.
+    if let Some(next) = ending.loop_next_byte().filter(|_| best >= ending.cost_now()) {
+        let other: Vec<u32> =
+            ids.iter().copied().filter(|&id| vocab.token_text(id).is_none_or(|t| t.first() != Some(&next))).collect();
+        if !other.is_empty() {
+            ids = other;
+        }
+    }
+    let mut out = SimpleVob::alloc(allowed.len());
+    for id in ids {
+        out.allow_token(id);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -118,6 +118,15 @@ impl ConstraintVocab {
         &self.eog
     }
 
+    /// The text of token `id` (empty for a control token); `None` for an end token.
+    pub(crate) fn token_text(&self, id: u32) -> Option<&[u8]> {
+        if self.eog.contains(&id) {
+            return None;
+        }
+        let bytes = self.factory.tok_env().tok_trie().token(id);
+        Some(if bytes.first() == Some(&TokTrie::SPECIAL_TOKEN_MARKER) { &[] } else { bytes })
+    }
+
     pub(crate) fn factory(&self) -> &ParserFactory {
         &self.factory
     }

@@ -18,7 +18,7 @@
 use serde_json::{json, Value};
 
 use super::ToolFamily;
-use crate::constraint::compact_schema_json;
+use crate::constraint::{close_object_schemas, compact_schema_json};
 use crate::{EngineError, Result};
 
 /// The name of an OpenAI tool entry (`{"type": "function", "function": {"name", …}}`).
@@ -35,11 +35,10 @@ fn call_schema(tool: &Value, family: ToolFamily) -> Result<Value> {
         Some(p @ Value::Object(_)) => p.clone(),
         Some(_) => return Err(EngineError::Schema(format!("the parameters of tool `{name}` are not a JSON schema object"))),
     };
-    // Only the declared arguments (as OpenAI's strict mode): small models
-    // otherwise pad a call with keys copied from the schema.
-    if let Some(map) = params.as_object_mut().filter(|m| m.contains_key("properties")) {
-        map.entry("additionalProperties").or_insert(Value::Bool(false));
-    }
+    // Only the declared arguments: small models otherwise pad a call with
+    // keys copied from the schema.
+    let strict = f.get("strict").and_then(Value::as_bool).unwrap_or(false);
+    close_object_schemas(&mut params, strict);
     let key = if family == ToolFamily::Llama3 { "parameters" } else { "arguments" };
     Ok(json!({
         "type": "object",
@@ -76,17 +75,17 @@ pub fn tool_call_grammar(
         ToolFamily::Hermes => {
             let call = format!("{} call_json {}", literal("<tool_call>"), literal("</tool_call>"));
             let calls = if parallel { "call (\"\\n\" call)*" } else { "call" };
-            (format!("call: {call}\ncall_json: %json {}\n", compact_schema_json(&one)), calls.to_string())
+            (format!("call: {call}\ncall_json: %json {}\n", compact_schema_json(&one, false)), calls.to_string())
         }
         ToolFamily::Mistral => {
             let list = json!({"type": "array", "items": one, "minItems": 1, "maxItems": if parallel { Value::Null } else { json!(1) }});
             let list = strip_nulls(list);
-            (format!("call_list: %json {}\n", compact_schema_json(&list)), format!("{} call_list", literal("[TOOL_CALLS]")))
+            (format!("call_list: %json {}\n", compact_schema_json(&list, false)), format!("{} call_list", literal("[TOOL_CALLS]")))
         }
         ToolFamily::Llama3 | ToolFamily::Generic => {
             // One object, or an array of them for several.
             let form = if parallel { json!({"type": "array", "items": one, "minItems": 1}) } else { one };
-            (format!("call_json: %json {}\n", compact_schema_json(&form)), "call_json".to_string())
+            (format!("call_json: %json {}\n", compact_schema_json(&form, false)), "call_json".to_string())
         }
     };
     Ok(format!("start: tool_calls\ntool_calls: {calls}\n{body}"))
@@ -100,10 +99,11 @@ fn strip_nulls(mut v: Value) -> Value {
 }
 
 /// `grammar` (from [`tool_call_grammar`]) with a second way to answer: JSON
-/// matching `schema` (`response_format` beside `tool_choice: "auto"`).
-pub fn calls_or_json(grammar: &str, schema: &Value) -> String {
+/// matching `schema` (`response_format` beside `tool_choice: "auto"`;
+/// `strict` as in [`crate::Constraint::json_schema_strict_with_vocab`]).
+pub fn calls_or_json(grammar: &str, schema: &Value, strict: bool) -> String {
     let rest = grammar.strip_prefix("start: tool_calls\n").unwrap_or(grammar);
-    format!("start: tool_calls | answer_json\nanswer_json: %json {}\n{rest}", compact_schema_json(schema))
+    format!("start: tool_calls | answer_json\nanswer_json: %json {}\n{rest}", compact_schema_json(schema, strict))
 }
 
 #[cfg(test)]
@@ -182,7 +182,7 @@ mod tests {
     fn calls_or_a_json_answer() {
         let lark = tool_call_grammar(ToolFamily::Hermes, &tools(), None, false, |_| None).unwrap();
         let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
-        let c = Constraint::lark_with_vocab(&calls_or_json(&lark, &schema), byte_vocab()).unwrap();
+        let c = Constraint::lark_with_vocab(&calls_or_json(&lark, &schema, false), byte_vocab()).unwrap();
         assert!(accepts(&c, "{\"ok\": true}"));
         assert!(accepts(&c, "<tool_call>{\"name\": \"now\", \"arguments\": {}}</tool_call>"));
         assert!(!accepts(&c, "{\"ok\": 1}"));

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::chat::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 
-pub use stream::{ToolCallStream, ToolStreamEvent};
+pub use stream::{CallWatch, ToolCallStream, ToolStreamEvent};
 
 /// The markup a model family writes tool calls in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +119,33 @@ pub fn parse_tool_calls(text: &str, family: ToolFamily) -> ParsedOutput {
         out.content = out.content.trim().to_string();
     }
     out
+}
+
+/// Drops calls identical to an earlier one (same name and arguments, as
+/// JSON values): one answer asking for the same thing twice is a small
+/// model repeating itself, never two requests.
+///
+/// ```
+/// use infer_engine::tools::{dedupe_calls, ToolCall};
+/// let call = |args: &str| ToolCall { id: "call_1".into(), name: "f".into(), arguments_json: args.into() };
+/// let mut calls = vec![call("{\"a\": 1}"), call("{\"a\":1}"), call("{\"a\": 2}")];
+/// dedupe_calls(&mut calls);
+/// assert_eq!(calls.len(), 2);
+/// ```
+pub fn dedupe_calls(calls: &mut Vec<ToolCall>) {
+    let mut seen = Vec::new();
+    calls.retain(|c| {
+        let key = call_key(c);
+        let new = !seen.contains(&key);
+        seen.push(key);
+        new
+    });
+}
+
+/// What makes two calls the same: the name and the arguments' value.
+pub fn call_key(call: &ToolCall) -> (String, serde_json::Value) {
+    let args = serde_json::from_str(&call.arguments_json).unwrap_or_else(|_| serde_json::Value::String(call.arguments_json.clone()));
+    (call.name.clone(), args)
 }
 
 fn is_only_fences(t: &str) -> bool {

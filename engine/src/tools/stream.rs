@@ -88,3 +88,43 @@ impl ToolCallStream {
         events
     }
 }
+
+/// Ends an answer once its calls are made: after the first complete call
+/// when one is wanted, or when a call repeats one made before (a small
+/// model's loop: the repeat is dropped by [`super::dedupe_calls`]) when
+/// several are. Set as [`crate::scheduler::Request::end_on_calls`].
+///
+/// ```
+/// use infer_engine::tools::{CallWatch, ToolFamily};
+/// let call = "<tool_call>{\"name\": \"now\", \"arguments\": {}}</tool_call>";
+/// let mut one = CallWatch::new(ToolFamily::Hermes, false);
+/// assert!(!one.push("Sure. "));
+/// assert!(one.push(call));
+/// let mut several = CallWatch::new(ToolFamily::Hermes, true);
+/// assert!(!several.push(call));
+/// assert!(several.push(&format!("\n{call}")));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CallWatch {
+    stream: ToolCallStream,
+    parallel: bool,
+    seen: Vec<(String, serde_json::Value)>,
+}
+
+impl CallWatch {
+    pub fn new(family: ToolFamily, parallel: bool) -> Self {
+        CallWatch { stream: ToolCallStream::new(family), parallel, seen: Vec::new() }
+    }
+
+    /// Takes generated text; true when the answer should end here.
+    pub fn push(&mut self, delta: &str) -> bool {
+        let mut end = false;
+        for e in self.stream.push(delta) {
+            let ToolStreamEvent::ToolCall { call, .. } = e else { continue };
+            let key = super::call_key(&call);
+            end |= !self.parallel || self.seen.contains(&key);
+            self.seen.push(key);
+        }
+        end
+    }
+}
