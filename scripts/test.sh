@@ -24,6 +24,10 @@ if ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet openai
 fi
+# The structured-output suite validates replies with jsonschema.
+if ! .venv/bin/python -c "import jsonschema" >/dev/null 2>&1; then
+  .venv/bin/pip install --quiet jsonschema
+fi
 # The chat page test drives headless Chromium over the DevTools protocol.
 if ! .venv/bin/python -c "import websocket" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet websocket-client

@@ -44,6 +44,10 @@ struct Lex {
     escape: bool,
     /// In a number or literal (which any structural byte ends).
     in_scalar: bool,
+    /// Bytes of that scalar so far, and digits of its exponent.
+    scalar_len: u16,
+    in_exp: bool,
+    exp_digits: u8,
 }
 
 impl Lex {
@@ -57,6 +61,7 @@ impl Lex {
             }
             return;
         }
+        let was_scalar = self.in_scalar;
         self.in_scalar = false;
         match b {
             b'"' => self.in_string = true,
@@ -66,6 +71,24 @@ impl Lex {
             b if b.is_ascii_alphabetic() => self.in_scalar = true,
             _ => {}
         }
+        if !self.in_scalar {
+            return;
+        }
+        if !was_scalar {
+            (self.scalar_len, self.in_exp, self.exp_digits) = (0, false, 0);
+        }
+        self.scalar_len = self.scalar_len.saturating_add(1);
+        if matches!(b, b'e' | b'E') {
+            (self.in_exp, self.exp_digits) = (true, 0);
+        } else if b.is_ascii_digit() && self.in_exp {
+            self.exp_digits = self.exp_digits.saturating_add(1);
+        }
+    }
+
+    /// A number past what any reader keeps (an f64 has 17 digits and an
+    /// exponent of three): only its end is worth writing now.
+    fn runaway_scalar(&self) -> bool {
+        self.in_scalar && (self.scalar_len > 24 || self.exp_digits >= 3)
     }
 
     /// Open structures, a string counting as one.
@@ -143,6 +166,9 @@ impl JsonEnding {
                 self.cut_short = true;
             }
         }
+        if self.closing.is_none() && self.lex.runaway_scalar() {
+            self.closing = Some(self.lex.cost());
+        }
         if self.closing.is_none() {
             if let Some((cost, period)) = self.loop_level() {
                 self.closing = Some(cost);
@@ -155,6 +181,12 @@ impl JsonEnding {
     pub fn loop_next_byte(&self) -> Option<u8> {
         let p = self.period?;
         self.text.len().checked_sub(p).map(|i| self.text[i])
+    }
+
+    /// The bytes of the loop being closed (its last two blocks).
+    pub fn loop_block(&self) -> &[u8] {
+        let p = self.period.unwrap_or(0);
+        &self.text[self.text.len().saturating_sub(2 * p)..]
     }
 
     /// What is left to close now.
@@ -247,6 +279,9 @@ mod tests {
         let call = r#"<tool_call>{"name": "f", "arguments": {}}</tool_call>"#;
         let e = fed(&format!("{call}\n{call}\n"));
         assert_eq!(e.closing, Some(0));
+        // A number no reader keeps: it ends.
+        assert_eq!(fed(r#"{"a": -4.4e444"#).closing, Some(3));
+        assert!(!fed(r#"{"a": -4.4e44"#).is_closing());
         // A recursive structure unrolled, numbers aside: closed from where it began.
         let e = fed(r#"{"name": "p1", "kids": [{"name": "p2", "kids": [{"name": "p3", "kids": [{"#);
         assert_eq!(e.closing, Some(2));

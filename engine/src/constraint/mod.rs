@@ -393,6 +393,17 @@ fn closing_tokens(allowed: &SimpleVob, ending: &JsonEnding, vocab: &ConstraintVo
         if !other.is_empty() {
             ids = other;
         }
+        // Prefer a token bringing a byte the loop never wrote (an e-mail's
+        // `@`, a domain's `.`): what the format still needs is among them.
+        let block = ending.loop_block();
+        let new: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| vocab.token_text(id).is_some_and(|t| t.iter().any(|b| !block.contains(b))))
+            .collect();
+        if !new.is_empty() {
+            ids = new;
+        }
     }
     let mut out = SimpleVob::alloc(allowed.len());
     for id in ids {
