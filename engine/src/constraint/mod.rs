@@ -101,12 +101,9 @@ impl Constraint {
     /// allows a key outside its `properties`, whatever it says (OpenAI's
     /// `strict: true`).
     pub fn json_schema_strict_with_vocab(schema: &serde_json::Value, vocab: Arc<ConstraintVocab>, strict: bool) -> Result<Self> {
-        let mut schema = schema.clone();
-        match &mut schema {
-            serde_json::Value::Object(_) => schema = prepared_schema(&schema, strict),
-            serde_json::Value::Bool(true) => {
-                schema = prepared_schema(&serde_json::json!({}), strict);
-            }
+        let schema = match schema {
+            serde_json::Value::Object(_) => prepared_schema(schema, strict),
+            serde_json::Value::Bool(true) => prepared_schema(&serde_json::json!({}), strict),
             serde_json::Value::Bool(false) => {
                 return Err(EngineError::Schema("the schema `false` accepts no value".into()));
             }
@@ -114,7 +111,7 @@ impl Constraint {
                 let kind = json_kind(other);
                 return Err(EngineError::Schema(format!("a schema must be an object or a boolean, not {kind}")));
             }
-        }
+        };
         let grammar = TopLevelGrammar::from_json_schema(schema);
         Ok(Self::compile(grammar, vocab, ConstraintKind::JsonSchema)?.with_json_ending())
     }
