@@ -166,14 +166,26 @@ def main():
         assert page.eval("conversation.length") == 4
 
         # Stop mid-reply: the page aborts the stream, the server cancels the
-        # request and its slot goes back to idle.
+        # request and its slot goes back to idle. A reply can end by itself
+        # before the click lands (the system prompt asks for terse answers,
+        # and another CPU can take another greedy path), so a reply that did
+        # is followed by a longer request, up to three.
         page.eval("document.getElementById('max_tokens').value = '400'")
-        page.eval("document.getElementById('input').value = 'Tell me a long story about a dragon.'")
-        page.eval("document.getElementById('form').requestSubmit()")
-        page.wait_for("document.querySelectorAll('.msg.assistant')[2]?.textContent.length > 0", "the third reply to start")
-        page.eval("document.getElementById('stop').click()")
-        page.wait_for("!document.getElementById('send').disabled", "the stopped reply to settle", timeout=30)
-        meta = page.eval("document.querySelectorAll('.msg.assistant')[2].querySelector('.meta').textContent")
+        page.eval("document.getElementById('system').value = 'You are a storyteller who writes very long stories.'")
+        prompts = ["Tell me a long story about a dragon.",
+                   "Write a very long poem about the sea, with at least thirty verses.",
+                   "Count from 1 to 400, writing every number in words."]
+        for attempt, prompt in enumerate(prompts):
+            n = page.eval("document.querySelectorAll('.msg.assistant').length")
+            page.eval(f"document.getElementById('input').value = {json.dumps(prompt)}")
+            page.eval("document.getElementById('form').requestSubmit()")
+            page.wait_for(f"document.querySelectorAll('.msg.assistant')[{n}]?.textContent.length > 0", "the reply to start")
+            page.eval("document.getElementById('stop').click()")
+            page.wait_for("!document.getElementById('send').disabled", "the stopped reply to settle", timeout=30)
+            meta = page.eval(f"document.querySelectorAll('.msg.assistant')[{n}].querySelector('.meta').textContent")
+            print(f"stop attempt {attempt + 1}:", meta)
+            if meta.endswith("stopped"):
+                break
         assert meta.endswith("stopped"), meta
         end = time.monotonic() + 30
         while True:
