@@ -263,6 +263,7 @@ struct CallParsing {
 
 impl CallParsing {
     fn parse(&self, text: &str) -> ParsedOutput {
+        tracing::debug!(family = ?self.family, "answer read for tool calls: {text:?}");
         let mut out = parse_tool_calls(text, self.family);
         dedupe_calls(&mut out.tool_calls);
         if !self.parallel {

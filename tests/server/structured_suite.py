@@ -12,6 +12,11 @@ in it has a key outside its schema's `properties` where the schema gives
 `properties` and no `additionalProperties`. A tool case passes when the calls
 (their number, names, arguments validated against the tool's parameters the
 same way), the content and the finish reason are what the request asks for.
+Which tool a model picks when it may pick any (`required`, `auto`) is its
+judgement, not the server's: a case's expected tool (`call_name`) is checked
+only for a named `tool_choice`, and for the others counted apart (`LABEL tool
+picks: K/M as expected`). Under `auto` a text answer the model runs to
+`max_tokens` ends with `length`, which is the right finish reason for text.
 
 Usage: structured_suite.py BASE_URL LABEL [--report-only] [--json OUT.json]
                            [--threads 4] [--only schemas|tools] [--timeout S]
@@ -19,7 +24,7 @@ Usage: structured_suite.py BASE_URL LABEL [--report-only] [--json OUT.json]
        structured_suite.py --self-test    (checks the tables; no server)
 
 Prints one line per failing case, then `LABEL schemas: P/N passed`,
-`LABEL tools: P/N passed` and `N passed, 0 failed` (or `P passed, F failed`).
+`LABEL tools: P/N passed`, `LABEL tool picks: K/M as expected` and `N passed, 0 failed` (or `P passed, F failed`).
 Exits 1 when a case failed, unless --report-only.
 """
 
@@ -675,21 +680,28 @@ def run_tool(client, c):
         return res
     res.update(finish_reason=finish, content=content, completion_tokens=usage.completion_tokens if usage else None,
                tool_calls=[{k: v for k, v in x.items() if k != "parsed"} for x in calls])
-    res["reason"] = tool_verdict(c, content, calls, finish, problem)
+    res["reason"] = tool_verdict(c, content, calls, finish, problem, res["completion_tokens"])
     res["ok"] = not res["reason"]
+    if c.get("call_name") and not is_named(c) and calls:
+        res["picked_expected"] = all(x["name"] == c["call_name"] for x in calls)
     return res
 
 
-def tool_verdict(c, content, calls, finish, problem):
+def is_named(c):
+    return isinstance(c["tool_choice"], dict)
+
+
+def tool_verdict(c, content, calls, finish, problem, completion_tokens=None):
     """'' when the reply is what the case asks for, else why not."""
     if problem:
         return problem
     if finish is None:
         return "no finish_reason"
-    if finish == "length":
-        return f"finish_reason length ({len(calls)} calls)"
     expect, text = c["expect"], (content or "")
-    bad = check_calls(calls, c["tools"], c.get("call_name"))
+    if finish == "length":
+        text_at_budget = expect.startswith("auto") and not calls and text.strip() and completion_tokens == MAX_TOKENS
+        return "" if text_at_budget else f"finish_reason length ({len(calls)} calls)"
+    bad = check_calls(calls, c["tools"], c.get("call_name") if is_named(c) else None)
     if expect in ("one", "some"):
         if finish != "tool_calls":
             return f"finish_reason {finish}, expected tool_calls ({len(calls)} calls)"
@@ -809,12 +821,14 @@ def self_test():
     # Tool verdicts on synthetic replies.
     one = next(c for c in TOOL_CASES if c["name"] == "required_weather_paris/plain")
     some = next(c for c in TOOL_CASES if c["name"] == "required_parallel_two_cities/plain")
+    named = next(c for c in TOOL_CASES if c["name"] == "named_add/plain")
     call = lambda i, n, a: {"id": f"call_{i}", "name": n, "arguments": a}  # noqa: E731
     verdicts = [
         (one, None, [call(0, "get_weather", '{"city": "Paris"}')], "tool_calls", ""),
         (one, None, [call(0, "get_weather", '{"city": "Paris", "country": "FR"}')], "tool_calls", "call 0 get_weather arguments extra key"),
         (one, None, [call(0, "get_weather", '{"city": "Paris", "unit": "kelvin"}')], "tool_calls", "call 0 get_weather arguments invalid"),
-        (one, None, [call(0, "add", '{"a": 1, "b": 2}')], "tool_calls", "call 0 is add"),
+        (one, None, [call(0, "add", '{"a": 1, "b": 2}')], "tool_calls", ""),
+        (named, None, [call(0, "get_weather", '{"city": "Paris"}')], "tool_calls", "call 0 is get_weather"),
         (one, None, [call(0, "get_weather", '{"city": "Paris"}'), call(1, "get_weather", '{"city": "Lyon"}')], "tool_calls", "2 calls"),
         (one, None, [call(0, "get_weather", '{"city": ')], "length", "finish_reason length"),
         (one, None, [call(0, "get_weather", '{"city": ')], "tool_calls", "call 0 get_weather arguments not JSON"),
@@ -827,6 +841,11 @@ def self_test():
         got = tool_verdict(c, content, [dict(x) for x in calls], finish, None)
         if (not want) != (not got) or (want and not got.startswith(want)):
             problems.append(f"tool verdict {calls} {finish}: got {got!r}, want {want!r}")
+    greet = next(c for c in TOOL_CASES if c["name"] == "auto_greeting/plain")
+    for content, tokens, want in [("Hi! I am fine.", MAX_TOKENS, ""), ("Hi!", 12, "finish_reason length"), ("", MAX_TOKENS, "finish_reason length")]:
+        got = tool_verdict(greet, content, [], "length", None, tokens)
+        if (not want) != (not got) or (want and not got.startswith(want)):
+            problems.append(f"auto text verdict {content!r} at {tokens} tokens: got {got!r}, want {want!r}")
     for p in problems:
         print("self-test:", p)
     print(f"self-test: {len(SCHEMA_CASES)} schema cases ({len(SCHEMA_CASES) * len(TEMPERATURES)} runs), "
@@ -875,6 +894,9 @@ def main():
         rs = [r for r in results if r["kind"] == kind]
         if rs:
             print(f"{args.label} {kind}: {sum(r['ok'] for r in rs)}/{len(rs)} passed")
+    picks = [r["picked_expected"] for r in results if "picked_expected" in r]
+    if picks:
+        print(f"{args.label} tool picks: {sum(picks)}/{len(picks)} as expected")
     passed = sum(r["ok"] for r in results)
     failed = len(results) - passed
     print(f"{passed} passed, {failed} failed")

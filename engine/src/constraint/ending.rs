@@ -85,10 +85,11 @@ impl Lex {
         }
     }
 
-    /// A number past what any reader keeps (an f64 has 17 digits and an
-    /// exponent of three): only its end is worth writing now.
+    /// A number past what any reader keeps (an f64 has 17 digits, and a
+    /// third exponent digit can leave its range, `1e511`): only its end is
+    /// worth writing now.
     fn runaway_scalar(&self) -> bool {
-        self.in_scalar && (self.scalar_len > 24 || self.exp_digits >= 3)
+        self.in_scalar && (self.scalar_len > 24 || self.exp_digits >= 2)
     }
 
     /// Open structures, a string counting as one.
@@ -102,10 +103,22 @@ impl Lex {
     }
 }
 
+/// What a token does to the structure around the value being written
+/// ([`JsonEnding::next_move`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Move {
+    /// Writes another item or key (or, at the top level, more text).
+    More,
+    /// Closes the array or object, or ends the answer.
+    Close,
+    /// Stays within the value (its digits, its string, a nested value).
+    Within,
+}
+
 /// Bytes of tail looked at for a loop.
 const WINDOW: usize = 1024;
-/// Longest repeated block looked for.
-const MAX_PERIOD: usize = 96;
+/// Longest repeated block looked for (an array item holding a sentence).
+const MAX_PERIOD: usize = 256;
 
 /// The guard's state for one sequence.
 #[derive(Debug, Clone, Default)]
@@ -121,6 +134,8 @@ pub(crate) struct JsonEnding {
     /// Tokens the generation may still take, if it said.
     budget: Option<usize>,
     cut_short: bool,
+    /// Half the budget is spent: structures close where the grammar lets them.
+    winding_down: bool,
 }
 
 impl JsonEnding {
@@ -160,6 +175,7 @@ impl JsonEnding {
             }
         }
         if let Some(budget) = self.budget {
+            self.winding_down |= 2 * n_accepted >= budget;
             let left = budget.saturating_sub(n_accepted);
             if left as i64 <= i64::from(self.lex.cost()) + 3 && self.closing != Some(0) {
                 self.closing = Some(0);
@@ -187,6 +203,45 @@ impl JsonEnding {
     pub fn loop_block(&self) -> &[u8] {
         let p = self.period.unwrap_or(0);
         &self.text[self.text.len().saturating_sub(2 * p)..]
+    }
+
+    /// Past half the budget: where the grammar allows closing the array or
+    /// object being written (or ending), the answer should, rather than
+    /// write another item.
+    pub fn is_winding_down(&self) -> bool {
+        self.winding_down
+    }
+
+    /// What a token does to the array or object the current value is in:
+    /// the first `,`, `]` or `}` it writes at that depth decides, and after
+    /// a close the same at the depth below (`"}, {` closes an item but
+    /// writes another). An end token closes; after the whole answer,
+    /// anything but white space is more.
+    pub fn next_move(&self, bytes: Option<&[u8]>) -> Move {
+        let Some(bytes) = bytes else { return Move::Close };
+        let mut lex = self.lex;
+        let mut depth = lex.depth;
+        let mut closed = false;
+        for &b in bytes {
+            if !lex.in_string && lex.depth == depth {
+                match b {
+                    b',' => return Move::More,
+                    b']' | b'}' => {
+                        closed = true;
+                        depth = depth.saturating_sub(1);
+                    }
+                    // Past a whole answer (not markup closing the one just ended).
+                    b if self.lex.depth == 0 && !lex.in_scalar && !b.is_ascii_whitespace() => return Move::More,
+                    _ => {}
+                }
+            }
+            lex.push(b);
+        }
+        if closed {
+            Move::Close
+        } else {
+            Move::Within
+        }
     }
 
     /// What is left to close now.
@@ -280,8 +335,8 @@ mod tests {
         let e = fed(&format!("{call}\n{call}\n"));
         assert_eq!(e.closing, Some(0));
         // A number no reader keeps: it ends.
-        assert_eq!(fed(r#"{"a": -4.4e444"#).closing, Some(3));
-        assert!(!fed(r#"{"a": -4.4e44"#).is_closing());
+        assert_eq!(fed(r#"{"a": -4.4e44"#).closing, Some(3));
+        assert!(!fed(r#"{"a": -4.4e4"#).is_closing());
         // A recursive structure unrolled, numbers aside: closed from where it began.
         let e = fed(r#"{"name": "p1", "kids": [{"name": "p2", "kids": [{"name": "p3", "kids": [{"#);
         assert_eq!(e.closing, Some(2));
@@ -300,5 +355,48 @@ mod tests {
             e.accepted(Some(&[*b]), i + 1);
         }
         assert!(e.is_closing() && e.cut_short());
+    }
+
+    #[test]
+    fn an_array_item_holding_a_sentence_is_a_loop_when_written_twice() {
+        let item = r#"{"task": "Make a list of all the tasks I have to do in the next week, then do them", "done": false}, "#;
+        assert!(item.len() > 96);
+        let e = fed(&format!(r#"{{"items": [{item}{item}"#));
+        assert_eq!(e.closing, Some(4), "the array closes");
+    }
+
+    #[test]
+    fn winding_down_starts_at_half_the_budget() {
+        let mut e = JsonEnding::default();
+        e.set_budget(20);
+        for (i, b) in br#"{"a": [1,"#.iter().enumerate() {
+            e.accepted(Some(&[*b]), i + 1);
+        }
+        assert!(!e.is_winding_down(), "9 of 20 tokens");
+        e.accepted(Some(b" \"x"), 10);
+        assert!(e.is_winding_down());
+    }
+
+    #[test]
+    fn a_token_writes_more_closes_or_stays_within() {
+        let e = fed(r#"{"a": ["x", "y"#);
+        assert_eq!(e.next_move(Some(b"\", \"")), Move::More);
+        assert_eq!(e.next_move(Some(b"\"]")), Move::Close);
+        assert_eq!(e.next_move(Some(b"yy")), Move::Within);
+        assert_eq!(e.next_move(Some(b"\"")), Move::Within);
+        assert_eq!(e.next_move(None), Move::Close);
+        let e = fed(r#"{"a": [12"#);
+        assert_eq!(e.next_move(Some(b"3")), Move::Within);
+        assert_eq!(e.next_move(Some(b",")), Move::More);
+        assert_eq!(e.next_move(Some(b"]}")), Move::Close);
+        let e = fed(r#"{"a": [{"b": 1}"#);
+        assert_eq!(e.next_move(Some(b", {")), Move::More, "the array's next item, not the inner object's");
+        let e = fed(r#"{"a": [{"b": "x"#);
+        assert_eq!(e.next_move(Some(b"\"}, {\"")), Move::More, "an item closed and another begun");
+        assert_eq!(e.next_move(Some(b"\"}]")), Move::Close);
+        assert_eq!(e.next_move(Some(b"\"}")), Move::Close);
+        let e = fed(r#"<tool_call>{"a": 1}</tool_call>"#);
+        assert_eq!(e.next_move(Some(b"\n<tool_call>")), Move::More);
+        assert_eq!(e.next_move(Some(b"\n")), Move::Within);
     }
 }

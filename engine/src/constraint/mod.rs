@@ -25,6 +25,7 @@
 //! ```
 
 mod ending;
+mod formats;
 pub mod gbnf;
 mod schema;
 mod vocab;
@@ -38,10 +39,11 @@ use llguidance::Matcher;
 use crate::tokenizer::Tokenizer;
 use crate::{EngineError, Result};
 
+pub use formats::bound_string_formats;
 pub use schema::close_object_schemas;
 pub use vocab::ConstraintVocab;
 
-use ending::JsonEnding;
+use ending::{JsonEnding, Move};
 
 /// How a [`Constraint`] was given, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +204,7 @@ impl Constraint {
 fn prepared_schema(schema: &serde_json::Value, strict: bool) -> serde_json::Value {
     let mut schema = schema.clone();
     close_object_schemas(&mut schema, strict);
+    bound_string_formats(&mut schema);
     if let serde_json::Value::Object(map) = &mut schema {
         map.entry("x-guidance").or_insert_with(compact_json_options);
     }
@@ -265,6 +268,7 @@ impl ConstraintState {
             }
             let m = match &self.ending {
                 Some(e) if e.is_closing() => closing_tokens(&m, e, &self.vocab),
+                Some(e) if e.is_winding_down() => winding_down_tokens(m, e, &self.vocab),
                 _ => m,
             };
             self.mask = Some(m);
@@ -366,6 +370,30 @@ impl ConstraintState {
     pub fn n_accepted(&self) -> usize {
         self.n_accepted
     }
+}
+
+/// Past half the budget: where some allowed token closes the array or
+/// object being written (or ends the answer), the tokens that would write
+/// another item or key are left out. An open array thus ends after the
+/// item being written, and optional keys are left out, instead of the
+/// budget cutting the answer short; a string or number being written is
+/// finished as the model likes.
+fn winding_down_tokens(allowed: SimpleVob, ending: &JsonEnding, vocab: &ConstraintVocab) -> SimpleVob {
+    let mut more = Vec::new();
+    let mut can_close = false;
+    allowed.iter_set_entries(|i| match ending.next_move(vocab.token_text(i as u32)) {
+        Move::More => more.push(i as u32),
+        Move::Close => can_close = true,
+        Move::Within => {}
+    });
+    if !can_close || more.is_empty() {
+        return allowed;
+    }
+    let mut out = allowed;
+    for id in more {
+        out.disallow_token(id);
+    }
+    out
 }
 
 /// The tokens of `allowed` that leave the least to close (an end token, where

@@ -163,3 +163,44 @@ fn a_vocabulary_without_eog_is_refused() {
     let e = ConstraintVocab::new(vec![b"a".to_vec()], &[], &[]).unwrap_err().to_string();
     assert!(e.contains("no end-of-generation token"), "{e}");
 }
+
+/// Every byte a token of its own (plus one end token).
+fn byte_vocab() -> Arc<ConstraintVocab> {
+    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    tokens.push(b"<eos>".to_vec());
+    Arc::new(ConstraintVocab::new(tokens, &[], &[256]).unwrap())
+}
+
+/// Whether the constraint takes `text` whole and then allows the end.
+fn takes_whole(constraint: &Constraint, text: &str) -> bool {
+    let mut state = constraint.start();
+    text.bytes().all(|b| state.accept(u32::from(b)).is_ok()) && state.is_allowed(256).unwrap_or(false)
+}
+
+#[test]
+fn string_formats_are_bounded_as_their_standards_say() {
+    let date = Constraint::json_schema_with_vocab(&serde_json::json!({"type": "string", "format": "date"}), byte_vocab()).unwrap();
+    for ok in ["\"2024-02-29\"", "\"2000-02-29\"", "\"0001-01-31\"", "\"2023-12-31\""] {
+        assert!(takes_whole(&date, ok), "{ok}");
+    }
+    for bad in ["\"0000-01-01\"", "\"2023-02-29\"", "\"1900-02-29\"", "\"2023-04-31\""] {
+        assert!(!takes_whole(&date, bad), "{bad}");
+    }
+    let at = Constraint::json_schema_with_vocab(&serde_json::json!({"type": "string", "format": "date-time"}), byte_vocab()).unwrap();
+    assert!(takes_whole(&at, "\"2024-02-29T12:00:00Z\""));
+    assert!(!takes_whole(&at, "\"2023-02-29T12:00:00Z\""));
+    let email = Constraint::json_schema_with_vocab(&serde_json::json!({"type": "string", "format": "email"}), byte_vocab()).unwrap();
+    assert!(takes_whole(&email, "\"ada@example.com\""));
+    // After 64 bytes of local part only the `@` may come (letters that do
+    // not repeat, which the loop guard would end sooner).
+    let mut state = email.start();
+    let mut x = 7u32;
+    let local = (0..64).map(|_| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        b'a' + ((x >> 16) % 26) as u8
+    });
+    for b in std::iter::once(b'"').chain(local) {
+        state.accept(u32::from(b)).unwrap();
+    }
+    assert_eq!(state.allowed_tokens().unwrap(), vec![u32::from(b'@')]);
+}
