@@ -28,6 +28,10 @@ fi
 if ! .venv/bin/python -c "import jsonschema" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet jsonschema
 fi
+# The Python package's tests run under pytest.
+if ! .venv/bin/python -c "import pytest" >/dev/null 2>&1; then
+  .venv/bin/pip install --quiet pytest
+fi
 # The chat page test drives headless Chromium over the DevTools protocol.
 if ! .venv/bin/python -c "import websocket" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet websocket-client
