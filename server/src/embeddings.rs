@@ -19,9 +19,6 @@ use serde_json::{json, Value};
 use crate::error::ServerError;
 use crate::{params, AppState};
 
-/// Texts per request at most (each becomes one vector).
-const MAX_INPUTS: usize = 2048;
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Input {
@@ -45,7 +42,7 @@ struct EmbeddingFields {
 }
 
 pub async fn embeddings(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ServerError> {
-    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?)?;
+    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?, &state.config.limits)?;
     if value.get("input").is_some_and(|v| v.is_array() && v.as_array().is_some_and(|a| a.iter().any(|x| !x.is_string()))) {
         return Err(ServerError::bad("input", "input must be a string or a list of strings (token-id arrays are not accepted)"));
     }
@@ -57,9 +54,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, body: Result<Bytes, 
     if texts.is_empty() {
         return Err(ServerError::bad("input", "input is an empty list"));
     }
-    if texts.len() > MAX_INPUTS {
-        return Err(ServerError::bad("input", format!("{} inputs; at most {MAX_INPUTS} per request", texts.len())));
-    }
+    crate::limits::count("input", texts.len(), "strings", state.config.limits.max_embedding_inputs)?;
     let base64 = match f.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

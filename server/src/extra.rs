@@ -69,7 +69,7 @@ struct TokenizeFields {
 }
 
 pub async fn tokenize(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ServerError> {
-    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?)?;
+    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?, &state.config.limits)?;
     let f: TokenizeFields = params::fields(&value)?;
     let engine = state.engine()?;
     let tok = engine.model().tokenizer();
@@ -95,7 +95,7 @@ struct DetokenizeFields {
 }
 
 pub async fn detokenize(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ServerError> {
-    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?)?;
+    let value = params::parse_json(&crate::openai::body_bytes(body, &state)?, &state.config.limits)?;
     let f: DetokenizeFields = params::fields(&value)?;
     let engine = state.engine()?;
     let tok = engine.model().tokenizer();

@@ -25,6 +25,7 @@ mod embeddings;
 mod error;
 mod extra;
 mod generate;
+pub mod limits;
 mod metrics;
 mod openai;
 pub mod params;
@@ -45,10 +46,11 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::ServerError;
+pub use limits::Limits;
 pub use metrics::Metrics;
 
-/// How the server behaves.
-#[derive(Debug, Clone)]
+/// How the server behaves. Its `Debug` never shows the API key.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The model's id in `/v1/models` and every response.
     pub model_name: String,
@@ -60,6 +62,21 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Ends a request that runs longer (its stream gets an error).
     pub request_timeout: Option<Duration>,
+    /// What one request may ask for.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("model_name", &self.model_name)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("cors_origins", &self.cors_origins)
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -70,6 +87,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             body_limit: 4 << 20,
             request_timeout: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -81,12 +99,18 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Unix time the state was made (the model's `created`).
     created: u64,
+    /// Schemas and grammars compiling at once: a compile past its timeout
+    /// keeps its permit until it really ends, so hostile grammars cannot
+    /// take every core.
+    compiles: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(config: ServerConfig) -> Arc<Self> {
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Arc::new(AppState { config, engine: OnceLock::new(), metrics: Metrics::default(), created })
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let compiles = Arc::new(tokio::sync::Semaphore::new(cores.clamp(1, 4)));
+        Arc::new(AppState { config, engine: OnceLock::new(), metrics: Metrics::default(), created, compiles })
     }
 
     /// Installs the engine: `/health` turns 200 and requests are served.
@@ -152,12 +176,23 @@ async fn check_api_key(State(state): State<Arc<AppState>>, req: Request, next: N
     if let Some(key) = &state.config.api_key {
         let open = matches!(req.uri().path(), "/" | "/health" | "/v1/health") || req.method() == Method::OPTIONS;
         let given = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let ok = given.and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|k| k.trim() == key);
+        let ok = given.and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|k| same_key(k.trim().as_bytes(), key.as_bytes()));
         if !open && !ok {
             return ServerError::Unauthorized.into_response();
         }
     }
     next.run(req).await
+}
+
+/// `given == key` in a time that depends only on the key's length, so
+/// response times tell an attacker nothing about how much of a guess was right.
+fn same_key(given: &[u8], key: &[u8]) -> bool {
+    let mut diff = given.len() ^ key.len();
+    for (i, &k) in key.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!k);
+        diff |= usize::from(g ^ k);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 async fn count_responses(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -190,5 +225,28 @@ pub async fn serve(
     tokio::select! {
         r = server => r,
         _ = deadline => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_whole() {
+        assert!(same_key(b"sk-local", b"sk-local"));
+        assert!(!same_key(b"sk-locak", b"sk-local"));
+        assert!(!same_key(b"sk-loca", b"sk-local"));
+        assert!(!same_key(b"sk-local-and-more", b"sk-local"));
+        assert!(!same_key(b"", b"sk-local"));
+        // A guess whose bytes past the key's length differ is still wrong.
+        assert!(!same_key(b"sk-local\0", b"sk-local"));
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let config = ServerConfig { api_key: Some("sk-very-secret".into()), ..Default::default() };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk-very-secret") && shown.contains("<set>"), "{shown}");
     }
 }

@@ -199,10 +199,14 @@ fn chat_logprob(model: &Model, t: &TokenEvent) -> Option<Value> {
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ServerError> {
     let body = body_bytes(body, &state)?;
-    let value = params::parse_json(&body)?;
+    let limits = &state.config.limits;
+    let value = params::parse_json(&body, limits)?;
+    // Counted before the messages are read into structs.
+    let n_messages = value.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    crate::limits::count("messages", n_messages, "messages", limits.max_messages)?;
     let common: Common = params::fields(&value)?;
     let chat: ChatFields = params::fields(&value)?;
-    let plan = params::fields::<ToolFields>(&value)?.plan()?;
+    let plan = params::fields::<ToolFields>(&value)?.plan(limits)?;
     let engine = state.engine()?;
     let model = engine.model().clone();
     let logprobs = params::chat_logprobs(chat.logprobs, chat.top_logprobs)?;
@@ -214,7 +218,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Result<B
         model.chat_tokens(&turns.iter().map(Turn::chat_message).collect::<Vec<_>>())?
     };
     let n_prompt = prompt.len();
-    let mut req = common.request(&model, prompt, engine.n_ctx_per_slot(), logprobs)?;
+    let mut req = common.request(&model, prompt, engine.n_ctx_per_slot(), logprobs, limits)?;
     // Text past the end of the assistant's turn is never part of the reply.
     if let Some(eot) = model.chat_template().end_of_turn_token() {
         req.stop.push(eot.to_string());
@@ -435,7 +439,8 @@ fn completion_logprobs(model: &Model, tokens: &[TokenEvent], mut offset: usize) 
 
 pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ServerError> {
     let body = body_bytes(body, &state)?;
-    let value = params::parse_json(&body)?;
+    let limits = &state.config.limits;
+    let value = params::parse_json(&body, limits)?;
     let common: Common = params::fields(&value)?;
     let fields: CompletionFields = params::fields(&value)?;
     let engine = state.engine()?;
@@ -445,6 +450,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes,
     if prompts.is_empty() {
         return Err(ServerError::bad("prompt", "prompt must hold at least one string"));
     }
+    crate::limits::count("prompt", prompts.len(), "prompts", limits.max_prompts)?;
     let n = common.n()?;
     let mut requests = Vec::new();
     let mut n_prompt = 0;
@@ -454,7 +460,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Result<Bytes,
             return Err(ServerError::bad("prompt", "the prompt is empty"));
         }
         n_prompt += ids.len();
-        let req = common.request(&model, ids, engine.n_ctx_per_slot(), logprobs).map_err(|e| match e {
+        let req = common.request(&model, ids, engine.n_ctx_per_slot(), logprobs, limits).map_err(|e| match e {
             ServerError::PromptTooLong { n_tokens, n_ctx, .. } => ServerError::PromptTooLong { n_tokens, n_ctx, param: "prompt" },
             e => e,
         })?;

@@ -8,16 +8,18 @@ use infer_engine::{Model, SamplerParams};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::limits::{self, Limits};
 use crate::ServerError;
 
 /// Most choices (`n`) one request may ask for.
 pub const MAX_N: usize = 16;
-/// OpenAI's limits on `stop` and `top_logprobs`.
-const MAX_STOP: usize = 4;
+/// OpenAI's limit on `top_logprobs`.
 const MAX_TOP_LOGPROBS: usize = 20;
 
-/// Parses a body as JSON: malformed JSON is a 400 with its line and column.
-pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ServerError> {
+/// Parses a body as JSON: nesting deeper than the limit is a 400 before
+/// parsing, malformed JSON a 400 with its line and column.
+pub fn parse_json(body: &[u8], limits: &Limits) -> Result<serde_json::Value, ServerError> {
+    limits::check_depth(body, limits.max_json_depth)?;
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ServerError::BadRequest {
         message: format!("the body is not valid JSON: {e}"),
         param: None,
@@ -108,7 +110,7 @@ impl Common {
     /// The engine request for `prompt` (choice 0; further choices get the
     /// next seeds). `max_tokens` beyond what the context leaves is cut to it
     /// (the reply then ends with `length`), as llama-server does.
-    pub fn request(&self, model: &Model, prompt: Vec<u32>, n_ctx: usize, logprobs: Option<usize>) -> Result<Request, ServerError> {
+    pub fn request(&self, model: &Model, prompt: Vec<u32>, n_ctx: usize, logprobs: Option<usize>, limits: &Limits) -> Result<Request, ServerError> {
         let range = |name: &str, v: Option<f32>, lo: f32, hi: f32| -> Result<(), ServerError> {
             match v {
                 Some(x) if !(lo..=hi).contains(&x) => Err(ServerError::bad(name, format!("{name} is {x}; it must be between {lo} and {hi}"))),
@@ -133,9 +135,12 @@ impl Common {
         }
         let room = n_ctx - prompt.len();
         let stop = self.stop.clone().map(OneOrMany::into_vec).unwrap_or_default();
-        if stop.len() > MAX_STOP {
-            return Err(ServerError::bad("stop", format!("stop has {} strings; at most {MAX_STOP} are allowed", stop.len())));
+        limits::count("stop", stop.len(), "strings", limits.max_stop)?;
+        if let Some((i, s)) = stop.iter().enumerate().find(|(_, s)| s.len() > limits.max_stop_bytes) {
+            return Err(limits::over(&format!("stop[{i}]"), format!("{} bytes", s.len()), format!("{} bytes", limits.max_stop_bytes)));
         }
+        let n_bias = self.logit_bias.as_ref().map_or(0, HashMap::len);
+        limits::count("logit_bias", n_bias, "entries", limits.max_logit_bias)?;
         let vocab = model.tokenizer().vocab_size();
         let mut logit_bias = Vec::new();
         for (key, &bias) in self.logit_bias.iter().flatten() {

@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use infer_engine::tools::grammar::{calls_or_json, tool_call_grammar, tool_name};
 use infer_engine::tools::{ToolCall, ToolFamily};
+use infer_engine::constraint::ConstraintVocab;
 use infer_engine::{Constraint, EngineError, Model};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::limits::{self, Limits};
 use crate::{AppState, ServerError};
 
 #[derive(Debug, Deserialize)]
@@ -94,9 +96,25 @@ pub struct ToolPlan {
 }
 
 impl ToolFields {
-    /// Checks every field against the others; errors name the field.
-    pub fn plan(self) -> Result<ToolPlan, ServerError> {
+    /// Checks every field against the others and the sizes against
+    /// `limits`; errors name the field.
+    pub fn plan(self, limits: &Limits) -> Result<ToolPlan, ServerError> {
+        let size = |param: &str, n_bytes: usize| {
+            if n_bytes > limits.max_grammar_bytes {
+                return Err(limits::over(param, format!("{n_bytes} bytes"), format!("{} bytes", limits.max_grammar_bytes)));
+            }
+            Ok(())
+        };
+        let json_len = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
         let tools = self.tools.unwrap_or_default();
+        limits::count("tools", tools.len(), "tools", limits.max_tools)?;
+        size("tools", tools.iter().map(json_len).sum::<usize>())?;
+        if let Some(g) = &self.grammar {
+            size("grammar", g.len())?;
+        }
+        if let Some(rf) = &self.response_format {
+            size("response_format", json_len(rf))?;
+        }
         for (i, t) in tools.iter().enumerate() {
             let def: ToolDef = crate::params::fields(t).map_err(|e| prefix_param(e, &format!("tools[{i}]")))?;
             if def.kind != "function" {
@@ -215,25 +233,44 @@ impl ToolPlan {
         matches!(self.choice, ToolChoice::Required | ToolChoice::Named(_)) || !matches!(self.format, Format::Free)
     }
 
-    /// The constraint the request samples under, if any. Builds the
-    /// model's constraint vocabulary on first use (seconds on a large
-    /// vocabulary), so it runs on a blocking thread.
+    /// The field a compile error or timeout is blamed on.
+    fn compile_param(&self) -> &'static str {
+        match self.format {
+            Format::Gbnf(_) => "grammar",
+            Format::JsonObject | Format::JsonSchema(..) => "response_format",
+            Format::Free => "tools",
+        }
+    }
+
+    /// The constraint the request samples under, if any, compiled on a
+    /// blocking thread within `limits.compile_timeout` (a 400 past it).
     pub async fn constraint(&self, state: &Arc<AppState>) -> Result<Option<Constraint>, ServerError> {
         if !self.needs_constraint() {
             return Ok(None);
         }
-        let (state, plan) = (state.clone(), self.clone());
-        let compiled = tokio::task::spawn_blocking(move || {
-            let engine = state.engine()?;
-            plan.compile(engine.model(), engine)
-        })
-        .await
-        .map_err(|e| ServerError::Engine(EngineError::Constraint(format!("compiling the grammar: {e}"))))?;
-        compiled.map(Some)
+        let joined = |e: tokio::task::JoinError| ServerError::Engine(EngineError::Constraint(format!("compiling the grammar: {e}")));
+        // The model's constraint vocabulary is built once, on first use
+        // (seconds on a large vocabulary): not the request's compile time.
+        let s = state.clone();
+        let vocab = tokio::task::spawn_blocking(move || s.engine()?.constraint_vocab().map_err(ServerError::from)).await.map_err(joined)??;
+        let permit = state.compiles.clone().acquire_owned().await.map_err(|e| ServerError::Engine(EngineError::Constraint(e.to_string())))?;
+        let (s, plan) = (state.clone(), self.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            // Held until the compile ends, even when the request gave up on it.
+            let _permit = permit;
+            plan.compile(s.engine()?.model(), vocab)
+        });
+        let limit = state.config.limits.compile_timeout;
+        match tokio::time::timeout(limit, task).await {
+            Ok(compiled) => compiled.map_err(joined)?.map(Some),
+            Err(_) => {
+                let secs = limit.as_secs_f64();
+                Err(limits::over(self.compile_param(), format!("not compiled after {secs} s"), format!("{secs} s of compile time")))
+            }
+        }
     }
 
-    fn compile(&self, model: &Model, engine: &infer_engine::EngineHandle) -> Result<Constraint, ServerError> {
-        let vocab = engine.constraint_vocab()?;
+    fn compile(&self, model: &Model, vocab: Arc<ConstraintVocab>) -> Result<Constraint, ServerError> {
         let tok = model.tokenizer();
         let family = ToolFamily::detect(model.chat_template(), tok);
         let special = |m: &str| tok.token_id(m).filter(|&id| tok.is_special(id));
@@ -303,7 +340,7 @@ mod tests {
     use super::*;
 
     fn plan(body: Value) -> Result<ToolPlan, ServerError> {
-        crate::params::fields::<ToolFields>(&body)?.plan()
+        crate::params::fields::<ToolFields>(&body)?.plan(&Limits::default())
     }
 
     fn param(e: ServerError) -> String {
