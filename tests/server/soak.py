@@ -201,6 +201,9 @@ def dropping_client(seed):
                     if not b:
                         break
                     got += b
+                    if got.startswith(b"HTTP/1.1 503") and b"\r\n\r\n" in got:
+                        count(errors, "queue_full_503")  # the whole refusal, and the connection stays open
+                        break
             if rng.random() < 0.5:
                 # A reset, as from a killed client.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
