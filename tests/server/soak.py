@@ -11,7 +11,9 @@ context. Every second it records the server's RSS and open file
 descriptors (from /proc/PID) and the tokens generated (from /metrics).
 
 Then every distinct greedy request is replayed alone and each completed
-reply of it during the soak must be identical; the slots must be idle.
+chat reply of it during the soak must be identical (tool and schema
+replies that differ are reported, not failed: docs/SERVER.md, "Soak and
+faults"); the slots must be idle.
 Pass also needs: no 5xx but 503 with Retry-After, the declared 4xx only,
 RSS after warm-up flat within 5% (median of the second quarter against the
 median of the last quarter: one sample is noisy while the allocator keeps
