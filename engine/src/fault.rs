@@ -1,6 +1,8 @@
-//! Faults a test can inject into one request's sequence (cargo feature
-//! `fault-injection`, off in every normal build): the scheduler must fail
-//! that request with a clear error and keep the other slots generating.
+//! Faults a test can inject into one request's sequence: the scheduler must
+//! fail that request with a clear error and keep the other slots
+//! generating. The kinds are always defined; the hooks that inject them
+//! (`Request::fault`, `INFER_FAULT`) exist only with the cargo feature
+//! `fault-injection`, off in every normal build.
 //!
 //! A request carries its fault in [`crate::scheduler::Request::fault`], or
 //! the engine assigns one from the `INFER_FAULT` environment variable read
