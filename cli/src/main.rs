@@ -64,14 +64,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let command = Cli::parse_from(gen_args::normalize_args(std::env::args_os())).command;
     // Output piped into `head` or `grep -q`: end quietly when the reader
-    // goes, as Unix tools do, instead of panicking in `println!`.
+    // goes, as Unix tools do, instead of panicking in `println!`. Not for
+    // the server: there SIGPIPE would come from a client that reset its
+    // socket mid-reply, and kill the server with every request in it.
     #[cfg(unix)]
-    // SAFETY: restores the default action of one signal before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !matches!(command, Command::Serve(_)) {
+        // SAFETY: restores the default action of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
-    let result = match Cli::parse_from(gen_args::normalize_args(std::env::args_os())).command {
+    let result = match command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::run(args),

@@ -34,6 +34,12 @@ pub enum EngineError {
     QueueFull { max_queue: usize },
     #[error("the request ran past its time limit of {secs} s")]
     Timeout { secs: f64 },
+    /// A sequence's logits came out NaN: its request is stopped, the others go on.
+    #[error("the model produced NaN logits for this request (at generated token {at}); the request was stopped")]
+    BadLogits { at: usize },
+    /// A slot's KV cache could not take another position.
+    #[error("the KV cache of slot {slot} cannot grow: {detail}")]
+    KvCache { slot: usize, detail: String },
     #[error("the engine has stopped")]
     EngineStopped,
     #[error("GPU: {0}")]

@@ -23,6 +23,7 @@ pub mod chat;
 pub mod constraint;
 pub mod embed;
 mod error;
+pub mod fault;
 pub mod hf;
 pub mod kv_cache;
 pub mod model;

@@ -30,6 +30,7 @@ use crate::batch::{BatchToken, MultiParams, MultiSession};
 use crate::constraint::{Constraint, ConstraintState, ConstraintVocab};
 use crate::tools::CallWatch;
 use crate::error::{EngineError, Result};
+use crate::fault::Fault;
 use crate::kv_cache::CacheType;
 use crate::model::Model;
 use crate::sampler::{self, Sampler, SamplerParams};
@@ -86,6 +87,9 @@ pub struct Request {
     /// Ends the answer once its tool calls are made (after the first call,
     /// or when a call repeats an earlier one), as [`FinishReason::Stop`].
     pub end_on_calls: Option<CallWatch>,
+    /// A fault to inject into this request's sequence (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::fault::Fault>,
 }
 
 impl Request {
@@ -103,6 +107,8 @@ impl Request {
             timeout: None,
             constraint: None,
             end_on_calls: None,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
         }
     }
 }
@@ -221,6 +227,11 @@ impl Engine {
             in_flight: AtomicUsize::new(0),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
+            #[cfg(feature = "fault-injection")]
+            fault_plan: match std::env::var("INFER_FAULT") {
+                Ok(spec) => crate::fault::parse_plan(&spec)?,
+                Err(_) => Vec::new(),
+            },
         });
         let worker = EngineThread { model: model.clone(), shared: shared.clone(), ms, slots, n_batch, next_slot: 0 };
         let thread = std::thread::Builder::new()
@@ -301,6 +312,14 @@ impl EngineHandle {
             }
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "fault-injection")]
+        let request = {
+            let mut request = request;
+            if request.fault.is_none() {
+                request.fault = self.shared.fault_plan.iter().find(|(n, _)| *n == id).map(|(_, f)| *f);
+            }
+            request
+        };
         let cancel = Arc::new(AtomicBool::new(false));
         let pending = Pending { request, sampler, cancel: cancel.clone(), sink: Box::new(sink), submitted: Instant::now() };
         let mut q = self.shared.lock();
@@ -443,6 +462,9 @@ struct Shared {
     in_flight: AtomicUsize,
     counters: Counters,
     next_id: AtomicU64,
+    /// Faults `INFER_FAULT` assigns to request ids.
+    #[cfg(feature = "fault-injection")]
+    fault_plan: Vec<(u64, crate::fault::Fault)>,
 }
 
 impl Shared {
@@ -481,8 +503,21 @@ impl Job {
             && req.logit_bias.is_empty()
             && req.logprobs.is_none()
             && self.constraint.is_none()
+            && !self.fault_strikes(|f| matches!(f, Fault::NanLogits { .. }))
+    }
+
+    /// Whether the request's injected fault of this kind is due.
+    #[cfg(feature = "fault-injection")]
+    fn fault_strikes(&self, kind: impl Fn(&Fault) -> bool) -> bool {
+        self.pending.request.fault.is_some_and(|f| kind(&f) && self.generated.len() >= f.after())
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn fault_strikes(&self, _kind: impl Fn(&Fault) -> bool) -> bool {
+        false
     }
 }
+
 
 struct Slot {
     /// The tokens in this slot's cache region, in order.
@@ -634,6 +669,11 @@ impl EngineThread {
                 outcomes.push((i, Outcome::Failed(EngineError::ContextFull { n_ctx: self.ms.n_ctx() })));
                 continue;
             }
+            if job.fault_strikes(|f| matches!(f, Fault::KvFull { .. })) {
+                let detail = format!("injected fault: position {} refused", slot.tokens.len());
+                outcomes.push((i, Outcome::Failed(EngineError::KvCache { slot: i, detail })));
+                continue;
+            }
             batch.push(BatchToken { seq: i, pos: slot.tokens.len(), token: last, logits: true });
             wanted.push(i);
         }
@@ -662,51 +702,71 @@ impl EngineThread {
             }
         }
         if !batch.is_empty() {
-            let greedy = wanted.iter().all(|&i| self.slots[i].job.as_ref().is_some_and(Job::greedy));
-            let vocab = self.model.config().vocab;
-            let result = if greedy {
-                self.ms.decode_greedy(&batch).map(|ids| (ids, Vec::new()))
-            } else {
-                self.ms.decode(&batch).map(|l| (Vec::new(), l.to_vec()))
-            };
-            match result {
-                Ok((ids, logits)) => {
-                    for t in &batch {
-                        self.slots[t.seq].tokens.push(t.token);
-                    }
-                    for (row, &i) in wanted.iter().enumerate() {
-                        let slot = &mut self.slots[i];
-                        let Some(job) = slot.job.as_mut() else { continue };
-                        let picked = if greedy {
-                            Ok((ids.get(row).copied().unwrap_or(0), None))
-                        } else {
-                            sample(&logits[row * vocab..(row + 1) * vocab], &slot.tokens, job)
-                        };
-                        let outcome = match picked {
-                            Ok((id, logprob)) => emit(&self.model, job, id, logprob, c),
-                            Err(e) => Outcome::Failed(e),
-                        };
-                        if !matches!(outcome, Outcome::Continue) {
-                            outcomes.push((i, outcome));
-                        }
-                    }
-                }
-                Err(e) => {
-                    // A failed step leaves every batched slot's cache out of step: fail them.
-                    let mut seqs: Vec<usize> = batch.iter().map(|t| t.seq).collect();
-                    seqs.dedup();
-                    for i in seqs {
-                        self.slots[i].tokens.clear();
-                        let _ = self.ms.clear(i);
-                        let err = EngineError::InvalidParam(format!("the batched step failed: {e}"));
-                        outcomes.push((i, Outcome::Failed(err)));
-                    }
-                }
-            }
+            self.forward(&batch, &wanted, &mut outcomes);
         }
         for (i, outcome) in outcomes {
             self.finish(i, outcome);
         }
+    }
+
+    /// Runs `batch` and each wanted slot's next token. When the step fails
+    /// and holds several sequences, each runs again alone, so a fault in
+    /// one (a failed dispatch, a cache that cannot grow) fails only its own
+    /// request. A refused or failed step leaves every sequence's length as
+    /// it was, so the retries start from the same place.
+    fn forward(&mut self, batch: &[BatchToken], wanted: &[usize], outcomes: &mut Vec<(usize, Outcome)>) {
+        let Err(e) = self.forward_once(batch, wanted, outcomes) else { return };
+        let mut seqs: Vec<usize> = batch.iter().map(|t| t.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        if let [only] = seqs[..] {
+            outcomes.push((only, Outcome::Failed(e)));
+            return;
+        }
+        for s in seqs {
+            let alone: Vec<BatchToken> = batch.iter().filter(|t| t.seq == s).copied().collect();
+            let wanted: Vec<usize> = wanted.iter().copied().filter(|&i| i == s).collect();
+            if let Err(e) = self.forward_once(&alone, &wanted, outcomes) {
+                outcomes.push((s, Outcome::Failed(e)));
+            }
+        }
+    }
+
+    /// One forward pass over `batch`, then the next token of each slot in
+    /// `wanted` (in row order); the ones that end go to `outcomes`.
+    fn forward_once(&mut self, batch: &[BatchToken], wanted: &[usize], outcomes: &mut Vec<(usize, Outcome)>) -> Result<()> {
+        let c = &self.shared.counters;
+        let greedy = wanted.iter().all(|&i| self.slots[i].job.as_ref().is_some_and(Job::greedy));
+        let vocab = self.model.config().vocab;
+        let failing = batch.iter().find(|t| self.slots[t.seq].job.as_ref().is_some_and(|j| j.fault_strikes(|f| matches!(f, Fault::StepFails { .. }))));
+        if let Some(t) = failing {
+            return Err(EngineError::Gpu(format!("injected fault: the step holding slot {} failed to dispatch", t.seq)));
+        }
+        let (ids, logits) = if greedy {
+            (self.ms.decode_greedy(batch)?, Vec::new())
+        } else {
+            (Vec::new(), self.ms.decode(batch)?.to_vec())
+        };
+        for t in batch {
+            self.slots[t.seq].tokens.push(t.token);
+        }
+        for (row, &i) in wanted.iter().enumerate() {
+            let slot = &mut self.slots[i];
+            let Some(job) = slot.job.as_mut() else { continue };
+            let picked = if greedy {
+                Ok((ids.get(row).copied().unwrap_or(0), None))
+            } else {
+                sample(&logits[row * vocab..(row + 1) * vocab], &slot.tokens, job)
+            };
+            let outcome = match picked {
+                Ok((id, logprob)) => emit(&self.model, job, id, logprob, c),
+                Err(e) => Outcome::Failed(e),
+            };
+            if !matches!(outcome, Outcome::Continue) {
+                outcomes.push((i, outcome));
+            }
+        }
+        Ok(())
     }
 
     /// Ends slot `i`'s request with `outcome`.
@@ -791,6 +851,14 @@ fn sample(logits: &[f32], history: &[u32], job: &mut Job) -> Result<(u32, Option
     let req = &job.pending.request;
     job.scratch.clear();
     job.scratch.extend_from_slice(logits);
+    if job.fault_strikes(|f| matches!(f, Fault::NanLogits { .. })) {
+        job.scratch.fill(f32::NAN);
+    }
+    // A NaN row would make every pick garbage (greedy takes the first
+    // token, a draw the last): fail this request alone instead.
+    if job.scratch.iter().any(|v| v.is_nan()) {
+        return Err(EngineError::BadLogits { at: job.generated.len() });
+    }
     sampler::apply_logit_bias(&mut job.scratch, &req.logit_bias);
     sampler::apply_presence_frequency(&mut job.scratch, &job.generated, req.presence_penalty, req.frequency_penalty);
     let id = match job.constraint.as_mut() {

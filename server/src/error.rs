@@ -104,3 +104,25 @@ impl IntoResponse for ServerError {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fault in one sequence is the server's, not the client's: a 500
+    /// whose message names it (a stream sends the same body as an event).
+    #[test]
+    fn sequence_faults_are_500s_that_name_the_fault() {
+        for (e, says) in [
+            (EngineError::BadLogits { at: 3 }, "NaN logits"),
+            (EngineError::KvCache { slot: 2, detail: "position 7 refused".into() }, "KV cache of slot 2 cannot grow"),
+            (EngineError::Gpu("a failed dispatch".into()), "a failed dispatch"),
+        ] {
+            let e = ServerError::from(e);
+            assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR, "{e}");
+            let body = e.body();
+            assert_eq!(body["error"]["type"], "server_error");
+            assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{body}");
+        }
+    }
+}
