@@ -1,4 +1,4 @@
-//! Writes every target's seeds to `fuzz/corpus/<target>/seed-NNN` (those up
+//! Writes every target's seeds to `fuzz/corpus/<target>/seed-NNN` (git-ignored; those up
 //! to 64 KiB: the bigger ones, such as the 100k-value enum, stay in the
 //! bounded test). `scripts/fuzz.sh` runs it before cargo-fuzz.
 
