@@ -64,12 +64,43 @@ pub fn config_seeds() -> Vec<Vec<u8>> {
     with("architectures", json!(["BertModel"]));
     with("head_dim", json!(4));
     with("sliding_window", json!(16));
+    let llama3 = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 1.0, "original_max_position_embeddings": 0});
+    for (k, v) in [("head_dim", json!(4294967295u32)), ("num_attention_heads", json!(16)), ("hidden_size", json!(1)), ("rope_theta", json!(0.0))] {
+        let mut c = base.clone();
+        c[k] = v;
+        c["rope_scaling"] = llama3.clone();
+        out.push(to_bytes(&c));
+    }
+    for (k, v) in [("num_hidden_layers", json!(4294967295u32)), ("vocab_size", json!(1)), ("max_position_embeddings", json!(4294967295u32)),
+        ("intermediate_size", json!(4294967295u32)), ("num_key_value_heads", json!(3)), ("rms_norm_eps", json!(-1.0)), ("sliding_window", json!(0))] {
+        let mut c = base.clone();
+        c[k] = v;
+        out.push(to_bytes(&c));
+    }
     out.push(b"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 1e999999}".to_vec());
     out
 }
 
 pub fn safetensors_seeds() -> Vec<Vec<u8>> {
-    vec![tiny_safetensors(), tiny_safetensors()[..64].to_vec()]
+    let file = |header: &str, data_len: usize| {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.resize(out.len() + data_len, 0);
+        out
+    };
+    let e = "model.embed_tokens.weight";
+    vec![
+        tiny_safetensors(),
+        tiny_safetensors()[..64].to_vec(),
+        u64::MAX.to_le_bytes().to_vec(),
+        file(&format!(r#"{{"{e}":{{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}}}"#), 0),
+        file(&format!(r#"{{"{e}":{{"dtype":"F32","shape":[2],"data_offsets":[0,8]}},"{e}":{{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}}}"#), 16),
+        file(&format!(r#"{{"{e}":{{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}}}"#), 8),
+        file(&format!(r#"{{"{e}":{{"dtype":"F16","shape":[],"data_offsets":[0,2]}}}}"#), 2),
+        file(&format!(r#"{{"{e}":{{"dtype":"F32","shape":[0,8],"data_offsets":[0,0]}}}}"#), 0),
+        file(&format!(r#"{{"{e}":{{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}}}"#), 8),
+        file(r#"{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,2]}}"#, 2),
+    ]
 }
 
 pub fn tokenizer_json_seeds() -> Vec<Vec<u8>> {
