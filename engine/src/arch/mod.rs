@@ -236,6 +236,11 @@ pub(crate) struct KeyDefaults {
     pub neox: bool,
 }
 
+/// The most layers a model may declare (the deepest have about 130).
+pub const MAX_LAYERS: usize = 4096;
+/// The widest attention head a model may declare (real ones: 64 to 512).
+pub const MAX_HEAD_DIM: usize = 1 << 16;
+
 /// Reads (and checks) the `{arch}.*` keys shared by the supported
 /// architectures: sizes, norms, RoPE (with its scaling), sliding window.
 pub(crate) fn common_config(g: &Gguf, arch: &'static str, d: KeyDefaults) -> Result<ModelConfig> {
@@ -245,6 +250,22 @@ pub(crate) fn common_config(g: &Gguf, arch: &'static str, d: KeyDefaults) -> Res
     let n_layers = key_usize(g, "block_count")?;
     let n_ctx_train = g.arch_u32_opt("context_length")?.unwrap_or(d.n_ctx_train) as usize;
     let n_rot = g.arch_u32_opt("rope.dimension_count")?.map_or(head_dim, |v| v as usize);
+    // The per-layer table and the rope tables are sized from these keys
+    // before any tensor is read: a hostile header fails here, naming the
+    // key, rather than as an allocation of gigabytes.
+    let too_big = |key: &str, v: usize, max: usize| EngineError::Config {
+        path: g.path().display().to_string(),
+        detail: format!("{key} is {v}; infer reads at most {max}"),
+    };
+    if n_layers > MAX_LAYERS {
+        return Err(too_big("block_count", n_layers, MAX_LAYERS));
+    }
+    if head_dim > MAX_HEAD_DIM {
+        return Err(too_big("the head width (attention.key_length, or embedding_length / head_count)", head_dim, MAX_HEAD_DIM));
+    }
+    if n_rot > head_dim {
+        return Err(too_big("rope.dimension_count", n_rot, head_dim));
+    }
     let mut rope = RopeConfig::plain(n_rot, g.arch_f32_opt("rope.freq_base")?.unwrap_or(d.rope_base), d.neox);
     rope.orig_ctx = g.arch_u32_opt("rope.scaling.original_context_length")?.map_or(n_ctx_train, |v| v as usize);
     rope::apply_scaling(&mut rope, &rope::read_scaling(g, n_ctx_train)?);
@@ -318,4 +339,38 @@ pub(crate) fn vocab_size(g: &Gguf) -> Result<usize> {
         return Ok(v as usize);
     }
     Ok(g.array("tokenizer.ggml.tokens")?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use infer_gguf::Value;
+
+    use super::*;
+
+    fn llama_keys(extra: &[(&str, u32)]) -> Gguf {
+        let mut m: Vec<(String, Value)> = vec![("general.architecture".into(), Value::String("llama".into()))];
+        let keys = [("embedding_length", 64), ("attention.head_count", 4), ("block_count", 2), ("feed_forward_length", 128), ("vocab_size", 300)];
+        for (k, v) in keys.iter().chain(extra) {
+            m.retain(|(key, _)| key != &format!("llama.{k}"));
+            m.push((format!("llama.{k}"), Value::U32(*v)));
+        }
+        Gguf::from_metadata("hostile.gguf", m).unwrap()
+    }
+
+    fn config(extra: &[(&str, u32)]) -> Result<ModelConfig> {
+        common_config(&llama_keys(extra), "llama", KeyDefaults { n_ctx_train: 64, rms_eps: 1e-5, rope_base: 1e4, neox: false })
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, `hf_config`): block_count 2^32 - 1
+    /// reached the per-layer table's allocation (2.8 TB) and aborted.
+    #[test]
+    fn huge_layer_counts_and_head_widths_are_errors_naming_the_key() {
+        assert_eq!(config(&[]).unwrap().head_dim, 16);
+        let e = config(&[("block_count", u32::MAX)]).unwrap_err().to_string();
+        assert!(e.contains("hostile.gguf") && e.contains("block_count is 4294967295"), "{e}");
+        let e = config(&[("attention.key_length", u32::MAX)]).unwrap_err().to_string();
+        assert!(e.contains("head width") && e.contains("4294967295"), "{e}");
+        let e = config(&[("rope.dimension_count", u32::MAX)]).unwrap_err().to_string();
+        assert!(e.contains("rope.dimension_count is 4294967295"), "{e}");
+    }
 }

@@ -166,6 +166,14 @@ impl Constraint {
         if let Some(e) = initial.get_error() {
             return Err(err(e));
         }
+        // A grammar with no sentence (`root ::= root`) compiles, then fails
+        // at the first mask with llguidance's state dump: refuse it here,
+        // naming the fault, so a request gets a 400 rather than a 500.
+        let first = initial.deep_clone().compute_mask_or_eos();
+        if first.as_ref().map_or(true, |m| m.is_zero()) {
+            let why = first.err().map(|e| format!(" ({})", format!("{e:#}").lines().next().unwrap_or_default())).unwrap_or_default();
+            return Err(err(format!("the grammar matches no output: no rule reaches text{why}")));
+        }
         Ok(Constraint { vocab, initial, kind, json_ending: false })
     }
 

@@ -137,6 +137,23 @@ fn bad_schemas_and_grammars_are_errors_naming_the_problem() {
     assert!(e.starts_with("grammar:") && e.contains("nothing"), "{e}");
 }
 
+/// Found by fuzzing (tests/fuzz.rs, `grammar` and `http_body`): a grammar
+/// whose rules never reach text compiled, then its first mask failed with
+/// llguidance's state dump, which the server answered as a 500.
+#[test]
+fn a_grammar_that_matches_nothing_is_refused_at_compile_time() {
+    let v = vocab();
+    for g in ["root ::= root", "root ::= x\nx ::= x \"a\""] {
+        let e = Constraint::gbnf_with_vocab(g, v.clone()).unwrap_err().to_string();
+        assert!(e.starts_with("grammar:") && e.contains("matches no output"), "{g}: {e}");
+        assert!(!e.contains("<state>"), "{g}: {e}");
+    }
+    let e = Constraint::lark_with_vocab("start: start", v.clone()).unwrap_err().to_string();
+    assert!(e.contains("matches no output"), "{e}");
+    // A grammar that does match something still compiles.
+    assert!(Constraint::gbnf_with_vocab("root ::= x\nx ::= x \"a\" | \"b\"", v).is_ok());
+}
+
 #[test]
 fn unsupported_schema_keywords_are_errors() {
     let v = vocab();

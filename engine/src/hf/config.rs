@@ -141,6 +141,12 @@ fn decoder(c: &JsonFile, arch: &'static str) -> Result<MappedConfig> {
         Some(h) => u32::try_from(h).ok().filter(|&h| h > 0).ok_or_else(|| c.err(format!("field \"head_dim\" is {h}")))?,
         None => dim / n_heads,
     };
+    // llama3 scaling builds a table of head_dim / 2 divisors before any
+    // tensor is read: a huge width must fail here, not as an 8 GB allocation.
+    if head_dim as usize > crate::arch::MAX_HEAD_DIM {
+        let max = crate::arch::MAX_HEAD_DIM;
+        return Err(c.err(format!("the head width is {head_dim} (head_dim, or hidden_size / num_attention_heads); infer reads at most {max}")));
+    }
     put(&mut m, arch, "context_length", Value::U32(c.count("max_position_embeddings")?));
     put(&mut m, arch, "embedding_length", Value::U32(dim));
     put(&mut m, arch, "feed_forward_length", Value::U32(c.count("intermediate_size")?));
@@ -315,5 +321,44 @@ pub fn max_seq_length(dir: &Path) -> Result<Option<u32>> {
             .filter(|&n| n >= 2)
             .map(Some)
             .ok_or_else(|| f.err(format!("field \"max_seq_length\" is {n}; expected 2..2^32"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(v: Json) -> JsonFile {
+        let Json::Object(map) = v else { panic!("not an object: {v}") };
+        JsonFile { path: PathBuf::from("config.json"), map }
+    }
+
+    fn llama(extra: Json) -> JsonFile {
+        let mut v = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "num_hidden_layers": 1, "vocab_size": 300, "max_position_embeddings": 64,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192}
+        });
+        for (k, x) in extra.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+        config(v)
+    }
+
+    #[test]
+    fn llama3_scaling_gives_one_divisor_per_rotated_pair() {
+        let m = map_config(&llama(serde_json::json!({}))).unwrap();
+        assert_eq!(m.rope_freqs.map(|d| d.len()), Some(8));
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, `hf_config`): head_dim 2^32 - 1
+    /// with llama3 rope scaling asked for 8 GB of divisors and aborted.
+    #[test]
+    fn a_huge_head_width_is_an_error_not_an_allocation() {
+        for extra in [serde_json::json!({"head_dim": 4294967295u32}), serde_json::json!({"hidden_size": 4294967295u32, "num_attention_heads": 1})] {
+            let e = map_config(&llama(extra.clone())).unwrap_err().to_string();
+            assert!(e.contains("config.json") && e.contains("head width is 4294967295"), "{extra}: {e}");
+        }
     }
 }

@@ -39,14 +39,30 @@ pub(crate) struct HfVocab {
     pub metaspace: bool,
 }
 
+/// Ids a vocabulary may skip (see [`vocab`]).
+const MAX_VOCAB_HOLES: usize = 1 << 16;
+
 /// Reads the vocabulary and decoding facts from `tokenizer.json`'s JSON.
 pub(crate) fn vocab(hf: &HfTokenizer, json: &Json) -> Result<HfVocab> {
-    let n = hf.get_vocab_size(true);
-    if n == 0 || u32::try_from(n).is_err() {
-        return Err(EngineError::Tokenizer(format!("tokenizer.json has {n} tokens")));
+    let count = hf.get_vocab_size(true);
+    if count == 0 || u32::try_from(count).is_err() {
+        return Err(EngineError::Tokenizer(format!("tokenizer.json has {count} tokens")));
+    }
+    // The table runs to the largest id, not the count: the model encodes to
+    // every id it lists, so each must be below vocab_size(). A few holes are
+    // skipped added-token ids; a table mostly of holes is a broken file.
+    let vocab = hf.get_vocab(true);
+    let Some((far_text, far_id)) = vocab.iter().max_by_key(|(_, &id)| id) else {
+        return Err(EngineError::Tokenizer("tokenizer.json has no tokens".into()));
+    };
+    let n = *far_id as usize + 1;
+    if n > count + MAX_VOCAB_HOLES {
+        return Err(EngineError::Tokenizer(format!(
+            "tokenizer.json gives token {far_text:?} the id {far_id}, but it has only {count} tokens"
+        )));
     }
     let mut pieces: Vec<Option<String>> = vec![None; n];
-    for (text, id) in hf.get_vocab(true) {
+    for (text, id) in vocab {
         if let Some(slot) = pieces.get_mut(id as usize) {
             *slot = Some(text);
         }
@@ -171,4 +187,34 @@ fn special_around(hf: &HfTokenizer) -> Result<(Option<u32>, Option<u32>)> {
     let before = (at == 1).then(|| with[0]);
     let after = (with.len() == at + plain.len() + 1).then(|| with[with.len() - 1]);
     Ok((before, after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bpe(vocab: serde_json::Value) -> String {
+        serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "fuse_unk": false, "byte_fallback": false,
+                      "vocab": vocab, "merges": ["a b"]}
+        })
+        .to_string()
+    }
+
+    /// Found by fuzzing (tests/fuzz.rs, `tokenizer_json`): a vocabulary
+    /// with an id past its token count encoded to that id, which is not
+    /// below vocab_size() (and would index past the embeddings).
+    #[test]
+    fn every_id_a_vocabulary_lists_is_below_its_size() {
+        let tok = Tokenizer::from_hf_json(&bpe(serde_json::json!({"a": 0, "b": 1, "ab": 300})), &HfTokenizerSettings::default()).unwrap();
+        assert_eq!(tok.vocab_size(), 301);
+        let ids = tok.encode("abab", false, false).unwrap();
+        assert_eq!(ids, [300, 300]);
+        assert_eq!(tok.decode(&ids), "abab");
+        let far = bpe(serde_json::json!({"a": 0, "b": 1, "ab": 4_000_000_000u32}));
+        let e = Tokenizer::from_hf_json(&far, &HfTokenizerSettings::default()).unwrap_err().to_string();
+        assert!(e.contains("\"ab\" the id 4000000000") && e.contains("only 3 tokens"), "{e}");
+    }
 }
