@@ -9,25 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::model_path;
+use common::{built_artifact, model_path, profile_dir};
 use infer_engine::{ChatMessage, GenerateOptions, Model, ModelOptions, SamplerParams, SessionParams};
-
-/// target/release (this test binary lives in target/release/deps).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/release").to_path_buf()
-}
-
-fn static_lib() -> PathBuf {
-    let lib = profile_dir().join("libinfer.a");
-    if !lib.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "--release", "-p", "infer-capi"]).status().expect("running cargo build");
-        assert!(status.success(), "cargo build -p infer-capi failed");
-    }
-    assert!(lib.exists(), "{} missing after building infer-capi", lib.display());
-    lib
-}
 
 /// What the C program must get: the same request through the Rust API.
 fn greedy_reply(path: &PathBuf) -> String {
@@ -47,7 +30,7 @@ fn greedy_reply(path: &PathBuf) -> String {
 #[test]
 fn the_c_api_from_c_with_address_sanitizer() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let lib = static_lib();
+    let lib = built_artifact("libinfer.a", "infer-capi");
     let exe = profile_dir().join("capi_test");
     let out = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"])

@@ -4,24 +4,12 @@
 //! python/tests/test_infer.py runs under pytest in the project's .venv
 //! against SmolLM2 and MiniLM.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/release").to_path_buf()
-}
-
-fn extension_module() -> PathBuf {
-    let lib = profile_dir().join("lib_infer.so");
-    if !lib.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "--release", "-p", "infer-python"]).status().expect("running cargo build");
-        assert!(status.success(), "cargo build -p infer-python failed");
-    }
-    assert!(lib.exists(), "{} missing after building infer-python", lib.display());
-    lib
-}
+use common::built_artifact;
 
 #[test]
 fn the_python_package_under_pytest() {
@@ -34,7 +22,7 @@ fn the_python_package_under_pytest() {
     for f in ["__init__.py", "_infer.pyi", "py.typed"] {
         std::fs::copy(root.join("python/infer").join(f), package.join(f)).expect("staging the package");
     }
-    std::fs::copy(extension_module(), package.join("_infer.abi3.so")).expect("staging the extension module");
+    std::fs::copy(built_artifact("lib_infer.so", "infer-python"), package.join("_infer.abi3.so")).expect("staging the extension module");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(root.join("python/tests"))

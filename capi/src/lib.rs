@@ -322,13 +322,9 @@ pub unsafe extern "C" fn infer_chat(
             return Err(Failure(InferStatus::InvalidArgument, "messages_json: no messages".into()));
         }
         let prompt = m.model.chat_tokens(&messages)?;
-        let mut stop = Vec::new();
-        if let Some(eot) = m.model.chat_template().end_of_turn_token() {
-            stop.push(eot.to_string());
-        }
-        // SAFETY: null or a valid InferGenerateOptions.
-        let options = unsafe { options.as_ref() }.copied().unwrap_or_else(|| infer_generate_options_default());
-        generate(m, &prompt, options, stop, callback, user_data, out)
+        let stop = m.model.chat_template().end_of_turn_token().map(|t| vec![t.to_string()]).unwrap_or_default();
+        // SAFETY: as the function's contract says.
+        unsafe { generate(m, &prompt, options, stop, callback, user_data, out) }
     })
 }
 
@@ -352,9 +348,8 @@ pub unsafe extern "C" fn infer_complete(
         // SAFETY: as the function's contract says.
         let prompt = unsafe { text(prompt, "prompt") }?;
         let ids = m.model.prompt_tokens(prompt)?;
-        // SAFETY: null or a valid InferGenerateOptions.
-        let options = unsafe { options.as_ref() }.copied().unwrap_or_else(|| infer_generate_options_default());
-        generate(m, &ids, options, Vec::new(), callback, user_data, out)
+        // SAFETY: as the function's contract says.
+        unsafe { generate(m, &ids, options, Vec::new(), callback, user_data, out) }
     })
 }
 
@@ -368,15 +363,21 @@ fn prepare<'a>(out: *mut InferCompletion) -> Result<&'a mut InferCompletion, Fai
     }
 }
 
-fn generate(
+/// The generation behind [`infer_chat`] and [`infer_complete`].
+///
+/// # Safety
+/// `options` is null (the defaults) or points to an `InferGenerateOptions`.
+unsafe fn generate(
     m: &InferModel,
     prompt: &[u32],
-    o: InferGenerateOptions,
+    options: *const InferGenerateOptions,
     stop: Vec<String>,
     callback: InferTokenCallback,
     user_data: *mut c_void,
     out: &mut InferCompletion,
 ) -> Result<InferStatus, Failure> {
+    // SAFETY: null or a valid InferGenerateOptions, as the caller promises.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| infer_generate_options_default());
     let bad = |what: &str, v: f32| Failure(InferStatus::InvalidArgument, format!("{what} is {v}"));
     if !o.temperature.is_finite() || o.temperature < 0.0 {
         return Err(bad("temperature", o.temperature));

@@ -174,13 +174,12 @@ class Llama:
     def embed(self, input: Union[str, List[str]]) -> Union[List[float], List[List[float]]]:
         """Pooled, L2-normalised vectors (one list per text; a bare str gives one vector)."""
         if isinstance(input, str):
-            return self._model.embed([input])[0]
-        return self._model.embed(list(input))
+            return self._model.embed([input])[0][0]
+        return self._model.embed(list(input))[0]
 
     def create_embedding(self, input: Union[str, List[str]], model: Optional[str] = None) -> Dict[str, Any]:
         texts = [input] if isinstance(input, str) else list(input)
-        vectors = self._model.embed(texts)
-        n = sum(len(self._model.tokenize(t, True, False)) for t in texts)
+        vectors, n = self._model.embed(texts)
         return {"object": "list", "model": model or self.name,
                 "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": n, "total_tokens": n}}

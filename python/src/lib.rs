@@ -167,9 +167,11 @@ impl Model {
         Ok(Generation { rx: Mutex::new(rx), cancel, state: Mutex::new(State { finish: None, completion_tokens: 0 }), prompt_tokens })
     }
 
-    /// Pooled, L2-normalised vectors of `texts` (an embedding model).
-    fn embed(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<f32>>> {
-        py.detach(|| self.model.embed(&texts)).map_err(engine_error)
+    /// Pooled, L2-normalised vectors of `texts` (an embedding model), and
+    /// the tokens they took.
+    fn embed(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<(Vec<Vec<f32>>, usize)> {
+        let e = py.detach(|| self.model.embed_with(&texts, &infer_engine::EmbedOptions::default())).map_err(engine_error)?;
+        Ok((e.vectors, e.n_tokens))
     }
 }
 

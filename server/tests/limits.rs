@@ -4,28 +4,20 @@
 //! a schema that does not compile in time is a 400, and the server serves
 //! on; CORS headers only for the origins allowed.
 
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use infer_engine::{Engine, EngineParams, Model, ModelOptions};
+use infer_engine::{Engine, EngineParams};
 use infer_server::{router, AppState, Limits, ServerConfig};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-fn model() -> Arc<Model> {
-    static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-            Model::load(path, ModelOptions::default()).unwrap()
-        })
-        .clone()
-}
+use common::model;
 
 fn app_with(config: ServerConfig) -> Router {
     let state = AppState::new(config);

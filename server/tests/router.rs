@@ -2,7 +2,8 @@
 //! every error, the SSE framing, the stop-string hold-back and cancellation
 //! when a client goes away.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -10,20 +11,12 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use infer_engine::{Engine, EngineParams, Model, ModelOptions};
+use infer_engine::{Engine, EngineParams};
 use infer_server::{router, AppState, ServerConfig};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-fn model() -> Arc<Model> {
-    static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-            Model::load(path, ModelOptions::default()).unwrap()
-        })
-        .clone()
-}
+use common::model;
 
 fn app_with(config: ServerConfig, n_slots: usize, n_ctx: usize, max_queue: usize) -> (Router, Arc<AppState>) {
     let state = AppState::new(config);

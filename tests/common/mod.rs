@@ -203,3 +203,22 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// The profile folder the tests run from (their binaries live in its `deps/`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent().and_then(|deps| deps.parent()).expect("the profile folder").to_path_buf()
+}
+
+/// `file` of the profile folder, a library another package builds
+/// (`cargo build --release --workspace` makes it; built here when missing).
+pub fn built_artifact(file: &str, package: &str) -> PathBuf {
+    let path = profile_dir().join(file);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo).args(["build", "--release", "-p", package]).status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p {package} failed");
+    }
+    assert!(path.exists(), "{} missing after building {package}", path.display());
+    path
+}

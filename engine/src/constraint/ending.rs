@@ -244,6 +244,12 @@ impl JsonEnding {
         }
     }
 
+    /// Outside every array and object (before the answer, after it, or in
+    /// markup around it).
+    pub fn at_top_level(&self) -> bool {
+        self.lex.depth == 0
+    }
+
     /// What is left to close now.
     pub fn cost_now(&self) -> i32 {
         self.lex.cost()

@@ -387,9 +387,21 @@ impl ConstraintState {
 /// budget cutting the answer short; a string or number being written is
 /// finished as the model likes.
 fn winding_down_tokens(allowed: SimpleVob, ending: &JsonEnding, vocab: &ConstraintVocab) -> SimpleVob {
+    // Inside a structure only a token holding `,`, `]` or `}` can write more
+    // or close (plus an end token), so those alone are looked at; at the top
+    // level, after the answer, every allowed token counts.
+    let mut candidates = allowed.clone();
+    if !ending.at_top_level() {
+        candidates.and(vocab.separators());
+        for &id in vocab.eog_ids() {
+            if allowed.is_allowed(id) {
+                candidates.allow_token(id);
+            }
+        }
+    }
     let mut more = Vec::new();
     let mut can_close = false;
-    allowed.iter_set_entries(|i| match ending.next_move(vocab.token_text(i as u32)) {
+    candidates.iter_set_entries(|i| match ending.next_move(vocab.token_text(i as u32)) {
         Move::More => more.push(i as u32),
         Move::Close => can_close = true,
         Move::Within => {}

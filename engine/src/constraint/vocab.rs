@@ -6,7 +6,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
-use llguidance::toktrie::{ApproximateTokEnv, TokEnv, TokRxInfo, TokTrie};
+use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie};
 use llguidance::ParserFactory;
 
 use crate::tokenizer::Tokenizer;
@@ -17,6 +17,10 @@ pub struct ConstraintVocab {
     factory: ParserFactory,
     n_vocab: usize,
     eog: Vec<u32>,
+    /// Text tokens holding a `,`, `]` or `}`: the only ones that can write
+    /// another item or close a structure inside JSON (the ending guard's
+    /// winding down looks at these alone, not the whole vocabulary).
+    separators: SimpleVob,
 }
 
 impl std::fmt::Debug for ConstraintVocab {
@@ -98,6 +102,12 @@ impl ConstraintVocab {
                 w
             })
             .collect();
+        let mut separators = SimpleVob::alloc(n);
+        for (id, w) in words.iter().enumerate() {
+            if !is_special[id] && w.iter().any(|b| matches!(b, b',' | b']' | b'}')) {
+                separators.allow_token(id as u32);
+            }
+        }
         let info = TokRxInfo::new(n32, first_eog);
         let trie = TokTrie::from(&info, &words).with_eos_tokens(eog);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
@@ -105,7 +115,7 @@ impl ConstraintVocab {
             ParserFactory::new_simple(&env).map_err(|e| EngineError::Tokenizer(format!("building the token trie: {e:#}")))?;
         // The library must not write to stderr.
         factory.quiet();
-        Ok(ConstraintVocab { factory, n_vocab: n, eog: eog.to_vec() })
+        Ok(ConstraintVocab { factory, n_vocab: n, eog: eog.to_vec(), separators })
     }
 
     /// Number of tokens.
@@ -125,6 +135,11 @@ impl ConstraintVocab {
         }
         let bytes = self.factory.tok_env().tok_trie().token(id);
         Some(if bytes.first() == Some(&TokTrie::SPECIAL_TOKEN_MARKER) { &[] } else { bytes })
+    }
+
+    /// See the field: tokens holding a `,`, `]` or `}`.
+    pub(crate) fn separators(&self) -> &SimpleVob {
+        &self.separators
     }
 
     pub(crate) fn factory(&self) -> &ParserFactory {
